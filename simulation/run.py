@@ -1,0 +1,196 @@
+"""Simulate the world and let every source system deliver, day by day.
+
+``simulate(home, cfg)`` writes ``landing/<source>/<day>/`` for the file-drop
+systems, fills the live databases (SQLite files unless a server is configured),
+and writes the truth and a log of the deliberate faults under ``truth/``,
+apart from the landing zone. Same config, same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+import polars as pl
+
+from connectors.catalog import builtin_specs
+from connectors.spec import SourceSpec
+from simulation.agencies import PROFILES
+from simulation.deliver import delivery_path, make_delivery, rng_for, write
+from simulation.faults import inject_malformed_rows, reencode, truncate_file
+from simulation.formats import write_delivery
+from simulation.profiles import SimProfile
+from simulation.world import World, WorldConfig, generate_world
+from tessera.config import DatabaseServers, Home
+
+TEXT_KINDS = ("csv", "delimited", "jsonl", "xml", "fixed_width")
+
+
+@dataclass
+class Fault:
+    """One deliberate fault, as the truth knows it."""
+
+    kind: str
+    source_id: str
+    day: str
+    file: str
+    detail: str
+    affected: int = 0
+
+
+@dataclass
+class SimulationReport:
+    persons: int
+    businesses: int
+    days: int
+    files: int = 0
+    rows: int = 0
+    per_source: dict[str, int] = field(default_factory=dict)
+    faults: list[Fault] = field(default_factory=list)
+    databases: dict[str, dict] = field(default_factory=dict)
+
+
+def profiles() -> dict[str, SimProfile]:
+    """Profiles of every built-in system (file drops and databases)."""
+    from connectors.catalog.databases import DATABASE_PROFILES
+
+    return {**PROFILES, **DATABASE_PROFILES}
+
+
+def plan_faults(cfg: WorldConfig, specs: list[SourceSpec]) -> dict[tuple[str, int], str]:
+    """Which (source, day) deliveries get which fault: a handful, never on day 0
+    when there is more than one day, chosen by the seed."""
+    if not cfg.faults:
+        return {}
+    rng = rng_for(cfg.seed, "faults")
+    text = sorted(s.id for s in specs if s.format.kind in TEXT_KINDS and s.cadence == "delta")
+    utf8 = sorted(s.id for s in specs if s.format.kind in ("csv", "delimited") and s.format.encoding == "utf-8"
+                  and s.cadence == "delta")
+    days = list(range(1, cfg.days)) or [0]
+    plan: dict[tuple[str, int], str] = {}
+    wanted = [("malformed_rows", text), ("malformed_rows", text), ("wrong_encoding", utf8),
+              ("truncated", text), ("duplicate_delivery", text), ("schema_change", text)]
+    for kind, pool in wanted:
+        for _ in range(50):
+            key = (pool[int(rng.integers(len(pool)))], days[int(rng.integers(len(days)))])
+            if key not in plan:
+                plan[key] = kind
+                break
+    return plan
+
+
+def _schema_change(spec: SourceSpec, frame: pl.DataFrame) -> tuple[pl.DataFrame, str]:
+    """Rename the first required identity column, as a system upgrade would."""
+    for c in spec.columns:
+        if c.required and c.field not in ("key",) and not c.field.startswith("fact:"):
+            new = f"{c.name}_v2"
+            return frame.rename({c.name: new}), f"column {c.name} renamed to {new}"
+    raise ValueError(f"{spec.id}: no column to rename")
+
+
+def deliver_day(world: World, home: Home, specs: list[SourceSpec], day_index: int,
+                faults: dict[tuple[str, int], str], report: SimulationReport,
+                servers: DatabaseServers | None = None) -> None:
+    """Every system delivers (or updates its database) for one simulated day."""
+    cfg = world.config
+    profs = profiles()
+    for spec in specs:
+        prof = profs[spec.id]
+        if spec.database is not None:
+            from connectors.database import database_url
+            from simulation.databases import write_database_day
+
+            url = database_url(spec, servers or DatabaseServers.from_env(), home)
+            log = write_database_day(world, spec, prof, day_index, url, home.truth)
+            report.databases.setdefault(spec.id, {})[cfg.day(day_index).isoformat()] = (
+                asdict(log) if hasattr(log, "__dataclass_fields__") else dict(log))
+            continue
+        fault = faults.get((spec.id, day_index))
+        if fault is None or fault in ("malformed_rows", "truncated", "wrong_encoding", "duplicate_delivery"):
+            written = write(world, spec, prof, day_index, home.landing, home.truth)
+            if written is None:
+                continue
+            path = written.path
+            report.files += 1
+            report.rows += written.rows
+            report.per_source[spec.id] = report.per_source.get(spec.id, 0) + written.rows
+        else:  # schema_change: render, rename a column, write
+            made = make_delivery(world, spec, prof, day_index)
+            if made is None:
+                continue
+            frame, truth = made
+            frame, detail = _schema_change(spec, frame)
+            path = delivery_path(home.landing, spec, cfg.day(day_index))
+            write_delivery(spec.format, frame, path)
+            tpath = home.truth / spec.id / f"{cfg.day(day_index).isoformat()}.parquet"
+            tpath.parent.mkdir(parents=True, exist_ok=True)
+            truth.write_parquet(tpath)
+            report.files += 1
+            report.rows += frame.height
+            report.faults.append(Fault("schema_change", spec.id, cfg.day(day_index).isoformat(),
+                                       str(path.relative_to(home.root)), detail, frame.height))
+            continue
+        if fault is None:
+            continue
+        rel = str(path.relative_to(home.root))
+        day = cfg.day(day_index).isoformat()
+        frng = rng_for(cfg.seed, "fault", spec.id, day_index)
+        if fault == "malformed_rows":
+            n = inject_malformed_rows(spec.format, path, frng, max(1, written.rows // 200))
+            report.faults.append(Fault(fault, spec.id, day, rel, f"{n} malformed record(s)", n))
+        elif fault == "truncated":
+            truncate_file(path, frng)
+            report.faults.append(Fault(fault, spec.id, day, rel, "file cut short mid-record"))
+        elif fault == "wrong_encoding":
+            reencode(path, spec.format.encoding, "gb18030")
+            report.faults.append(Fault(fault, spec.id, day, rel, f"declared {spec.format.encoding}, sent gb18030"))
+        elif fault == "duplicate_delivery":
+            later = cfg.day(min(day_index + 1, cfg.days - 1)) if cfg.days > 1 else cfg.day(day_index)
+            copy = path.parent.parent / later.isoformat() / ("resent_" + path.name)
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, copy)
+            report.faults.append(Fault(fault, spec.id, later.isoformat(), str(copy.relative_to(home.root)),
+                                       f"same bytes as {rel}"))
+
+
+def write_world_truth(world: World, home: Home) -> None:
+    """The entity tables themselves, for evaluation only."""
+    t = home.truth
+    t.mkdir(parents=True, exist_ok=True)
+    world.persons.write_parquet(t / "persons.parquet")
+    world.businesses.write_parquet(t / "businesses.parquet")
+    world.cases.write_parquet(t / "cases.parquet")
+    world.list_entries.write_parquet(t / "list_entries.parquet")
+
+
+def simulate(home: Home, cfg: WorldConfig, *, specs: list[SourceSpec] | None = None,
+             servers: DatabaseServers | None = None, days: range | None = None,
+             progress: Callable[[str], None] | None = None) -> SimulationReport:
+    """Generate the world and deliver ``days`` (default: all of ``cfg.days``)."""
+    home.ensure()
+    specs = list(specs if specs is not None else builtin_specs())
+    world = generate_world(cfg)
+    write_world_truth(world, home)
+    faults = plan_faults(cfg, specs)
+    report = SimulationReport(cfg.persons, cfg.businesses, cfg.days)
+    for d in days if days is not None else range(cfg.days):
+        if progress:
+            progress(cfg.day(d).isoformat())
+        deliver_day(world, home, specs, d, faults, report, servers)
+    log = home.truth / "faults.jsonl"
+    existing = log.read_text(encoding="utf-8").splitlines() if log.exists() else []
+    lines = sorted(set(existing) | {json.dumps(asdict(f), ensure_ascii=False, sort_keys=True) for f in report.faults})
+    log.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    (home.truth / "world.json").write_text(json.dumps({
+        "persons": cfg.persons, "seed": cfg.seed, "days": cfg.days, "start": cfg.start.isoformat(),
+        "faults": cfg.faults}, indent=2), encoding="utf-8")
+    return report
+
+
+def load_faults(home: Home) -> list[Fault]:
+    path = home.truth / "faults.jsonl"
+    if not path.exists():
+        return []
+    return [Fault(**json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines() if line]
+

@@ -1,0 +1,228 @@
+"""The ``tessera`` console script.
+
+Subcommands: ``sources``, ``simulate``, ``ingest``, ``bench``, ``demo``. Every
+one takes ``--home DIR`` (default ``$TESSERA_HOME`` or ``./data``); ``--json``
+prints machine-readable output instead of tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from tessera.config import Home
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _home(args: argparse.Namespace) -> Home:
+    return Home.resolve(args.home)
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+# ------------------------------------------------------------------ sources
+
+
+def catalog_rows(home: Home) -> list[dict[str, Any]]:
+    """One row per source: the spec's facts joined with the simulated error profile."""
+    from connectors.catalog import load_specs
+    from simulation.run import profiles
+
+    profs = profiles()
+    rows = []
+    for s in load_specs(home.sources_dir):
+        p = profs.get(s.id)
+        rows.append({
+            "id": s.id, "title": s.title, "domain": s.domain, "entity": s.entity,
+            "format": s.format.kind, "encoding": s.format.encoding if s.format.kind in (
+                "csv", "delimited", "fixed_width") else None,
+            "engine": s.engine, "cadence": s.cadence, "duplicate_free": s.duplicate_free,
+            "columns": len(s.columns),
+            "population": p.population if p else None,
+            "errors": p.errors.as_dict() if p else None,
+        })
+    return rows
+
+
+def cmd_sources(args: argparse.Namespace) -> int:
+    rows = catalog_rows(_home(args))
+    if args.json:
+        _print_json(rows)
+        return 0
+    t = Table(title=f"{len(rows)} source systems")
+    for c in ("id", "domain", "entity", "format", "engine", "cadence", "typo", "homophone", "swap",
+              "digits", "missing", "stale addr", "dup"):
+        t.add_column(c)
+    for r in rows:
+        e = r["errors"] or {}
+        t.add_row(r["id"], r["domain"], r["entity"], r["format"] + (f" ({r['encoding']})" if r["encoding"] else ""),
+                  r["engine"], r["cadence"],
+                  *[f"{e.get(k, 0):.1%}" if e else "-" for k in (
+                      "typo", "homophone", "swapped_name", "transposed_digits", "missing", "stale_address",
+                      "duplicate")])
+    console.print(t)
+    return 0
+
+
+# ------------------------------------------------------------------ simulate
+
+
+def run_simulate(home: Home, persons: int, seed: int, days: int, faults: bool, quiet: bool = False):
+    from simulation.run import simulate
+    from simulation.world import WorldConfig
+
+    cfg = WorldConfig(persons=persons, seed=seed, days=days, faults=faults)
+    with console.status("simulating…") as status:
+        rep = simulate(home, cfg, progress=None if quiet else (lambda d: status.update(f"simulating {d}…")))
+    return rep
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    home = _home(args)
+    t0 = time.perf_counter()
+    rep = run_simulate(home, args.persons, args.seed, args.days, not args.no_faults, args.json)
+    secs = time.perf_counter() - t0
+    if args.json:
+        _print_json(asdict(rep) | {"seconds": round(secs, 2)})
+        return 0
+    console.print(f"[bold]Simulated[/] {rep.persons:,} persons, {rep.businesses:,} businesses over "
+                  f"{rep.days} day(s): {rep.files:,} files, {rep.rows:,} rows, "
+                  f"{len(rep.databases)} databases, in {secs:.1f} s → {home.root}")
+    for f in rep.faults:
+        console.print(f"  fault [yellow]{f.kind}[/] in {f.file}: {f.detail}")
+    return 0
+
+
+# ------------------------------------------------------------------ ingest
+
+
+def run_ingest(home: Home, quiet: bool = False):
+    from connectors.catalog import load_specs
+    from connectors.ingest import ingest
+
+    specs = load_specs(home.sources_dir)
+    with console.status("ingesting…") as status:
+        return ingest(home, specs, progress=None if quiet else (lambda s: status.update(f"ingesting {s}…")))
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    home = _home(args)
+    t0 = time.perf_counter()
+    rep = run_ingest(home, args.json)
+    secs = time.perf_counter() - t0
+    if args.json:
+        _print_json({"seconds": round(secs, 2), "totals": rep.totals(), "sources": rep.by_source(),
+                     "files": [asdict(f) for f in rep.files]})
+        return 0
+    t = Table(title="Ingest: rows read = staged + quarantined")
+    for c in ("source", "files", "read", "staged", "quarantined", "duplicates", "skipped"):
+        t.add_column(c, justify="right" if c != "source" else "left")
+    for sid, s in rep.by_source().items():
+        t.add_row(sid, *(f"{s[k]:,}" for k in ("files", "read", "staged", "quarantined", "duplicates", "skipped")))
+    tot = rep.totals()
+    t.add_row("[bold]total", *(f"[bold]{tot[k]:,}" for k in ("files", "read", "staged", "quarantined",
+                                                             "duplicates", "skipped")))
+    console.print(t)
+    console.print(f"ingested in {secs:.1f} s")
+    return 0
+
+
+# ------------------------------------------------------------------ bench / demo
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from tessera.bench import run_bench
+
+    result = run_bench(args.persons, args.days, args.seed, args.home, args.repeat)
+    if args.json:
+        _print_json(result)
+    else:
+        t = Table(title=f"bench: {args.persons:,} persons")
+        for c in ("stage", "median s", "rows", "rows/s", "peak RSS MiB"):
+            t.add_column(c)
+        for st in result["stages"]:
+            t.add_row(st["stage"], f"{st['seconds_median']:.2f}", f"{st['rows']:,}",
+                      f"{st['rows_per_second']:,.0f}", f"{st['peak_rss_mib']:,.0f}")
+        console.print(t)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    home = _home(args)
+    console.rule("Tessera demo")
+    console.print(f"home: {home.root}")
+    if (home.landing).exists() and any(home.landing.iterdir()):
+        console.print("landing zone already populated: reusing it (delete the home to start over)")
+    else:
+        rep = run_simulate(home, args.persons, args.seed, args.days, True)
+        console.print(f"[bold]1. simulate[/]: {rep.persons:,} persons, {rep.businesses:,} businesses, "
+                      f"{rep.days} days → {rep.files:,} files ({rep.rows:,} rows) + "
+                      f"{len(rep.databases)} live databases; {len(rep.faults)} deliberate faults")
+    rep_i = run_ingest(home)
+    tot = rep_i.totals()
+    console.print(f"[bold]2. ingest[/]: {tot['files']} files, {tot['read']:,} rows read = "
+                  f"{tot['staged']:,} staged + {tot['quarantined']:,} quarantined; "
+                  f"{tot['duplicates']} duplicate deliveries, {tot['skipped']} already ingested")
+    from connectors.lake import quarantine_summary
+
+    for row in quarantine_summary(home):
+        console.print(f"   quarantined {row['rows']:>5} from {row['file']}: {row['reason']}")
+    console.print("Next: `tessera sources`, `tessera ingest --json`, or `dagster dev` to see the assets.")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tessera", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name: str, help_: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_)
+        sp.add_argument("--home", default=None, help="data directory (default $TESSERA_HOME or ./data)")
+        sp.add_argument("--json", action="store_true", help="machine-readable output")
+        return sp
+
+    add("sources", "list the source systems and their error profiles").set_defaults(fn=cmd_sources)
+    s = add("simulate", "generate the world and deliver its files")
+    s.add_argument("--persons", type=int, default=20_000)
+    s.add_argument("--seed", type=int, default=42)
+    s.add_argument("--days", type=int, default=7)
+    s.add_argument("--no-faults", action="store_true", help="deliver without deliberate faults")
+    s.set_defaults(fn=cmd_simulate)
+    add("ingest", "ingest pending deliveries: raw, staged, quarantine").set_defaults(fn=cmd_ingest)
+    b = add("bench", "measure each stage: seconds, rows, peak RSS")
+    b.add_argument("--persons", type=int, default=100_000)
+    b.add_argument("--days", type=int, default=3)
+    b.add_argument("--seed", type=int, default=7)
+    b.add_argument("--repeat", type=int, default=1, help="runs per stage (median reported)")
+    b.set_defaults(fn=cmd_bench)
+    d = add("demo", "simulate a default world and run everything that exists")
+    d.add_argument("--persons", type=int, default=20_000)
+    d.add_argument("--seed", type=int, default=42)
+    d.add_argument("--days", type=int, default=7)
+    d.set_defaults(fn=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
