@@ -198,7 +198,7 @@ def stage_file(home: Home, spec: SourceSpec, landed: dict, ledger: Ledger) -> Fi
     paths = lake_paths(home, spec.id, day, stem)
     raw = pl.read_parquet(paths["raw"])
     now = raw["_ingested_at"][0] if raw.height else datetime.now(UTC)
-    rows = raw.drop("_source_id", "_file", "_ingested_at", "_delivered")
+    rows = raw.drop("_source_id", "_file", "_ingested_at", "_delivered", strict=False)
     # An empty delivery (no records) cannot drift: formats like XML and JSON only
     # reveal their columns through records.
     drift = schema_drift(spec, landed["detail"]["columns"]) if rows.height else None
@@ -211,7 +211,8 @@ def stage_file(home: Home, spec: SourceSpec, landed: dict, ledger: Ledger) -> Fi
             pl.lit(drift).alias("reason"), pl.lit(now).alias("ingested_at"),
         ), QUARANTINE_SCHEMA))
         rows = rows.clear()
-    staged = stage(spec, rows, file=rel, delivered=date.fromisoformat(day), ingested_at=now)
+    delivered = date.fromisoformat(landed["detail"].get("delivered", day))
+    staged = stage(spec, rows, file=rel, delivered=delivered, ingested_at=now)
     quarantine = pl.concat([*stage_q, staged.quarantine], how="vertical")
     write_parquet_atomic(staged.mentions, paths["mentions"])
     write_parquet_atomic(staged.records, paths["records"])

@@ -49,3 +49,30 @@ def quarantine_summary(home: Home) -> list[dict]:
     )
     df = q.group_by("file", "reason").agg(pl.len().alias("rows")).sort("file", "reason").collect()
     return df.to_dicts()
+
+
+def deletions(home: Home) -> pl.LazyFrame:
+    """Records a source database deleted (hard) or flagged deleted (soft)."""
+    from connectors.database_ingest import DELETION_SCHEMA
+
+    return _scan(sorted((home.lake / "staged").glob("*/*/*.deletions.parquet")), DELETION_SCHEMA)
+
+
+def current_records(home: Home) -> pl.LazyFrame:
+    """What each source says now: snapshots by their latest delivery, databases by
+    the newest version of each record minus deletions, deltas by everything."""
+    from connectors.catalog import load_specs
+
+    specs = {s.id: s for s in load_specs(home.sources_dir)}
+    rec = records(home)
+    snapshot_ids = [i for i, s in specs.items() if s.cadence == "snapshot" and s.database is None]
+    latest = rec.filter(pl.col("source_id").is_in(snapshot_ids)).filter(
+        pl.col("delivered") == pl.col("delivered").max().over("source_id"))
+    db_ids = [i for i, s in specs.items() if s.database is not None]
+    newest = rec.filter(pl.col("source_id").is_in(db_ids)).sort("ingested_at", "line").group_by(
+        "source_id", "record_key").last()
+    gone = deletions(home).group_by("source_id", "record_key").agg(pl.col("detected_at").max())
+    newest = newest.join(gone, on=["source_id", "record_key"], how="left").filter(
+        pl.col("detected_at").is_null() | (pl.col("detected_at") < pl.col("ingested_at"))).drop("detected_at")
+    rest = rec.filter(~pl.col("source_id").is_in(snapshot_ids + db_ids))
+    return pl.concat([latest, newest.select(rec.collect_schema().names()), rest])

@@ -174,12 +174,42 @@ def _codec(encoding: str) -> str:
     return codecs.lookup(encoding).name
 
 
-def _split(text: str, first_line: int = 1) -> pl.DataFrame:
-    s = pl.Series("text", [text], dtype=pl.String).str.split("\n").explode()
-    frame = s.to_frame().select(
-        pl.int_range(first_line, first_line + s.len(), dtype=pl.Int64).alias("_line"), "text"
+def _split(utf8: bytes) -> pl.DataFrame | None:
+    """Non-empty lines of UTF-8 bytes with their 1-based numbers; None if not UTF-8.
+
+    polars' csv reader does the splitting (multi-threaded): no quoting and a
+    separator byte the data does not contain make every line one field. A line
+    count check guards that reading; ``str.split`` is the fallback.
+    """
+    schema = {"_line": pl.Int64, "text": pl.String}
+    if not utf8:
+        return pl.DataFrame(schema=schema)
+    expected = utf8.count(b"\n") + (not utf8.endswith(b"\n"))
+    sep = next((chr(b) for b in range(1, 32) if b not in (10, 13) and bytes([b]) not in utf8), None)
+    lines = None
+    if sep is not None:
+        try:
+            lines = pl.read_csv(
+                utf8,
+                has_header=False,
+                separator=sep,
+                quote_char=None,
+                new_columns=["text"],
+                infer_schema=False,
+                empty_string_is_null=False,
+            ).get_column("text")
+        except pl.exceptions.PolarsError:
+            lines = None
+    if lines is None or lines.len() != expected:
+        try:
+            whole = pl.Series("text", [utf8], dtype=pl.Binary).cast(pl.String)
+        except pl.exceptions.PolarsError:
+            return None
+        lines = whole.str.split("\n").explode().head(expected)
+    frame = lines.to_frame("text").select(
+        pl.int_range(1, expected + 1, dtype=pl.Int64).alias("_line"), "text"
     )
-    if "\r" in text:
+    if b"\r" in utf8:
         frame = frame.with_columns(pl.col("text").str.strip_suffix("\r"))
     return frame.filter(pl.col("text") != "")
 
@@ -194,14 +224,19 @@ def _decode_lines(data: bytes, encoding: str) -> _Lines:
         enc = "utf-8"
     terminated = not data or data.endswith(b"\n")
     bad = _quarantine([], [], [])
-    try:
-        text = data.decode(enc)
-    except UnicodeDecodeError:
-        frame, bad = _decode_per_line(data, enc)
+    frame = None
+    if enc == "utf-8":
+        frame = _split(data)
     else:
-        frame = _split(text)
-        if enc != "utf-8" and not data.isascii():
-            frame, bad = _utf8_in_disguise(data, enc, frame)
+        try:
+            frame = _split(data.decode(enc).encode("utf-8"))
+        except UnicodeDecodeError:
+            pass
+        else:
+            if frame is not None and not data.isascii():
+                frame, bad = _utf8_in_disguise(data, enc, frame)
+    if frame is None:
+        frame, bad = _decode_per_line(data, enc)
     last = max(frame.get_column("_line").max() or 0, bad.get_column("line").max() or 0)
     return _Lines(frame, bad, terminated, int(last))
 
@@ -247,12 +282,12 @@ def _utf8_in_disguise(data: bytes, enc: str, frame: pl.DataFrame) -> tuple[pl.Da
     rather than failing; catch it: its non-ASCII lines are quarantined."""
     empty = _quarantine([], [], [])
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8")  # fails at the first CJK character of a real GB file
     except UnicodeDecodeError:
         return frame, empty
-    if not _CJK.search(text):
+    utf8 = _split(data)
+    if utf8 is None or not _CJK.search(text):
         return frame, empty
-    utf8 = _split(text)
     foreign = pl.col("text").str.contains(r"[^\x00-\x7F]")
     bad = utf8.filter(foreign).select(
         pl.col("_line").alias("line"),
@@ -351,7 +386,7 @@ def _parse_csv_lines(good: pl.DataFrame, sep: str, names: list[str]) -> pl.DataF
     """Well-formed lines with the right field count, parsed by polars in one go."""
     if good.is_empty():
         return _empty_rows(names)
-    payload = good.select(pl.col("text").str.join("\n")).item().encode("utf-8") + b"\n"
+    payload = good.select(pl.col("text").str.join("\n").cast(pl.Binary)).item()
     raw_names = [f"column_{i}" for i in range(1, len(names) + 1)]
     try:
         parsed = pl.read_csv(
@@ -449,13 +484,15 @@ def _flatten(obj: dict[str, Any], prefix: str, out: dict[str, str | None]) -> No
 
 def _records_frame(records: list[dict[str, str | None]], numbers: list[int]) -> tuple[pl.DataFrame, list[str]]:
     """Flat records (first-seen key order) as a frame; a key named ``_line`` is renamed."""
-    keys = list(dict.fromkeys(k for r in records for k in r))
+    keys = list(dict.fromkeys(itertools.chain.from_iterable(records)))
     names = _unique_names(keys)
-    frame = pl.DataFrame(
-        {**{n: [r.get(k) for r in records] for k, n in zip(keys, names, strict=True)}, "_line": numbers},
-        schema={**{n: pl.String for n in names}, "_line": pl.Int64},
-    )
-    return frame, names
+    schema = {n: pl.String for n in names}
+    if names == keys and records:
+        frame = pl.from_dicts(records, schema=schema)
+    else:
+        columns = {n: [r.get(k) for r in records] for k, n in zip(keys, names, strict=True)}
+        frame = pl.DataFrame(columns, schema=schema)
+    return frame.with_columns(pl.Series("_line", numbers, dtype=pl.Int64)), names
 
 
 def _json_reason(exc: json.JSONDecodeError) -> str:
@@ -512,7 +549,7 @@ def _jsonl_fast(frame: pl.DataFrame) -> tuple[pl.DataFrame, list[str]] | None:
     """All lines through polars at once; None sends the file to the per-line path."""
     if frame.is_empty():
         return _empty_rows([]), []
-    payload = frame.select(pl.col("text").str.join("\n")).item().encode("utf-8")
+    payload = frame.select(pl.col("text").str.join("\n").cast(pl.Binary)).item()
     try:
         parsed = pl.read_ndjson(io.BytesIO(payload), infer_schema_length=None)
     except pl.exceptions.PolarsError:
@@ -562,17 +599,22 @@ def _read_json(fmt: FormatOptions, data: bytes, columns: list[str]) -> Delivery:
 
 
 def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
+    return tag.rsplit("}", 1)[-1] if "}" in tag else tag
 
 
 def _flatten_xml(elem: ET.Element, prefix: str, out: dict[str, str | None]) -> None:
-    for key, value in elem.attrib.items():
-        out[f"{prefix.rstrip('.')}@{_local(key)}"] = value
+    """Leaf elements to ``out`` by dotted path; a repeated sibling tag gets ``#2``, ``#3``."""
+    if elem.attrib:
+        for key, value in elem.attrib.items():
+            out[f"{prefix[:-1]}@{_local(key)}"] = value
+    siblings: set[str] = set()
     for child in elem:
-        base = prefix + _local(child.tag)
-        name, k = base, 2
-        while name in out or any(o.startswith(name + ".") for o in out if len(child)):
-            name, k = f"{base}#{k}", k + 1
+        name = prefix + _local(child.tag)
+        if name in siblings:
+            base, k = name, 2
+            while name in siblings:
+                name, k = f"{base}#{k}", k + 1
+        siblings.add(name)
         if len(child):
             _flatten_xml(child, name + ".", out)
         else:
@@ -580,30 +622,55 @@ def _flatten_xml(elem: ET.Element, prefix: str, out: dict[str, str | None]) -> N
 
 
 def _read_xml(fmt: FormatOptions, data: bytes, columns: list[str]) -> Delivery:
-    tag = fmt.record_tag
     records: list[dict[str, str | None]] = []
-    numbers: list[int] = []
     parts: list[pl.DataFrame] = []
-    depth, root = 0, None
     try:
-        for event, elem in ET.iterparse(io.BytesIO(data), events=("start", "end")):
-            if event == "start":
-                depth += 1
-                if root is None:
-                    root = elem
-                continue
-            depth -= 1
-            if depth == 1 and root is not None:
-                if _local(elem.tag) == tag:
-                    flat: dict[str, str | None] = {}
-                    _flatten_xml(elem, "", flat)
-                    records.append(flat)
-                    numbers.append(len(numbers) + 1)
-                root.clear()
-    except ET.ParseError as exc:
-        parts.append(_xml_rest(data, tag, len(numbers), exc))
-    rows, names = _records_frame(records, numbers)
+        _xml_records_fast(data, fmt.record_tag, records)
+    except ET.ParseError:
+        # Only start+end events tell exactly which records completed before the error.
+        records = []
+        try:
+            _xml_records_exact(data, fmt.record_tag, records)
+        except ET.ParseError as exc:
+            parts.append(_xml_rest(data, fmt.record_tag, len(records), exc))
+    rows, names = _records_frame(records, list(range(1, len(records) + 1)))
     return _delivery(rows, names, columns, parts)
+
+
+def _xml_record(elem: ET.Element, tag: str, records: list[dict[str, str | None]]) -> None:
+    if _local(elem.tag) == tag:
+        flat: dict[str, str | None] = {}
+        _flatten_xml(elem, "", flat)
+        records.append(flat)
+
+
+def _xml_records_fast(data: bytes, tag: str, records: list[dict[str, str | None]]) -> None:
+    """Start events only (half the events): a child of the root is complete once a
+    later sibling has started, and all are complete at the end of the document."""
+    root = None
+    for _, elem in ET.iterparse(io.BytesIO(data), events=("start",)):
+        if root is None:
+            root = elem
+        elif len(root) > 1:
+            for child in root[:-1]:
+                _xml_record(child, tag, records)
+            del root[:-1]
+    if root is not None:
+        for child in root:
+            _xml_record(child, tag, records)
+
+
+def _xml_records_exact(data: bytes, tag: str, records: list[dict[str, str | None]]) -> None:
+    depth, root = 0, None
+    for event, elem in ET.iterparse(io.BytesIO(data), events=("start", "end")):
+        if event == "start":
+            depth += 1
+            root = elem if root is None else root
+            continue
+        depth -= 1
+        if depth == 1 and root is not None:
+            _xml_record(elem, tag, records)
+            root.clear()
 
 
 def _xml_rest(data: bytes, tag: str, done: int, exc: ET.ParseError) -> pl.DataFrame:

@@ -183,9 +183,8 @@ def _attributes(good: pl.DataFrame, raw_good: pl.DataFrame, extra_cols: list[str
     attr_cols = [c for c in good.columns if c.startswith("attr:")]
     if not attr_cols and not extra_cols:
         return None
-    parts = good.select(pl.col(c).cast(pl.String).alias(c.removeprefix("attr:")) for c in attr_cols)
-    if extra_cols:
-        parts = parts.hstack(raw_good.select(extra_cols))
+    parts = raw_good.select(extra_cols).with_columns(
+        good[c].cast(pl.String).alias(c.removeprefix("attr:")) for c in attr_cols)
     return parts.select(pl.struct(pl.all()).struct.json_encode().alias("attributes")).to_series()
 
 

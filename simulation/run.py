@@ -17,7 +17,7 @@ import polars as pl
 from connectors.catalog import builtin_specs
 from connectors.spec import SourceSpec
 from simulation.agencies import PROFILES
-from simulation.deliver import delivery_path, make_delivery, rng_for, write
+from simulation.deliver import delivery_path, make_delivery, population, rng_for, write
 from simulation.faults import inject_malformed_rows, reencode, truncate_file
 from simulation.formats import write_delivery
 from simulation.profiles import SimProfile
@@ -58,21 +58,30 @@ def profiles() -> dict[str, SimProfile]:
     return {**PROFILES, **DATABASE_PROFILES}
 
 
-def plan_faults(cfg: WorldConfig, specs: list[SourceSpec]) -> dict[tuple[str, int], str]:
+def plan_faults(world: World, specs: list[SourceSpec]) -> dict[tuple[str, int], str]:
     """Which (source, day) deliveries get which fault: a handful, never on day 0
-    when there is more than one day, chosen by the seed."""
+    when there is more than one day, chosen by the seed among delta sources that
+    deliver at least a few rows a day."""
+    cfg = world.config
     if not cfg.faults:
         return {}
     rng = rng_for(cfg.seed, "faults")
-    text = sorted(s.id for s in specs if s.format.kind in TEXT_KINDS and s.cadence == "delta")
-    utf8 = sorted(s.id for s in specs if s.format.kind in ("csv", "delimited") and s.format.encoding == "utf-8"
-                  and s.cadence == "delta")
+    profs = profiles()
+
+    def expected_rows(s: SourceSpec) -> float:
+        p = profs[s.id]
+        return population(world, p.population, cfg.start)[0].height * p.daily_rate
+
+    busy = [s for s in specs if s.cadence == "delta" and s.database is None and s.id in profs
+            and expected_rows(s) >= 5]
+    text = sorted(s.id for s in busy if s.format.kind in TEXT_KINDS)
+    utf8 = sorted(s.id for s in busy if s.format.kind in ("csv", "delimited") and s.format.encoding == "utf-8")
     days = list(range(1, cfg.days)) or [0]
     plan: dict[tuple[str, int], str] = {}
     wanted = [("malformed_rows", text), ("malformed_rows", text), ("wrong_encoding", utf8),
               ("truncated", text), ("duplicate_delivery", text), ("schema_change", text)]
     for kind, pool in wanted:
-        for _ in range(50):
+        for _ in range(50 if pool else 0):
             key = (pool[int(rng.integers(len(pool)))], days[int(rng.integers(len(days)))])
             if key not in plan:
                 plan[key] = kind
@@ -87,6 +96,13 @@ def _schema_change(spec: SourceSpec, frame: pl.DataFrame) -> tuple[pl.DataFrame,
             new = f"{c.name}_v2"
             return frame.rename({c.name: new}), f"column {c.name} renamed to {new}"
     raise ValueError(f"{spec.id}: no column to rename")
+
+
+def _postpone(faults: dict[tuple[str, int], str], source_id: str, day_index: int, days: int,
+              kind: str) -> None:
+    """A fault planned on an empty delivery moves to the source's next day (if any)."""
+    if day_index + 1 < days and (source_id, day_index + 1) not in faults:
+        faults[(source_id, day_index + 1)] = kind
 
 
 def deliver_day(world: World, home: Home, specs: list[SourceSpec], day_index: int,
@@ -111,6 +127,9 @@ def deliver_day(world: World, home: Home, specs: list[SourceSpec], day_index: in
             written = write(world, spec, prof, day_index, home.landing, home.truth)
             if written is None:
                 continue
+            if fault is not None and written.rows == 0:
+                _postpone(faults, spec.id, day_index, cfg.days, fault)
+                fault = None
             path = written.path
             report.files += 1
             report.rows += written.rows
@@ -120,7 +139,12 @@ def deliver_day(world: World, home: Home, specs: list[SourceSpec], day_index: in
             if made is None:
                 continue
             frame, truth = made
-            frame, detail = _schema_change(spec, frame)
+            detail = ""
+            if frame.height == 0:
+                _postpone(faults, spec.id, day_index, cfg.days, fault)
+                made = None
+            else:
+                frame, detail = _schema_change(spec, frame)
             path = delivery_path(home.landing, spec, cfg.day(day_index))
             write_delivery(spec.format, frame, path)
             tpath = home.truth / spec.id / f"{cfg.day(day_index).isoformat()}.parquet"
@@ -128,8 +152,9 @@ def deliver_day(world: World, home: Home, specs: list[SourceSpec], day_index: in
             truth.write_parquet(tpath)
             report.files += 1
             report.rows += frame.height
-            report.faults.append(Fault("schema_change", spec.id, cfg.day(day_index).isoformat(),
-                                       str(path.relative_to(home.root)), detail, frame.height))
+            if made is not None:
+                report.faults.append(Fault("schema_change", spec.id, cfg.day(day_index).isoformat(),
+                                           str(path.relative_to(home.root)), detail, frame.height))
             continue
         if fault is None:
             continue
@@ -172,7 +197,7 @@ def simulate(home: Home, cfg: WorldConfig, *, specs: list[SourceSpec] | None = N
     specs = list(specs if specs is not None else builtin_specs())
     world = generate_world(cfg)
     write_world_truth(world, home)
-    faults = plan_faults(cfg, specs)
+    faults = plan_faults(world, specs)
     report = SimulationReport(cfg.persons, cfg.businesses, cfg.days)
     for d in days if days is not None else range(cfg.days):
         if progress:

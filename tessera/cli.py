@@ -58,6 +58,11 @@ def catalog_rows(home: Home) -> list[dict[str, Any]]:
 
 def cmd_sources(args: argparse.Namespace) -> int:
     rows = catalog_rows(_home(args))
+    if args.markdown:
+        from tessera.catalog_doc import render_markdown
+
+        sys.stdout.write(render_markdown(rows))
+        return 0
     if args.json:
         _print_json(rows)
         return 0
@@ -193,7 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--json", action="store_true", help="machine-readable output")
         return sp
 
-    add("sources", "list the source systems and their error profiles").set_defaults(fn=cmd_sources)
+    src = add("sources", "list the source systems and their error profiles")
+    src.add_argument("--markdown", action="store_true", help="print docs/sources.md")
+    src.set_defaults(fn=cmd_sources)
     s = add("simulate", "generate the world and deliver its files")
     s.add_argument("--persons", type=int, default=20_000)
     s.add_argument("--seed", type=int, default=42)

@@ -17,9 +17,7 @@ from connectors.parsing.names import COMPOUND_SURNAMES, split_latin, surname_lat
 from connectors.parsing.regions import region_year_spans
 from simulation.render import render_column
 
-SETTINGS = settings(
-    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def one(rule: str, field: str, value: str | None) -> dict:
@@ -76,6 +74,7 @@ EXAMPLES: list[tuple[str, str, str, dict]] = [
     ("name:hanzi", "name", "阿依古丽·买买提",
      {"name_native": "阿依古丽·买买提", "surname_native": None, "name_latin": "a yi gu li mai mai ti"}),
     ("name:hanzi", "surname", "曾", {"surname_native": "曾", "surname_latin": "zeng"}),
+    ("name:hanzi", "surname", "单小", {"surname_latin": "shan xiao"}),
     ("name:hanzi", "given", "娜娜", {"given_native": "娜娜", "given_latin": "na na"}),
     ("name:pinyin_ticket", "name", "ZHANG/SAN",
      {"name_latin": "zhang san", "surname_latin": "zhang", "given_latin": "san"}),
@@ -126,6 +125,7 @@ EXAMPLES: list[tuple[str, str, str, dict]] = [
      {"phone": "+8613812345678", "phone_raw": "13812345678", "phone_masked": None}),
     ("phone:e164_spaced", "phone", "+86 138 1234 5678", {"phone": "+8613812345678"}),
     ("phone:dashed", "phone", "138-1234-5678", {"phone": "+8613812345678"}),
+    ("phone:plain", "phone", "１３８１２３４５６７８", {"phone": "+8613812345678"}),
     ("phone:plain", "phone", "010-12345678", {"phone": "+861012345678"}),
     ("phone:plain", "phone", "12345678901", {"phone": None, "phone_raw": "12345678901"}),
     ("phone:masked", "phone", "138****5678",
@@ -192,10 +192,15 @@ ERRORS: list[tuple[str, str, str]] = [
     ("name:pinyin_ticket", "/SAN", "is not name:pinyin_ticket"),
     ("name:pinyin_upper", "张 三", "is not name:pinyin_upper"),
     ("name:pinyin_lower", "zhang 3", "is not name:pinyin_lower"),
-    ("id:full", "11010519900101123", "id '11010519900101123' is not id:full (17 digits + check digit)"),
+    (
+        "id:full",
+        "11010519900101123",
+        "id '11010519900101123' is not id:full (17 digits + check digit)",
+    ),
     ("id:full", "110101********123X", "is not id:full"),
     ("id:masked", "110101*******123X", "is not id:masked (6 digits, 8 '*', 4 digits)"),
     ("phone:plain", "call me", "phone 'call me' is not a phone number"),
+    ("phone:plain", "١٣٨١٢٣٤٥٦٧٨", "is not a phone number"),  # ASCII digits only
     ("phone:masked", "138**5678", "is not a masked number"),
     ("uscc", "9111000060003734", "uscc '9111000060003734' is not uscc"),
     ("email", "zhang.example.com", "email 'zhang.example.com' is not an address"),
@@ -206,7 +211,9 @@ ERRORS: list[tuple[str, str, str]] = [
 
 @pytest.mark.parametrize(("rule", "value", "fragment"), ERRORS)
 def test_errors(rule: str, value: str, fragment: str) -> None:
-    field = "id_number" if rule.startswith("id:") else "address" if rule.startswith("address") else "x"
+    field = (
+        "id_number" if rule.startswith("id:") else "address" if rule.startswith("address") else "x"
+    )
     if rule.startswith("name:"):
         field = "name"
     row = one(rule, field, value)
@@ -241,13 +248,24 @@ def test_output_columns() -> None:
     ]  # fmt: skip
     assert cols["name:pinyin_upper"] == ["name_latin", "surname_latin", "given_latin", "_error"]
     assert parse_column("id:full", "id_number", s).columns == [
-        "id_number", "id_raw", "id_dob", "id_masked", "_error"
+        "id_number",
+        "id_raw",
+        "id_dob",
+        "id_masked",
+        "_error",
     ]
     assert parse_column("phone:plain", "phone", s).columns == [
-        "phone", "phone_raw", "phone_masked", "_error"
+        "phone",
+        "phone_raw",
+        "phone_masked",
+        "_error",
     ]
     assert parse_column("address:full", "address", s).columns == [
-        "province", "city", "district", "street", "_error"
+        "province",
+        "city",
+        "district",
+        "street",
+        "_error",
     ]
     assert parse_column("date:ymd", "dob", s).schema["dob"] == pl.Date
     assert parse_column("int", "n", s).schema["n"] == pl.Int64
@@ -258,7 +276,12 @@ def test_order_and_height_preserved_with_duplicates() -> None:
     values = pl.Series(["13812345678", None, "12345678901", "13812345678", "x", "139 0000 0000"])
     out = parse_column("phone:plain", "phone", values)
     assert out["phone_raw"].to_list() == [
-        "13812345678", None, "12345678901", "13812345678", None, "13900000000"
+        "13812345678",
+        None,
+        "12345678901",
+        "13812345678",
+        None,
+        "13900000000",
     ]
     assert out["_error"].is_not_null().to_list() == [False, False, False, False, True, False]
 
@@ -290,7 +313,12 @@ def test_dates_round_trip(days: list[dt.date]) -> None:
 SINGLE = list("张王李赵刘陈杨黄周吴曾单吕解朴董区")
 COMPOUND = ["欧阳", "司马", "诸葛", "上官", "尉迟", "长孙", "万俟", "东方"]
 GIVEN_CHARS = list("伟娜安恩欧芳明西华英国强爱儿阳马方敏静秀丽雪女略绿尔鹅傲昂翱二")
-NAME_STYLES = ["name:pinyin_ticket", "name:pinyin_western", "name:pinyin_upper", "name:pinyin_lower"]
+NAME_STYLES = [
+    "name:pinyin_ticket",
+    "name:pinyin_western",
+    "name:pinyin_upper",
+    "name:pinyin_lower",
+]
 
 names_strategy = st.lists(
     st.tuples(
@@ -372,7 +400,7 @@ _CODES = list(zip(_REGIONS["code"], _REGIONS["valid_from"], strict=True))
 @st.composite
 def resident_ids(draw: st.DrawFn) -> tuple[str, dt.date]:
     code, since = draw(st.sampled_from(_CODES))
-    born = draw(st.dates(min_value=D(max(since or 1900, 1900), 1, 1), max_value=D(2024, 12, 31)))
+    born = draw(st.dates(min_value=D(max(since or 1900, 1900), 1, 1), max_value=D(2035, 12, 31)))
     seq = draw(st.integers(0, 999))
     return with_check(f"{code}{born:%Y%m%d}{seq:03d}"), born
 
@@ -399,13 +427,14 @@ def test_ids_round_trip(items: list[tuple[str, dt.date]]) -> None:
 def test_id_transposition(item: tuple[str, dt.date], pos: int) -> None:
     number, _ = item
     a, b = number[pos], number[pos + 1]
-    assume(a != b)
+    assume(a != b and a.isdigit() and b.isdigit())
     typo = number[:pos] + b + a + number[pos + 2 :]
     row = one("id:full", "id_number", typo)
     assert row["_error"] is None
     assert row["id_raw"] == typo
-    assert row["id_number"] is None  # MOD 11-2 catches every adjacent transposition
-    assert not ric_is_valid(typo)
+    assert (row["id_number"] is None) == (not ric_is_valid(typo))
+    if pos < 16:  # MOD 11-2 catches every transposition within the 17 digits
+        assert row["id_number"] is None
 
 
 _SPAN_CODES = sorted(set(region_year_spans()["code"]))
@@ -413,9 +442,9 @@ _SPAN_CODES = sorted(set(region_year_spans()["code"]))
 
 @SETTINGS
 @given(
-    st.one_of(st.sampled_from(_SPAN_CODES), st.from_regex(r"\d{6}", fullmatch=True)),
-    st.from_regex(r"(1[89]|20)\d\d(0\d|1[0-3])[0-3]\d", fullmatch=True),
-    st.from_regex(r"\d{3}", fullmatch=True),
+    st.one_of(st.sampled_from(_SPAN_CODES), st.from_regex(r"[0-9]{6}", fullmatch=True)),
+    st.from_regex(r"(1[89]|20)[0-9]{2}(0[0-9]|1[0-3])[0-3][0-9]", fullmatch=True),
+    st.from_regex(r"[0-9]{3}", fullmatch=True),
     st.booleans(),
 )
 def test_id_validity_matches_stdnum(code: str, date: str, seq: str, good_check: bool) -> None:
@@ -430,7 +459,9 @@ def test_id_validity_matches_stdnum(code: str, date: str, seq: str, good_check: 
 PHONE_RULES = [r for r in RULES if r.startswith("phone:")]
 mobile = st.builds(
     lambda p, rest: f"{p}{rest:08d}",
-    st.sampled_from([str(p) for p in (*range(130, 140), *range(150, 160), *range(180, 190), 166, 177, 199)]),
+    st.sampled_from(
+        [str(p) for p in (*range(130, 140), *range(150, 160), *range(180, 190), 166, 177, 199)]
+    ),
     st.integers(0, 99_999_999),
 )
 
@@ -453,16 +484,28 @@ def test_phones_round_trip(numbers: list[str]) -> None:
 
 
 @SETTINGS
-@given(st.lists(st.from_regex(r"(\+86)?1\d{10}|0\d{9,11}|\d{5,12}", fullmatch=True), min_size=1, max_size=20))
+@given(
+    st.lists(
+        st.from_regex(r"(\+86)?1[0-9]{10}|0[0-9]{9,11}|[0-9]{5,12}", fullmatch=True),
+        min_size=1,
+        max_size=20,
+    )
+)
 def test_phone_validity_matches_phonenumbers(raws: list[str]) -> None:
     out = parse_column("phone:plain", "phone", pl.Series(raws))
+    assert out["_error"].null_count() == len(raws)
     for raw, got in zip(raws, out["phone"].to_list(), strict=True):
-        num = phonenumbers.parse(raw, "CN")
-        want = (
-            phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
-            if phonenumbers.is_valid_number(num)
-            else None
-        )
+        try:
+            num = phonenumbers.parse(raw, "CN")
+        except phonenumbers.NumberParseException:
+            want = None
+        else:
+            valid = phonenumbers.is_valid_number(num)
+            want = (
+                phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
+                if valid
+                else None
+            )
         assert got == want, raw
 
 
@@ -471,7 +514,10 @@ def test_phone_validity_matches_phonenumbers(raws: list[str]) -> None:
 
 def test_regions() -> None:
     r = regions()
-    rows = {c: (p, ci, d) for c, p, ci, d in r.select("code", "province", "city", "district").iter_rows()}
+    rows = {
+        c: (p, ci, d)
+        for c, p, ci, d in r.select("code", "province", "city", "district").iter_rows()
+    }
     assert rows["110105"] == ("北京市", "北京市", "朝阳区")
     assert rows["440305"] == ("广东省", "深圳市", "南山区")
     assert rows["500229"][:2] == ("重庆市", "重庆市")
@@ -492,10 +538,11 @@ def test_addresses_round_trip_for_every_region() -> None:
     out = parse_column("address:full", "address", render_column("address:full", "address", truth))
     assert out["_error"].null_count() == truth.height
     got = out.select("province", "city", "district", "street")
-    bad = truth.select(got.columns).with_row_index().join(
-        got.with_row_index(), on="index", suffix="_got"
-    ).filter(
-        pl.any_horizontal(pl.col(c) != pl.col(f"{c}_got") for c in got.columns)
+    bad = (
+        truth.select(got.columns)
+        .with_row_index()
+        .join(got.with_row_index(), on="index", suffix="_got")
+        .filter(pl.any_horizontal(pl.col(c) != pl.col(f"{c}_got") for c in got.columns))
     )
     assert bad.height == 0, bad
     city = parse_column("address:city", "address", render_column("address:city", "address", truth))

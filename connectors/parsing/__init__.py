@@ -78,6 +78,7 @@ _PARSERS: dict[str, _Parser] = {
 }
 
 RULES: list[str] = list(_PARSERS)
+_FULL_WIDTH = "[\u3000\uff01-\uffee]"
 
 
 def parse_column(rule: str, field: str, values: pl.Series) -> pl.DataFrame:
@@ -85,16 +86,22 @@ def parse_column(rule: str, field: str, values: pl.Series) -> pl.DataFrame:
     outputs of ``field`` (see the module table), plus ``_error``.
 
     The result has ``values``' height and order. Null or blank values give null
-    outputs and a null ``_error``. Raises :class:`ParseRuleError` for an
+    outputs and a null ``_error``. Except for ``text``, full-width forms
+    (１３８, ＡＢ, ideographic space) are read as their ASCII equivalents (NFKC). Raises :class:`ParseRuleError` for an
     unknown rule.
     """
     parser = _PARSERS.get(rule)
     if parser is None:
         raise ParseRuleError(f"unknown parse rule {rule!r}; known: {', '.join(RULES)}")
     if rule.startswith("date:") and values.dtype == pl.Date:
-        return pl.DataFrame({field: values, ERROR: pl.Series([None] * len(values), dtype=pl.String)})
-    v = pl.col("v").cast(pl.String).str.strip_chars()
-    text = pl.DataFrame({"v": values}).select(pl.when(v != "").then(v).alias("v")).to_series()
+        return pl.DataFrame(
+            {field: values, ERROR: pl.Series([None] * len(values), dtype=pl.String)}
+        )
+    text = values.cast(pl.String)
+    if rule != "text" and text.str.contains(_FULL_WIDTH).any():
+        text = text.str.normalize("NFKC")  # full-width digits, letters, punctuation
+    v = pl.col("v").str.strip_chars()
+    text = pl.DataFrame({"v": text}).select(pl.when(v != "").then(v).alias("v")).to_series()
     out = parser(rule, field, text)
     assert out.height == len(values), (rule, out.height, len(values))
     return out

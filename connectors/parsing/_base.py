@@ -23,9 +23,7 @@ class ParseRuleError(ValueError):
 def shown(expr: pl.Expr = V, limit: int = 40) -> pl.Expr:
     """The offending value as quoted in an error message (shortened)."""
     return (
-        pl.when(expr.str.len_chars() > limit)
-        .then(expr.str.slice(0, limit) + "…")
-        .otherwise(expr)
+        pl.when(expr.str.len_chars() > limit).then(expr.str.slice(0, limit) + "…").otherwise(expr)
     )
 
 

@@ -50,9 +50,47 @@ def _longest_prefix(
     frame: pl.DataFrame, text: str, table: pl.DataFrame, keys: list[str], out: str
 ) -> pl.DataFrame:
     """Add ``out``: the longest ``table._name`` that starts ``frame[text]`` and
-    agrees with ``frame`` on ``keys`` (other ``table`` columns come along)."""
+    agrees with ``frame`` on ``keys`` (other ``table`` columns come along).
+
+    One Aho-Corasick pass over all names, longest first, finds the longest
+    name regardless of ``keys``; a join checks it agrees with ``keys``. Only
+    rows where it does not (a name of another province's city, say) are
+    searched again length by length."""
     extra = [c for c in table.columns if c not in keys and c != "_name"]
-    lengths = sorted(table.get_column("_name").str.len_chars().unique().to_list(), reverse=True)
+    names = table.get_column("_name").unique().to_list()
+    names.sort(key=len, reverse=True)
+    head = pl.col(text).str.slice(0, len(names[0]))
+    # Aho-Corasick, leftmost match, longest name first among equals
+    first = head.str.extract_many(names, leftmost=True).list.first()
+    hits = table.rename({"_name": "_cand"}).with_columns(pl.lit(True).alias("_hit"))
+    found = (
+        frame.with_row_index("_row")
+        .with_columns(pl.when(head.str.starts_with(first)).then(first).alias("_cand"))
+        .join(hits, on=[*keys, "_cand"], how="left", maintain_order="left")
+    )
+    retry = pl.col("_cand").is_not_null() & pl.col("_hit").is_null()
+    again = found.filter(retry).drop(["_cand", "_hit", *extra])
+    found = found.with_columns(
+        pl.when(pl.col("_hit")).then(pl.col("_cand")).alias(out),
+        *[pl.when(pl.col("_hit")).then(pl.col(c)).alias(c) for c in extra],
+    ).drop(["_cand", "_hit"])
+    if again.height:
+        lengths = sorted({len(n) for n in names}, reverse=True)
+        fixed = _match_rows(again, text, table, keys, out, lengths)
+        found = found.update(fixed.select("_row", out, *extra), on="_row", how="left")
+    return found.drop("_row")
+
+
+def _match_rows(
+    frame: pl.DataFrame,
+    text: str,
+    table: pl.DataFrame,
+    keys: list[str],
+    out: str,
+    lengths: list[int],
+) -> pl.DataFrame:
+    """:func:`_longest_prefix` the slow way: one join per name length."""
+    extra = [c for c in table.columns if c not in keys and c != "_name"]
     found = frame.with_columns(
         pl.lit(None, dtype=pl.String).alias(out),
         *[pl.lit(None, dtype=table.schema[c]).alias(c) for c in extra],
@@ -69,9 +107,7 @@ def _longest_prefix(
                 how="left",
                 maintain_order="left",
             )
-            .with_columns(
-                (pl.col(out).is_null() & pl.col("_hit").fill_null(False)).alias("_take")
-            )
+            .with_columns((pl.col(out).is_null() & pl.col("_hit").fill_null(False)).alias("_take"))
             .with_columns(
                 pl.when("_take").then(pl.col("_probe")).otherwise(pl.col(out)).alias(out),
                 *[

@@ -38,9 +38,7 @@ def _names(field: str) -> tuple[str, str, str, str]:
 @functools.cache
 def _spans_wide() -> pl.DataFrame:
     """One row per region code with its year spans as columns s0,e0,s1,e1,..."""
-    spans = region_year_spans().with_columns(
-        pl.int_range(pl.len()).over("code").alias("i")
-    )
+    spans = region_year_spans().with_columns(pl.int_range(pl.len()).over("code").alias("i"))
     n = int(spans.get_column("i").max()) + 1  # type: ignore[arg-type]
     return spans.group_by("code").agg(
         *[pl.col("start").filter(pl.col("i") == k).first().alias(f"s{k}") for k in range(n)],
@@ -93,7 +91,8 @@ def parse_id(rule: str, field: str, v: pl.Series) -> pl.DataFrame:
     full = n.str.contains(_FULL)
     if rule == "id:full":
         df = df.with_columns(
-            error_when(~full, "id '{}' is not id:full (17 digits + check digit)"), full.alias("_full")
+            error_when(~full, "id '{}' is not id:full (17 digits + check digit)"),
+            full.alias("_full"),
         )
     else:
         df = df.with_columns(
@@ -130,7 +129,9 @@ def parse_uscc(rule: str, field: str, v: pl.Series) -> pl.DataFrame:
     norm = V.str.replace_all(r"[\s\-]", "").str.to_uppercase()
     df = pl.DataFrame({"v": v}).with_columns(norm.alias("_n"))
     df = df.with_columns(
-        error_when(~pl.col("_n").str.contains(_USCC_SHAPE), "uscc '{}' is not uscc (18 letters or digits)")
+        error_when(
+            ~pl.col("_n").str.contains(_USCC_SHAPE), "uscc '{}' is not uscc (18 letters or digits)"
+        )
     )
     df = df.with_columns(pl.when(pl.col(ERROR).is_null()).then(pl.col("_n")).alias("_raw"))
     df = map_unique(df, "_raw", lambda x: (stdnum_uscc.is_valid(x),), {"_ok": pl.Boolean})

@@ -51,7 +51,12 @@ SURNAME_READINGS: dict[str, str] = {
     "藏": "zang", "能": "nai", "都": "du", "乐正": "yue zheng",
 }  # fmt: skip
 
-LATIN_STYLES = ("name:pinyin_ticket", "name:pinyin_western", "name:pinyin_upper", "name:pinyin_lower")
+LATIN_STYLES = (
+    "name:pinyin_ticket",
+    "name:pinyin_western",
+    "name:pinyin_upper",
+    "name:pinyin_lower",
+)
 _HINT = {
     "name:hanzi": "Chinese characters",
     "name:pinyin_ticket": "SURNAME/GIVEN",
@@ -69,21 +74,28 @@ _HANZI = r"^[\p{Han}·]+$"  # polars (Rust) regex
 @functools.cache
 def syllables() -> frozenset[str]:
     """Every pinyin syllable in pypinyin's dictionary, NORMAL style (no tones,
-    ü as v), without the interjections that have no vowel (m, n, ng, hm, hng)."""
+    ü as v), including the vowelless interjections (m, n, ng, hm, hng)."""
     out: set[str] = set()
     for readings in pinyin_dict.pinyin_dict.values():
         for r in readings.split(","):
             s = convert(r, Style.NORMAL, strict=True)
-            if s.isascii() and s.isalpha() and re.search("[aeiouv]", s):
+            if s.isascii() and s.isalpha():
                 out.add(s)
     return frozenset(out)
 
 
-@functools.cache
+def _word_initial_only(syllable: str) -> bool:
+    """Syllables written after an apostrophe inside a word: a/o/e-initial
+    (GB/T 16159) and, to keep the split exact, the vowelless interjections."""
+    return syllable[0] in "aoe" or not re.search("[aeiouv]", syllable)
+
+
+@functools.lru_cache(maxsize=1 << 16)
 def _segment(token: str) -> tuple[str, ...] | None:
     """Split a run of pinyin without separators into syllables: fewest
-    syllables, a/o/e-initial syllables only first (pinyin writes an apostrophe
-    before them otherwise), ties broken by the longest first syllable."""
+    syllables, a/o/e-initial (and vowelless) syllables only first (pinyin
+    writes an apostrophe before them otherwise), ties broken by the longest
+    first syllable."""
     syl = syllables()
     n = len(token)
     best: list[tuple[int, int] | None] = [None] * (n + 1)  # suffix i → (count, first length)
@@ -93,7 +105,7 @@ def _segment(token: str) -> tuple[str, ...] | None:
             piece = token[i : i + length]
             if piece not in syl or best[i + length] is None:
                 continue
-            if i > 0 and piece[0] in "aoe":
+            if i > 0 and _word_initial_only(piece):
                 continue
             count = best[i + length][0] + 1  # type: ignore[index]
             if best[i] is None or count < best[i][0]:  # type: ignore[index]
@@ -112,7 +124,7 @@ _TONED = str.maketrans({c: "v" for c in "üǖǘǚǜÜǕǗǙǛ"})
 _LATIN_OK = re.compile(r"^[a-z'’\-\s.·]*$")
 
 
-@functools.cache
+@functools.lru_cache(maxsize=1 << 16)
 def syllabify(text: str) -> str | None:
     """Normalise one latin name part to spaced lower-case syllables:
     ``OUYANG`` → ``ou yang``, ``Xi'an`` → ``xi an``, ``Zhāng``/``zhang1`` → ``zhang``.
@@ -153,14 +165,14 @@ def _join(tokens: list[str]) -> str | None:
     return " ".join(words) or None
 
 
-@functools.cache
+@functools.lru_cache(maxsize=1 << 14)
 def surname_latin(surname: str) -> str | None:
     """The pinyin of a Hanzi surname, with surname readings (曾 → ``zeng``)."""
     if surname in SURNAME_READINGS:
         return SURNAME_READINGS[surname]
-    if len(surname) > 1 and surname not in COMPOUND_SURNAMES:
-        return _join([SURNAME_READINGS.get(surname[0], lazy_pinyin(surname[0]))[0]]
-                     + lazy_pinyin(surname[1:]))  # fmt: skip
+    if len(surname) > 1 and surname not in COMPOUND_SURNAMES:  # not a surname alone
+        first = SURNAME_READINGS.get(surname[0]) or lazy_pinyin(surname[0])[0]
+        return _join([first, *lazy_pinyin(surname[1:])])
     return _join(lazy_pinyin(surname, style=Style.NORMAL))
 
 
@@ -206,7 +218,9 @@ def _parse_hanzi(field: str, v: pl.Series) -> pl.DataFrame:
     native = V.str.replace_all(r"\s", "").str.replace_all(_DOTS, "·")
     df = pl.DataFrame({"v": v}).with_columns(native.alias("_n"))
     n = pl.col("_n")
-    df = df.with_columns(error_when(~n.str.contains(_HANZI), "name '{}' is not name:hanzi (Chinese characters)"))
+    df = df.with_columns(
+        error_when(~n.str.contains(_HANZI), "name '{}' is not name:hanzi (Chinese characters)")
+    )
     ok = pl.col(ERROR).is_null() & n.is_not_null()
     if field in ("surname", "given"):
         df = df.with_columns(pl.when(ok).then(n).alias("_part"))
@@ -252,6 +266,7 @@ def _parse_latin(rule: str, field: str, v: pl.Series) -> pl.DataFrame:
         )
     full, sur, giv = _names(field)
     if rule == "name:pinyin_lower":
+
         def whole(x: str) -> tuple[str | None, str | None, str | None]:
             norm = syllabify(x)
             return (norm, *split_latin(norm)) if norm else (None, None, None)
@@ -298,8 +313,9 @@ def _parse_latin(rule: str, field: str, v: pl.Series) -> pl.DataFrame:
 
 
 def _compact(x: pl.Expr) -> pl.Expr:
-    """``xi an`` → ``xi'an``; ``na na`` → ``nana`` (pinyin word orthography)."""
-    return x.str.replace_all(r" ([aoe])", "'${1}").str.replace_all(" ", "")
+    """``xi an`` → ``xi'an``; ``na na`` → ``nana`` (pinyin word orthography;
+    the vowelless interjections m/n/ng/hm/hng get an apostrophe too)."""
+    return x.str.replace_all(r" ([aoe]|(?:hng|hm|ng|n|m)\b)", "'${1}").str.replace_all(" ", "")
 
 
 def _capital(x: pl.Expr) -> pl.Expr:
@@ -325,11 +341,17 @@ def render_name(rule: str, field: str) -> pl.Expr:
         return pl.when(sn.is_not_null()).then(pl.concat_str([sn, gn], ignore_nulls=True))
     has = sl.is_not_null()
     if rule == "name:pinyin_ticket":
-        out = pl.concat_str([_compact(sl), pl.lit("/"), _compact(gl).fill_null("")]).str.to_uppercase()
+        out = pl.concat_str(
+            [_compact(sl), pl.lit("/"), _compact(gl).fill_null("")]
+        ).str.to_uppercase()
     elif rule == "name:pinyin_upper":
-        out = pl.concat_str([_compact(sl), _compact(gl)], separator=" ", ignore_nulls=True).str.to_uppercase()
+        out = pl.concat_str(
+            [_compact(sl), _compact(gl)], separator=" ", ignore_nulls=True
+        ).str.to_uppercase()
     elif rule == "name:pinyin_western":
-        out = pl.concat_str([_capital(_compact(gl)), _capital(_compact(sl))], separator=" ", ignore_nulls=True)
+        out = pl.concat_str(
+            [_capital(_compact(gl)), _capital(_compact(sl))], separator=" ", ignore_nulls=True
+        )
     elif rule == "name:pinyin_lower":
         out = pl.concat_str([sl, gl], separator=" ", ignore_nulls=True)
     else:

@@ -54,14 +54,10 @@ def parse_phone(rule: str, field: str, v: pl.Series) -> pl.DataFrame:
     df = df.with_columns(
         error_when(~(visible | is_masked), f"phone '{{}}' is not {hint}"),
         pl.when(visible).then(n).alias("_raw"),
-        pl.when(is_masked).then(
-            n.str.replace(_MASKED, "${1}****${2}")
-        ).alias("_masked"),
+        pl.when(is_masked).then(n.str.replace(_MASKED, "${1}****${2}")).alias("_masked"),
     )
     # national 11-digit form of +86 / 0086 / 86-prefixed mobiles
-    national = (
-        pl.col("_raw").str.replace(r"^(?:\+86|0086|86)(1[0-9]{10})$", "${1}")
-    )
+    national = pl.col("_raw").str.replace(r"^(?:\+86|0086|86)(1[0-9]{10})$", "${1}")
     fast = national.str.contains(_cn_mobile_pattern())
     df = df.with_columns(
         pl.when(fast).then(pl.lit("+86") + national).alias("_fast"),

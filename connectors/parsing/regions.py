@@ -150,9 +150,7 @@ def region_year_spans() -> pl.DataFrame:
     region ``code`` and birth year ``y`` passes ``stdnum.cn.ric``'s place check
     iff some span has ``start <= y <= end``."""
     rows = [
-        (code, start, end)
-        for code, raw in _codes().items()
-        for start, end, _name in _spans(raw)
+        (code, start, end) for code, raw in _codes().items() for start, end, _name in _spans(raw)
     ]
     return pl.DataFrame(
         rows,

@@ -43,7 +43,9 @@ def parse_simple(rule: str, field: str, v: pl.Series) -> pl.DataFrame:
         exprs = _one(field, n, error_when(n.is_null(), "int '{}' is not an integer"))
     elif rule == "decimal":
         x = V.cast(pl.Float64, strict=False)
-        exprs = _one(field, x, error_when(~x.is_finite().fill_null(False), "decimal '{}' is not a number"))
+        exprs = _one(
+            field, x, error_when(~x.is_finite().fill_null(False), "decimal '{}' is not a number")
+        )
     elif rule in SEX_CODES:
         up = V.str.to_uppercase()
         sex = up.replace_strict(SEX_CODES[rule], default=None, return_dtype=pl.String)
@@ -51,13 +53,28 @@ def parse_simple(rule: str, field: str, v: pl.Series) -> pl.DataFrame:
         exprs = _one(field, sex, error_when(bad, f"sex '{{}}' is not {rule} ({_SEX_HINT[rule]})"))
     elif rule == "email":
         e = V.str.to_lowercase()
-        exprs = _one(field, e, error_when(~e.str.contains(r"^[^@\s]+@[^@\s]+$"), "email '{}' is not an address (no single '@')"))
+        exprs = _one(
+            field,
+            e,
+            error_when(
+                ~e.str.contains(r"^[^@\s]+@[^@\s]+$"),
+                "email '{}' is not an address (no single '@')",
+            ),
+        )
     elif rule == "plate":
         p = V.str.to_uppercase().str.replace_all(_PLATE_NOISE, "")
-        exprs = _one(field, p, error_when(p.str.len_chars() < 5, "plate '{}' is too short for a plate"))
+        exprs = _one(
+            field, p, error_when(p.str.len_chars() < 5, "plate '{}' is too short for a plate")
+        )
     elif rule == "passport":
         p = V.str.to_uppercase().str.replace_all(r"\s", "")
-        exprs = _one(field, p, error_when(~p.str.contains(r"^[A-Z0-9]{5,20}$"), "passport '{}' is not 5-20 letters or digits"))
+        exprs = _one(
+            field,
+            p,
+            error_when(
+                ~p.str.contains(r"^[A-Z0-9]{5,20}$"), "passport '{}' is not 5-20 letters or digits"
+            ),
+        )
     else:  # pragma: no cover - dispatch guarantees the rule
         raise KeyError(rule)
     return df.select(exprs)

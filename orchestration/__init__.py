@@ -1,0 +1,1 @@
+"""Dagster wiring over the Tessera libraries (no business logic here)."""

@@ -1,0 +1,437 @@
+"""Live source databases: simulated day by day, extracted incrementally, exactly once.
+
+SQLite (the embedded default) is always tested. PostgreSQL and MariaDB tests
+(``-m db``) use the servers at ``TESSERA_TEST_PG_URL`` / ``TESSERA_TEST_MYSQL_URL``
+(default: the local ones), create throwaway databases named with the pid and
+drop them afterwards; they skip when no server answers.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from connectors.catalog.databases import DATABASE_PROFILES, DATABASE_SPECS
+from connectors.database import (
+    CursorState,
+    CursorStore,
+    Extraction,
+    SourceDatabaseError,
+    database_url,
+    extract,
+    preflight,
+    with_database,
+)
+from connectors.spec import SourceSpec
+from simulation.databases import DatabaseDayLog, write_database_day
+from simulation.world import World, WorldConfig, generate_world
+from tessera.config import DatabaseServers, Home
+
+PG_URL = os.environ.get("TESSERA_TEST_PG_URL") or os.environ.get("TESSERA_PG_URL") \
+    or "postgresql://postgres@127.0.0.1:5432/postgres"
+MYSQL_URL = os.environ.get("TESSERA_TEST_MYSQL_URL") or os.environ.get("TESSERA_MYSQL_URL") \
+    or "mysql://root@127.0.0.1:3306/"
+SPECS = {s.id: s for s in DATABASE_SPECS}
+DAYS = 3
+Run = list[tuple[DatabaseDayLog, Extraction]]
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    return generate_world(WorldConfig(persons=300, days=DAYS))
+
+
+def _sqlite_url(root: Path, spec: SourceSpec) -> str:
+    return database_url(spec, DatabaseServers(), Home(root))
+
+
+def _run_days(world: World, spec: SourceSpec, url: str, store: CursorStore, truth: Path) -> Run:
+    """Simulate every day; after each, extract and commit (as the ingest does)."""
+    out = []
+    for d in range(DAYS):
+        log = write_database_day(world, spec, DATABASE_PROFILES[spec.id], d, url, truth)
+        ex = extract(spec, url, store.load(spec.id))
+        store.commit(ex.new_state)
+        out.append((log, ex))
+    return out
+
+
+@pytest.fixture(scope="module")
+def sqlite_home(world: World, tmp_path_factory: pytest.TempPathFactory) -> tuple[Home, dict[str, Run]]:
+    home = Home(tmp_path_factory.mktemp("dbs") / "home").ensure()
+    store = CursorStore(home.state)
+    runs = {s.id: _run_days(world, s, _sqlite_url(home.root, s), store, home.truth) for s in DATABASE_SPECS}
+    return home, runs
+
+
+def _ops(ex: Extraction) -> dict[str, int]:
+    return dict(ex.rows.group_by("_op").len().iter_rows()) if ex.rows.height else {}
+
+
+def _records(ex: Extraction) -> set[tuple]:
+    return set(ex.rows.drop("_line").iter_rows())
+
+
+# ---------------------------------------------------------------- embedded (SQLite)
+
+
+def test_eight_systems_spread_over_engines_and_domains() -> None:
+    engines = [s.database.engine for s in DATABASE_SPECS]
+    assert len(DATABASE_SPECS) == 8 and engines.count("postgres") >= 3 and engines.count("mysql") >= 3
+    assert {s.domain for s in DATABASE_SPECS} >= {"municipal", "commercial", "transport", "court"}
+    flags = {s.id: s.database.deleted_flag for s in DATABASE_SPECS}
+    assert any(flags.values()) and not all(flags.values()), "some soft-delete, some hard-delete"
+    assert set(DATABASE_PROFILES) == set(SPECS)
+
+
+def test_full_load_extracts_every_record_once_as_text(sqlite_home) -> None:
+    _, runs = sqlite_home
+    for sid, run in runs.items():
+        log, ex = run[0]
+        spec = SPECS[sid]
+        assert log.inserted > 0 and log.updated == 0 and log.deleted == 0, sid
+        assert _ops(ex) == {"insert": log.inserted}, sid
+        assert ex.deleted.height == 0 and ex.quarantine.height == 0, sid
+        assert ex.rows_read == ex.rows.height
+        assert ex.rows["_line"].to_list() == list(range(1, ex.rows.height + 1))
+        assert ex.rows[spec.database.key].n_unique() == ex.rows.height, sid
+        assert all(dt == pl.String for c, dt in ex.rows.schema.items() if c != "_line"), sid
+        assert {c.name for c in spec.columns} <= set(ex.rows.columns), sid
+        assert ex.new_state.known_keys == log.inserted
+
+
+def test_incremental_days_extract_exactly_what_the_simulator_changed(sqlite_home) -> None:
+    _, runs = sqlite_home
+    for sid, run in runs.items():
+        for log, ex in run[1:]:
+            assert _ops(ex) == {k: v for k, v in (("insert", log.inserted), ("update", log.updated)) if v}, \
+                (sid, log)
+            how = "soft" if SPECS[sid].database.deleted_flag else "hard"
+            assert ex.deleted.height == log.deleted and set(ex.deleted["how"]) <= {how}, (sid, log)
+    totals = {k: sum(getattr(log, k) for run in runs.values() for log, _ in run[1:])
+              for k in ("inserted", "updated", "deleted")}
+    assert all(v > 0 for v in totals.values()), totals
+
+
+def test_truth_covers_exactly_the_rows_inserted_or_updated(sqlite_home) -> None:
+    home, runs = sqlite_home
+    for sid, run in runs.items():
+        spec = SPECS[sid]
+        for d, (log, ex) in enumerate(run):
+            truth = pl.read_parquet(home.truth / sid / f"{WorldConfig(days=DAYS).day(d).isoformat()}.parquet")
+            assert set(truth["record_key"]) == set(ex.rows[spec.database.key]), (sid, d)
+            assert truth["entity_id"].null_count() == 0
+            assert {"record_key", "entity_id", "source_id", "entity_type", "day"} <= set(truth.columns)
+    hukou = pl.read_parquet(home.truth / "hukou_db" / "2026-01-01.parquet")
+    assert "household_head_id" in hukou.columns
+
+
+def test_rerun_of_a_day_changes_nothing(sqlite_home, world: World) -> None:
+    home, runs = sqlite_home
+    spec = SPECS["ecommerce_accounts_db"]
+    url = _sqlite_url(home.root, spec)
+    before = sqlite3.connect(sqlite_path_of(url)).execute("SELECT count(*), max(gmt_modified) FROM user_account").fetchone()
+    log = write_database_day(world, spec, DATABASE_PROFILES[spec.id], 1, url, home.truth)
+    assert not log.applied and (log.inserted, log.updated, log.deleted) == (
+        runs[spec.id][1][0].inserted, runs[spec.id][1][0].updated, runs[spec.id][1][0].deleted)
+    after = sqlite3.connect(sqlite_path_of(url)).execute("SELECT count(*), max(gmt_modified) FROM user_account").fetchone()
+    assert before == after
+    again = extract(spec, url, CursorStore(home.state).load(spec.id))
+    assert again.rows.height == 0 and again.deleted.height == 0, "equal timestamps at the mark are not re-read"
+
+
+def sqlite_path_of(url: str) -> str:
+    return url.removeprefix("sqlite://")
+
+
+def test_same_seed_same_data(world: World, tmp_path: Path) -> None:
+    spec = SPECS["telecom_db"]
+    got = []
+    for name in ("a", "b"):
+        url = _sqlite_url(tmp_path / name, spec)
+        _run_days(world, spec, url, CursorStore(tmp_path / name / "state"), tmp_path / name / "truth")
+        got.append(_records(extract(spec, url, None)))
+    assert got[0] == got[1] and len(got[0]) > 100
+
+
+def _fresh(world: World, spec: SourceSpec, url: str, tmp: Path, days: int = 1) -> CursorStore:
+    store = CursorStore(tmp / "state")
+    for d in range(days):
+        write_database_day(world, spec, DATABASE_PROFILES[spec.id], d, url, tmp / "truth")
+    store.commit(extract(spec, url, None).new_state)
+    return store
+
+
+def test_crash_mid_extraction_then_rerun_gets_every_change_exactly_once(world: World, tmp_path: Path,
+                                                                       monkeypatch) -> None:
+    import connectors.database as cdb
+
+    spec = SPECS["ecommerce_accounts_db"]
+    key = spec.database.key
+    url = _sqlite_url(tmp_path, spec)
+    store = _fresh(world, spec, url, tmp_path)
+    committed = store.load(spec.id)
+    write_database_day(world, spec, DATABASE_PROFILES[spec.id], 1, url, tmp_path / "truth")
+    real = cdb.read_sql
+
+    def dies_listing_keys(sid: str, u: str, sql: str) -> pl.DataFrame:
+        if sql == spec.database.key_query:  # the rows were read; the connection drops now
+            raise SourceDatabaseError(f"{sid}: connection lost")
+        return real(sid, u, sql)
+
+    monkeypatch.setattr(cdb, "read_sql", dies_listing_keys)
+    with pytest.raises(SourceDatabaseError, match="ecommerce_accounts_db"):
+        extract(spec, url, store.load(spec.id))
+    monkeypatch.setattr(cdb, "read_sql", real)
+    # Or the extraction finished but the caller died before committing.
+    assert extract(spec, url, store.load(spec.id)).rows.height > 0
+    assert store.load(spec.id) == committed
+    write_database_day(world, spec, DATABASE_PROFILES[spec.id], 2, url, tmp_path / "truth")
+    rerun = extract(spec, url, store.load(spec.id))
+    assert rerun.rows[key].n_unique() == rerun.rows.height, "nothing doubled"
+    changed = set()
+    for day in ("2026-01-02", "2026-01-03"):
+        changed |= set(pl.read_parquet(tmp_path / "truth" / spec.id / f"{day}.parquet")["record_key"])
+    with sqlite3.connect(sqlite_path_of(url)) as con:
+        gone = {str(k) for (k,) in con.execute("SELECT id FROM user_account WHERE is_deleted = 1")}
+    assert set(rerun.rows[key]) == changed - gone, "nothing missed"
+    assert set(rerun.deleted["key"]) == gone & set(committed.keys["key"])
+    store.commit(rerun.new_state)
+    assert extract(spec, url, store.load(spec.id)).rows.height == 0
+
+
+def test_commit_is_atomic_when_interrupted(world: World, tmp_path: Path, monkeypatch) -> None:
+    spec = SPECS["telecom_db"]
+    url = _sqlite_url(tmp_path, spec)
+    store = _fresh(world, spec, url, tmp_path)
+    old = store.load(spec.id)
+    write_database_day(world, spec, DATABASE_PROFILES[spec.id], 1, url, tmp_path / "truth")
+    ex = extract(spec, url, old)
+    real = os.replace
+
+    def fails_on_the_json(src, dst) -> None:  # power cut just before the state file is swapped
+        if str(dst).endswith(".json"):
+            raise OSError("disk full")
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", fails_on_the_json)
+    with pytest.raises(OSError):
+        store.commit(ex.new_state)
+    monkeypatch.setattr(os, "replace", real)
+    reloaded = store.load(spec.id)
+    assert reloaded == old and reloaded.keys.height == old.known_keys
+    store.commit(ex.new_state)
+    assert store.load(spec.id) == ex.new_state
+    assert len(list((tmp_path / "state" / "cursors").glob("telecom_db.keys-*.parquet"))) == 1
+
+
+def test_hard_and_soft_deletes_are_found(world: World, tmp_path: Path) -> None:
+    hard, soft = SPECS["ride_hailing_db"], SPECS["hukou_db"]
+    for spec, sql in ((hard, "DELETE FROM t_driver WHERE driver_id = (SELECT min(driver_id) FROM t_driver)"),
+                      (soft, "UPDATE rk_jbxx SET zxbz = 1, gxsj = '2026-01-01 23:00:00' "
+                             "WHERE rkbh = (SELECT min(rkbh) FROM rk_jbxx)")):
+        url = _sqlite_url(tmp_path, spec)
+        store = _fresh(world, spec, url, tmp_path)
+        key = sqlite3.connect(sqlite_path_of(url)).execute(
+            f"SELECT min({spec.database.key}) FROM {'t_driver' if spec is hard else 'rk_jbxx'}").fetchone()[0]
+        with sqlite3.connect(sqlite_path_of(url)) as con:
+            con.execute(sql)
+        ex = extract(spec, url, store.load(spec.id))
+        assert ex.deleted.rows() == [(str(key), "hard" if spec is hard else "soft")]
+        assert ex.rows.height == 0
+        assert ex.new_state.known_keys == store.load(spec.id).known_keys - 1
+
+
+@pytest.mark.parametrize("change, message", [
+    ("ALTER TABLE zx_bzxr RENAME TO zx_bzxr_2024", "zx_bzxr"),
+    ("ALTER TABLE zx_bzxr DROP COLUMN sfzh", "sfzh"),
+    ("UPDATE zx_aj SET gxsj = 'not a time'", "gxsj"),
+])
+def test_schema_change_is_a_clear_error_and_keeps_the_state(world: World, tmp_path: Path, change: str,
+                                                          message: str) -> None:
+    spec = SPECS["court_enforcement_db"]
+    url = _sqlite_url(tmp_path, spec)
+    store = _fresh(world, spec, url, tmp_path)
+    state_file = tmp_path / "state" / "cursors" / f"{spec.id}.json"
+    before = state_file.read_bytes()
+    with sqlite3.connect(sqlite_path_of(url)) as con:
+        con.execute(change)
+    with pytest.raises(SourceDatabaseError, match=rf"court_enforcement_db: .*{message}.*schema changed"):
+        extract(spec, url, store.load(spec.id))
+    assert state_file.read_bytes() == before
+
+
+def test_query_missing_a_spec_column_is_a_clear_error(world: World, tmp_path: Path) -> None:
+    spec = SPECS["court_enforcement_db"]
+    url = _sqlite_url(tmp_path, spec)
+    write_database_day(world, spec, DATABASE_PROFILES[spec.id], 0, url, tmp_path / "truth")
+    narrowed = replace(spec, database=replace(spec.database, query=spec.database.query.replace("r.sfzh, ", "")))
+    with pytest.raises(SourceDatabaseError, match="court_enforcement_db: column 'sfzh' missing from query result"):
+        extract(narrowed, url, None)
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://postgres@127.0.0.1:1/tessera_court_enforcement_db",
+    "mysql://root:secret@127.0.0.1:1/tessera_telecom_db",
+    "sqlite:///nonexistent/dir/telecom_db.sqlite",
+])
+def test_server_down_fails_fast_naming_the_source(url: str) -> None:
+    spec = SPECS["telecom_db"]
+    t = time.monotonic()
+    with pytest.raises(SourceDatabaseError, match=r"^telecom_db: cannot connect to .*(refused|no database file)") as e:
+        extract(spec, url, None)
+    assert time.monotonic() - t < 10
+    assert "secret" not in str(e.value)
+
+
+def test_high_water_mark_is_validated_before_it_reaches_sql(world: World, tmp_path: Path) -> None:
+    spec = SPECS["telecom_db"]
+    url = _sqlite_url(tmp_path, spec)
+    write_database_day(world, spec, DATABASE_PROFILES[spec.id], 0, url, tmp_path / "truth")
+    evil = CursorState(spec.id, "2026-01-01 00:00:00' OR '1'='1", None, 0, "")
+    with pytest.raises(SourceDatabaseError, match="refusing to use it in SQL"):
+        extract(spec, url, evil)
+
+
+def test_database_url_chooses_server_by_engine(tmp_path: Path) -> None:
+    servers = DatabaseServers(postgres_url="postgresql://u:p@db.example:5433/postgres?sslmode=require")
+    home = Home(tmp_path)
+    assert database_url(SPECS["hukou_db"], servers, home) == \
+        "postgresql://u:p@db.example:5433/tessera_hukou_db?sslmode=require"
+    assert database_url(SPECS["telecom_db"], servers, home) == \
+        f"sqlite://{tmp_path.resolve()}/databases/telecom_db.sqlite"
+
+
+# ---------------------------------------------------------------- servers
+
+
+def _server(base: str, engine: str) -> Iterator[Callable[[str], str]]:
+    """A factory of throwaway database URLs on a server; dropped at teardown."""
+    try:
+        preflight("test", base)
+    except SourceDatabaseError as exc:
+        pytest.skip(f"no {engine} server: {exc}")
+    made: list[str] = []
+
+    def make(sid: str) -> str:
+        name = f"tessera_test_{os.getpid()}_{sid}"
+        made.append(name)
+        return with_database(base, name)
+
+    yield make
+    if engine == "postgres":
+        import psycopg2
+
+        con = psycopg2.connect(base)
+        con.autocommit = True
+        with con.cursor() as cur:
+            for name in made:
+                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        con.close()
+    else:
+        import pymysql
+
+        from connectors.database import mysql_connect_args
+
+        con = pymysql.connect(**mysql_connect_args(base))
+        with con.cursor() as cur:
+            for name in made:
+                cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[Callable[[str], str]]:
+    yield from _server(PG_URL, "postgres")
+
+
+@pytest.fixture(scope="module")
+def mysql() -> Iterator[Callable[[str], str]]:
+    yield from _server(MYSQL_URL, "mysql")
+
+
+@pytest.mark.db
+@pytest.mark.parametrize("engine", ["postgres", "mysql"])
+def test_server_and_sqlite_give_the_same_records(engine: str, request, world: World, sqlite_home,
+                                                 tmp_path: Path) -> None:
+    make = request.getfixturevalue("pg" if engine == "postgres" else "mysql")
+    _, sqlite_runs = sqlite_home
+    specs = [s for s in DATABASE_SPECS if s.database.engine == engine]
+    assert len(specs) >= 3
+    for spec in specs:
+        run = _run_days(world, spec, make(spec.id), CursorStore(tmp_path / "state"), tmp_path / "truth")
+        for d, ((log, ex), (slog, sex)) in enumerate(zip(run, sqlite_runs[spec.id], strict=True)):
+            assert log.applied and (log.inserted, log.updated, log.deleted) == \
+                (slog.inserted, slog.updated, slog.deleted), (spec.id, d)
+            assert _records(ex) == _records(sex), (spec.id, d)
+            assert ex.deleted.sort("key").rows() == sex.deleted.sort("key").rows(), (spec.id, d)
+
+
+@pytest.mark.db
+@pytest.mark.parametrize("engine", ["postgres", "mysql"])
+def test_server_schema_change_and_bad_credentials(engine: str, request, world: World, tmp_path: Path) -> None:
+    make = request.getfixturevalue("pg" if engine == "postgres" else "mysql")
+    spec = SPECS["court_enforcement_db" if engine == "postgres" else "vehicle_registry_db"]
+    url = make(spec.id)
+    store = _fresh(world, spec, url, tmp_path)
+    table, column = ("zx_bzxr", "sfzh") if engine == "postgres" else ("jdc_syr", "sfzmhm")
+    if engine == "postgres":
+        import psycopg2
+
+        con = psycopg2.connect(url)
+    else:
+        import pymysql
+
+        from connectors.database import mysql_connect_args
+
+        con = pymysql.connect(**mysql_connect_args(url))
+    with con.cursor() as cur:
+        cur.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    con.commit()
+    con.close()
+    with pytest.raises(SourceDatabaseError, match=rf"^{spec.id}: query failed .*{column}.*schema changed"):
+        extract(spec, url, store.load(spec.id))
+    bad = url.replace("postgres@", "nobody@") if engine == "postgres" else url.replace("root@", "root:wrong@")
+    t = time.monotonic()
+    with pytest.raises(SourceDatabaseError, match=rf"^{spec.id}: cannot connect to "):
+        extract(spec, bad, store.load(spec.id))
+    assert time.monotonic() - t < 10
+
+
+@pytest.mark.db
+def test_deploy_dagster_yaml_puts_all_storage_on_postgres(pg, tmp_path: Path, monkeypatch) -> None:
+    import dagster as dg
+
+    url = pg("dagster")
+    import psycopg2
+
+    con = psycopg2.connect(PG_URL)
+    con.autocommit = True
+    with con.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{url.rsplit("/", 1)[1]}"')
+    con.close()
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_bytes((Path(__file__).parents[1] / "deploy" / "dagster.yaml").read_bytes())
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    for var, value in (("DAGSTER_HOME", str(home)), ("DAGSTER_PG_HOST", parts.hostname),
+                       ("DAGSTER_PG_USERNAME", parts.username or "postgres"),
+                       ("DAGSTER_PG_PASSWORD", parts.password or ""), ("DAGSTER_PG_DB", parts.path.lstrip("/"))):
+        monkeypatch.setenv(var, value)
+    instance = dg.DagsterInstance.get()
+    try:
+        kinds = (type(instance.run_storage).__name__, type(instance.event_log_storage).__name__,
+                 type(instance.schedule_storage).__name__)
+        assert kinds == ("PostgresRunStorage", "PostgresEventLogStorage", "PostgresScheduleStorage")
+        assert instance.get_runs() == []
+    finally:
+        instance.dispose()
