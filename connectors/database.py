@@ -110,8 +110,14 @@ def sqlite_path(url: str) -> Path:
 def mysql_connect_args(url: str) -> dict:
     """pymysql.connect keyword arguments for a ``mysql://`` URL."""
     p = urlsplit(url)
-    args = {"host": p.hostname or "127.0.0.1", "port": p.port or 3306, "user": unquote(p.username or "root"),
-            "password": unquote(p.password or ""), "charset": "utf8mb4", "connect_timeout": CONNECT_TIMEOUT_S}
+    args = {
+        "host": p.hostname or "127.0.0.1",
+        "port": p.port or 3306,
+        "user": unquote(p.username or "root"),
+        "password": unquote(p.password or ""),
+        "charset": "utf8mb4",
+        "connect_timeout": CONNECT_TIMEOUT_S,
+    }
     db = p.path.lstrip("/")
     if db:
         args["database"] = unquote(db)
@@ -143,7 +149,9 @@ def database_url(spec: SourceSpec, servers: DatabaseServers, home: Home) -> str:
     server = {"postgres": servers.postgres_url, "mysql": servers.mysql_url}.get(db.engine)
     if server:
         if not _IDENT.fullmatch(db.database):
-            raise SourceDatabaseError(f"{spec.id}: database name {db.database!r} is not a plain identifier")
+            raise SourceDatabaseError(
+                f"{spec.id}: database name {db.database!r} is not a plain identifier"
+            )
         return with_database(server, db.database)
     path = (home.databases / f"{spec.id}.sqlite").resolve()
     return "sqlite://" + quote(str(path))
@@ -153,14 +161,14 @@ def database_url(spec: SourceSpec, servers: DatabaseServers, home: Home) -> str:
 
 
 class CursorStore:
-    """Durable cursor state under ``<state_dir>/cursors/`` (``state_dir`` is
-    ``Home.state``): ``<id>.json`` plus the known-key map
-    ``<id>.keys-<hash>.parquet``. The key file is named by its content hash and
-    written first; the JSON that points at it is replaced last (tmp file +
-    ``os.replace``), so a commit is atomic as a whole."""
+    """Durable cursor state in ``state_dir`` (``Home.state / "cursors"``):
+    ``<id>.json`` plus the known-key map ``<id>.keys-<hash>.parquet``. The key
+    file is named by its content hash and written first; the JSON that points
+    at it is replaced last (tmp file + ``os.replace``), so a commit is atomic
+    as a whole."""
 
     def __init__(self, state_dir: Path):
-        self.dir = Path(state_dir) / "cursors"
+        self.dir = Path(state_dir)
 
     def _json(self, source_id: str) -> Path:
         if not _IDENT.fullmatch(source_id):
@@ -180,12 +188,22 @@ class CursorStore:
         if data.get("keys_hash"):
             kpath = self._keys(source_id, data["keys_hash"])
             if not kpath.exists():
-                raise SourceDatabaseError(f"{source_id}: cursor state names missing key file {kpath.name}")
+                raise SourceDatabaseError(
+                    f"{source_id}: cursor state names missing key file {kpath.name}"
+                )
             keys = pl.read_parquet(kpath)
             if _keys_hash(keys) != data["keys_hash"]:
-                raise SourceDatabaseError(f"{source_id}: key file {kpath.name} does not match its hash")
-        return CursorState(data["source_id"], data["high_water"], data.get("keys_hash"),
-                           int(data.get("known_keys", 0)), data.get("extracted_at", ""), keys)
+                raise SourceDatabaseError(
+                    f"{source_id}: key file {kpath.name} does not match its hash"
+                )
+        return CursorState(
+            data["source_id"],
+            data["high_water"],
+            data.get("keys_hash"),
+            int(data.get("known_keys", 0)),
+            data.get("extracted_at", ""),
+            keys,
+        )
 
     def commit(self, state: CursorState) -> None:
         """Make ``state`` the committed one (atomically; old key files removed after)."""
@@ -194,15 +212,22 @@ class CursorStore:
         keep: Path | None = None
         if state.keys_hash:
             if state.keys is None:
-                raise ValueError(f"{state.source_id}: a state with keys_hash needs its keys to commit")
+                raise ValueError(
+                    f"{state.source_id}: a state with keys_hash needs its keys to commit"
+                )
             keep = self._keys(state.source_id, state.keys_hash)
             if not keep.exists():
                 tmp = keep.with_name(keep.name + ".tmp")
                 state.keys.write_parquet(tmp)
                 _fsync(tmp)
                 os.replace(tmp, keep)
-        body = {"source_id": state.source_id, "high_water": state.high_water, "keys_hash": state.keys_hash,
-                "known_keys": state.known_keys, "extracted_at": state.extracted_at}
+        body = {
+            "source_id": state.source_id,
+            "high_water": state.high_water,
+            "keys_hash": state.keys_hash,
+            "known_keys": state.known_keys,
+            "extracted_at": state.extracted_at,
+        }
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(body, indent=2), encoding="utf-8")
         _fsync(tmp)
@@ -228,7 +253,9 @@ def _fsync_dir(path: Path) -> None:
 
 def _keys_hash(keys: pl.DataFrame) -> str:
     """SHA-256 of the sorted (key, cursor) pairs: names the key file of a generation."""
-    text = keys.sort("key").select(pl.concat_str("key", pl.col("cursor").fill_null(""), separator="\x1f"))
+    text = keys.sort("key").select(
+        pl.concat_str("key", pl.col("cursor").fill_null(""), separator="\x1f")
+    )
     return hashlib.sha256("\x1e".join(text.to_series().to_list()).encode()).hexdigest()
 
 
@@ -241,7 +268,9 @@ def _options(spec: SourceSpec):
         raise SourceDatabaseError(f"{spec.id}: not a database source")
     for what, name in (("key", db.key), ("cursor", db.cursor), ("deleted_flag", db.deleted_flag)):
         if name is not None and not _IDENT.fullmatch(name):
-            raise SourceDatabaseError(f"{spec.id}: {what} column {name!r} is not a plain identifier")
+            raise SourceDatabaseError(
+                f"{spec.id}: {what} column {name!r} is not a plain identifier"
+            )
     return db
 
 
@@ -264,7 +293,9 @@ def preflight(source_id: str, url: str) -> None:
 
             pymysql.connect(**mysql_connect_args(url)).close()
     except Exception as exc:  # OSError, sqlite3.Error, psycopg2.Error, pymysql.Error
-        raise SourceDatabaseError(f"{source_id}: cannot connect to {masked(url)}: {_first_line(exc)}") from exc
+        raise SourceDatabaseError(
+            f"{source_id}: cannot connect to {masked(url)}: {_first_line(exc)}"
+        ) from exc
 
 
 def _first_line(exc: BaseException) -> str:
@@ -285,13 +316,24 @@ def read_sql(source_id: str, url: str, sql: str) -> pl.DataFrame:
         at = re.search(r"at index: (\d+)", reason)
         if at:  # connectorx names a value it could not convert only by column position
             try:
-                names = pl.read_database_uri(f"SELECT * FROM ({sql}) x WHERE 1 = 0", url, engine="connectorx").columns
+                names = pl.read_database_uri(
+                    f"SELECT * FROM ({sql}) x WHERE 1 = 0", url, engine="connectorx"
+                ).columns
                 reason = f"column {names[int(at.group(1))]!r}: {reason}"
             except Exception:  # noqa: S110 - the original reason is still reported
                 pass
-        hint = " (schema changed?)" if re.search(
-            r"does(n't| not) exist|no such|unknown column|invalid input|conversion error", reason, re.I) else ""
-        raise SourceDatabaseError(f"{source_id}: query failed on {masked(url)}: {reason}{hint}") from exc
+        hint = (
+            " (schema changed?)"
+            if re.search(
+                r"does(n't| not) exist|no such|unknown column|invalid input|conversion error",
+                reason,
+                re.I,
+            )
+            else ""
+        )
+        raise SourceDatabaseError(
+            f"{source_id}: query failed on {masked(url)}: {reason}{hint}"
+        ) from exc
 
 
 def _literal(source_id: str, high_water: str) -> str:
@@ -301,8 +343,10 @@ def _literal(source_id: str, high_water: str) -> str:
     if _TS.fullmatch(high_water):
         datetime.fromisoformat(high_water)  # a real instant, not just the right shape
         return f"'{high_water}'"
-    raise SourceDatabaseError(f"{source_id}: stored high-water mark {high_water!r} is neither an integer "
-                              "nor an ISO timestamp; refusing to use it in SQL")
+    raise SourceDatabaseError(
+        f"{source_id}: stored high-water mark {high_water!r} is neither an integer "
+        "nor an ISO timestamp; refusing to use it in SQL"
+    )
 
 
 def incremental_query(spec: SourceSpec, high_water: str | None) -> str:
@@ -351,8 +395,10 @@ def _cursor_values(spec: SourceSpec, frame: pl.DataFrame, cursor: str) -> tuple[
         ts = ts.fill_null(s.str.to_datetime("%Y-%m-%d %H:%M:%S", strict=False))
         ts = ts.fill_null(s.str.to_date("%Y-%m-%d", strict=False).cast(pl.Datetime("us")))
         return ts.dt.to_string("%Y-%m-%d %H:%M:%S%.f"), "ts"
-    raise SourceDatabaseError(f"{spec.id}: cursor column {cursor!r} has type {dtype}, "
-                              "not a timestamp or integer (schema changed?)")
+    raise SourceDatabaseError(
+        f"{spec.id}: cursor column {cursor!r} has type {dtype}, "
+        "not a timestamp or integer (schema changed?)"
+    )
 
 
 def _check_columns(spec: SourceSpec, frame: pl.DataFrame) -> None:
@@ -361,7 +407,9 @@ def _check_columns(spec: SourceSpec, frame: pl.DataFrame) -> None:
     need += [db.deleted_flag] if db.deleted_flag else []
     for name in dict.fromkeys(need):
         if name not in frame.columns:
-            raise SourceDatabaseError(f"{spec.id}: column {name!r} missing from query result (schema changed?)")
+            raise SourceDatabaseError(
+                f"{spec.id}: column {name!r} missing from query result (schema changed?)"
+            )
 
 
 def _empty(schema: dict) -> pl.DataFrame:
@@ -380,31 +428,54 @@ def extract(spec: SourceSpec, url: str, state: CursorState | None) -> Extraction
     db = _options(spec)
     preflight(spec.id, url)
     high_water = state.high_water if state else None
-    known = state.keys if state is not None and state.keys is not None else _empty(
-        {"key": pl.String, "cursor": pl.String})
+    known = (
+        state.keys
+        if state is not None and state.keys is not None
+        else _empty({"key": pl.String, "cursor": pl.String})
+    )
     raw = read_sql(spec.id, url, incremental_query(spec, high_water))
     _check_columns(spec, raw)
     cur, kind = _cursor_values(spec, raw, db.cursor)
     if high_water is not None and (kind == "int") != bool(_INT.fullmatch(high_water)):
-        raise SourceDatabaseError(f"{spec.id}: cursor column {db.cursor!r} is now {kind} but the stored "
-                                  f"high-water mark is {high_water!r} (schema changed?)")
+        raise SourceDatabaseError(
+            f"{spec.id}: cursor column {db.cursor!r} is now {kind} but the stored "
+            f"high-water mark is {high_water!r} (schema changed?)"
+        )
     text = _as_text(raw)
     columns = text.columns
     work = text.with_columns(cur.alias("_cur"), pl.col(db.key).alias("_key"))
-    if raw.height and work["_cur"].null_count() == raw.height and raw[db.cursor].null_count() < raw.height:
-        raise SourceDatabaseError(f"{spec.id}: cursor column {db.cursor!r} holds no timestamps or integers "
-                                  "(schema changed?)")
+    if (
+        raw.height
+        and work["_cur"].null_count() == raw.height
+        and raw[db.cursor].null_count() < raw.height
+    ):
+        raise SourceDatabaseError(
+            f"{spec.id}: cursor column {db.cursor!r} holds no timestamps or integers "
+            "(schema changed?)"
+        )
     # Stable order: by cursor (as a sortable value), then key.
     order = pl.col("_cur").cast(pl.Int64, strict=False) if kind == "int" else pl.col("_cur")
     work = work.sort(order, pl.col("_key"), nulls_last=True)
     # Already seen: same key with the same cursor value (the >= boundary).
-    work = work.join(known.rename({"key": "_key", "cursor": "_known_cur"}), on="_key", how="left",
-                     maintain_order="left")
-    work = work.filter(pl.col("_known_cur").is_null() | (pl.col("_known_cur") != pl.col("_cur"))
-                       | pl.col("_cur").is_null())
-    reason = (pl.when(pl.col("_key").is_null()).then(pl.lit(f"key column '{db.key}' is null"))
-              .when(pl.col("_cur").is_null()).then(pl.lit(f"cursor column '{db.cursor}' is not a {kind}"))
-              .when(pl.col("_key").is_duplicated()).then(pl.lit("key repeated in query result (join fan-out?)")))
+    work = work.join(
+        known.rename({"key": "_key", "cursor": "_known_cur"}),
+        on="_key",
+        how="left",
+        maintain_order="left",
+    )
+    work = work.filter(
+        pl.col("_known_cur").is_null()
+        | (pl.col("_known_cur") != pl.col("_cur"))
+        | pl.col("_cur").is_null()
+    )
+    reason = (
+        pl.when(pl.col("_key").is_null())
+        .then(pl.lit(f"key column '{db.key}' is null"))
+        .when(pl.col("_cur").is_null())
+        .then(pl.lit(f"cursor column '{db.cursor}' is not a {kind}"))
+        .when(pl.col("_key").is_duplicated())
+        .then(pl.lit("key repeated in query result (join fan-out?)"))
+    )
     work = work.with_columns(reason.alias("_reason"))
     bad = work.filter(pl.col("_reason").is_not_null())
     good = work.filter(pl.col("_reason").is_null())
@@ -417,7 +488,8 @@ def extract(spec: SourceSpec, url: str, state: CursorState | None) -> Extraction
     soft = good.filter(pl.col("_gone") & was_known).select(pl.col("_key").alias("key"))
     live = good.filter(~pl.col("_gone"))
     rows = live.with_row_index("_line", offset=1).select(
-        *columns, pl.col("_line").cast(pl.Int64),
+        *columns,
+        pl.col("_line").cast(pl.Int64),
         pl.when(was_known).then(pl.lit("update")).otherwise(pl.lit("insert")).alias("_op"),
     )
     quarantine = bad.with_row_index("line", offset=1).select(
@@ -427,14 +499,27 @@ def extract(spec: SourceSpec, url: str, state: CursorState | None) -> Extraction
     )
     current = read_sql(spec.id, url, db.key_query)
     if current.width != 1:
-        raise SourceDatabaseError(f"{spec.id}: key_query must return one column, got {current.columns}")
+        raise SourceDatabaseError(
+            f"{spec.id}: key_query must return one column, got {current.columns}"
+        )
     current_keys = _as_text(current).to_series().rename("key").to_frame()
-    hard = known.select("key").join(current_keys, on="key", how="anti").join(soft, on="key", how="anti")
-    deleted = pl.concat([soft.with_columns(pl.lit("soft").alias("how")),
-                         hard.with_columns(pl.lit("hard").alias("how"))]).sort("key")
+    hard = (
+        known.select("key")
+        .join(current_keys, on="key", how="anti")
+        .join(soft, on="key", how="anti")
+    )
+    deleted = pl.concat(
+        [
+            soft.with_columns(pl.lit("soft").alias("how")),
+            hard.with_columns(pl.lit("hard").alias("how")),
+        ]
+    ).sort("key")
     seen = live.select(pl.col("_key").alias("key"), pl.col("_cur").alias("cursor"))
-    new_known = pl.concat([known.join(seen, on="key", how="anti"), seen]) \
-        .join(deleted, on="key", how="anti").sort("key")
+    new_known = (
+        pl.concat([known.join(seen, on="key", how="anti"), seen])
+        .join(deleted, on="key", how="anti")
+        .sort("key")
+    )
     marks = work.filter(pl.col("_cur").is_not_null())["_cur"]
     new_high = high_water
     if marks.len():
@@ -442,11 +527,20 @@ def extract(spec: SourceSpec, url: str, state: CursorState | None) -> Extraction
         if new_high is None or _later(str(top), new_high, kind):
             new_high = str(top)
     new_state = CursorState(
-        source_id=spec.id, high_water=new_high, keys_hash=_keys_hash(new_known), known_keys=new_known.height,
-        extracted_at=datetime.now(UTC).isoformat(timespec="seconds"), keys=new_known,
+        source_id=spec.id,
+        high_water=new_high,
+        keys_hash=_keys_hash(new_known),
+        known_keys=new_known.height,
+        extracted_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        keys=new_known,
     )
-    return Extraction(rows=rows, deleted=deleted, quarantine=quarantine,
-                      rows_read=rows.height + quarantine.height, new_state=new_state)
+    return Extraction(
+        rows=rows,
+        deleted=deleted,
+        quarantine=quarantine,
+        rows_read=rows.height + quarantine.height,
+        new_state=new_state,
+    )
 
 
 def _later(a: str, b: str, kind: str) -> bool:

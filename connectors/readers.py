@@ -5,34 +5,51 @@
 Every record ends up either in ``rows`` (all source columns as nullable
 ``pl.String`` plus ``_line``) or in ``quarantine`` (line, raw text, reason),
 never both and never neither, so ``rows_read == rows.height + quarantine.height``.
+Quarantine rows are sorted by line (file-level ones first), rows by ``_line``.
 
 What counts as a record:
 
 - Line-oriented text (csv, delimited, fixed_width, jsonl): each non-empty line
-  after the header. Empty lines are not records. ``_line`` is the 1-based line
-  number in the file. A value cannot span lines.
-- json / xml / parquet / sqlite: each record, ``_line`` its 1-based index.
-- A file that cannot be opened as its format at all is one quarantined record
-  with ``line`` null.
+  after the header. Empty lines are not records; ``\r\n`` line ends and a
+  leading BOM are accepted. ``_line`` is the 1-based line number in the file. A
+  value cannot span lines (a quoted csv field with a line break is quarantined
+  line by line). A csv/delimited file whose last line has no line end was cut
+  mid-record (a cut inside the last field would look valid), so that line is
+  quarantined; fixed_width and jsonl catch a cut line by its length or syntax.
+- json / xml / parquet / sqlite: each record, ``_line`` its 1-based index. An
+  XML parse error keeps the records completed before it and quarantines the
+  rest of the file as one row (``line`` = the next record's index).
+- A file that cannot be opened as its format at all (corrupt or truncated
+  parquet/sqlite, an unparseable json document) is one quarantined record with
+  ``line`` null.
 
 Decoding is strict in the declared encoding, line by line: a line that does not
 decode is quarantined ("line is not valid utf-8 (file may be in another
 encoding)"), never read as mojibake. A file declared in a non-UTF-8 encoding
-(gb18030) that is in fact valid UTF-8 with CJK text is caught too: its non-ASCII
-lines are quarantined ("line looks like utf-8, not gb18030 ...").
+(gb18030) that is in fact valid UTF-8 with CJK text would mostly decode as
+mojibake without an error, so it is caught as such: its ASCII lines are read,
+its other lines quarantined ("line looks like utf-8, not gb18030 ..."). The
+encoding must be ASCII-compatible (utf-8, gb18030, gbk, latin-1, ...). XML
+files carry their own encoding declaration.
 
 Values are returned as delivered: ``""`` stays ``""`` in text formats (csv nulls
 therefore read as ``""``; fixed_width fields lose trailing spaces); JSON null, a
-missing key or a missing XML element is null. Nested JSON objects and XML
-elements are flattened to dotted names (``person.name``); XML attributes become
-``<path>@<name>``; a repeated key in one record gets ``#2``, ``#3``. JSON numbers
-and booleans become ``str(value)``, lists their JSON text. The frame holds the
-spec's columns that the file has, in spec order, then the file's extra columns
-(never dropped), then ``_line``; drift detection is the caller's job.
+missing key or a missing XML element is null, an empty element ``""``. Nested
+JSON objects and XML elements are flattened to dotted names (``person.name``);
+XML attributes become ``<path>@<name>``; a repeated sibling tag or header name
+gets ``#2``, ``#3``, an empty header name ``column_<i>``. JSON numbers and
+booleans become ``str(value)``, lists their JSON text; typed parquet columns
+polars' text cast. The frame holds the spec's columns that the file has, in
+spec order, then the file's extra columns (never dropped), then ``_line``;
+``Delivery.columns`` lists the file's columns in file order (for JSON, in the
+order polars' inference or first sight gives). Drift detection is the caller's.
 
 Performance: csv, delimited, fixed_width and parquet are read without Python
-loops over well-formed rows (polars does the splitting, counting and slicing);
-Python only sees lines that fail a vectorised check.
+loops over well-formed rows (polars splits lines, checks field counts and
+lengths with vectorised expressions, and parses); Python sees only lines that
+fail a vectorised check. jsonl goes through polars' ndjson reader and falls
+back to ``json.loads`` per line only when a line is broken; json documents,
+xml and sqlite are read record by record.
 """
 
 from __future__ import annotations
@@ -45,7 +62,7 @@ import json
 import re
 import sqlite3
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,28 +100,20 @@ def read_delivery(fmt: FormatOptions, path: Path, columns: Sequence[str]) -> Del
     a file format and ``OSError`` if the file cannot be opened; any content
     problem is reported in the quarantine instead.
     """
-    readers = {
-        "csv": _read_csv,
-        "delimited": _read_csv,
-        "fixed_width": _read_fixed_width,
-        "jsonl": _read_jsonl,
-        "json": _read_json,
-        "xml": _read_xml,
-        "parquet": _read_parquet,
-        "sqlite": _read_sqlite,
-    }
-    if fmt.kind not in readers:
-        raise ValueError(f"{fmt.kind!r} is not a file format")
     path = Path(path)
     if fmt.kind == "sqlite":
         return _read_sqlite(fmt, path, list(columns))
-    return readers[fmt.kind](fmt, path.read_bytes(), list(columns))
+    if fmt.kind not in _BYTE_READERS:
+        raise ValueError(f"{fmt.kind!r} is not a file format")
+    return _BYTE_READERS[fmt.kind](fmt, path.read_bytes(), list(columns))
 
 
 # ------------------------------------------------------------------ assembly
 
 
-def _quarantine(lines: Sequence[int | None], raws: Sequence[str], reasons: Sequence[str]) -> pl.DataFrame:
+def _quarantine(
+    lines: Sequence[int | None], raws: Sequence[str], reasons: Sequence[str]
+) -> pl.DataFrame:
     return pl.DataFrame({"line": lines, "raw": raws, "reason": reasons}, schema=QUARANTINE_SCHEMA)
 
 
@@ -131,14 +140,22 @@ def _file_quarantine(raw: str, reason: str, file_columns: Sequence[str] = ()) ->
 
 
 def _delivery(
-    rows: pl.DataFrame, file_columns: list[str], spec_columns: Sequence[str], parts: list[pl.DataFrame]
+    rows: pl.DataFrame,
+    file_columns: list[str],
+    spec_columns: Sequence[str],
+    parts: list[pl.DataFrame],
 ) -> Delivery:
     """Order the frame (spec columns, extras, ``_line``) and merge the quarantine parts."""
     present = set(file_columns)
     spec_set = set(spec_columns)
-    order = [c for c in spec_columns if c in present] + [c for c in file_columns if c not in spec_set]
+    order = [c for c in spec_columns if c in present] + [
+        c for c in file_columns if c not in spec_set
+    ]
     rows = rows.select(
-        *[pl.col(c).cast(pl.String) if c in rows.columns else pl.lit(None, pl.String).alias(c) for c in order],
+        *[
+            pl.col(c).cast(pl.String) if c in rows.columns else pl.lit(None, pl.String).alias(c)
+            for c in order
+        ],
         pl.col("_line").cast(pl.Int64),
     ).sort("_line")
     quarantine = pl.concat([_quarantine([], [], []), *parts]).sort("line", nulls_last=False)
@@ -217,82 +234,91 @@ def _split(utf8: bytes) -> pl.DataFrame | None:
 def _decode_lines(data: bytes, encoding: str) -> _Lines:
     """Decode strictly, line by line only where the whole file does not decode."""
     enc = _codec(encoding)
+    if "\n".encode(enc) != b"\n":
+        raise ValueError(f"line-oriented files need an ASCII-compatible encoding, not {enc}")
     bom = _BOMS.get(enc)
     if bom and data.startswith(bom):
         data = data[len(bom) :]
     if enc == "utf-8-sig":
         enc = "utf-8"
     terminated = not data or data.endswith(b"\n")
-    bad = _quarantine([], [], [])
-    frame = None
+    frame, bad = None, _quarantine([], [], [])
     if enc == "utf-8":
         frame = _split(data)
+    elif not data.isascii() and (disguised := _utf8_in_disguise(data, enc)) is not None:
+        frame, bad = disguised
     else:
         try:
             frame = _split(data.decode(enc).encode("utf-8"))
         except UnicodeDecodeError:
             pass
-        else:
-            if frame is not None and not data.isascii():
-                frame, bad = _utf8_in_disguise(data, enc, frame)
     if frame is None:
         frame, bad = _decode_per_line(data, enc)
-    last = max(frame.get_column("_line").max() or 0, bad.get_column("line").max() or 0)
-    return _Lines(frame, bad, terminated, int(last))
+    last = pl.concat([frame.get_column("_line"), bad.get_column("line")]).max()
+    return _Lines(frame, bad, terminated, last if isinstance(last, int) else 0)
 
 
 def _decode_per_line(data: bytes, enc: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Decode up to each bad line in one go; each bad line becomes a quarantine row."""
+    """Decode window by window (whole lines, about 64 KB); a window that fails is
+    decoded up to its bad line, which becomes a quarantine row, and resumes after it.
+
+    Windows keep each attempt cheap: decoders size their output for the whole input.
+    """
     view = memoryview(data)
     numbers: list[int] = []
     texts: list[str] = []
     bad_lines: list[int] = []
     bad_raws: list[str] = []
+
+    def keep(chunk: str, first: int) -> int:
+        parts = (chunk[:-1] if chunk.endswith("\n") else chunk).split("\n")
+        numbers.extend(range(first, first + len(parts)))
+        texts.extend(parts)
+        return first + len(parts)
+
     pos, line = 0, 1
     while pos < len(data):
+        stop = data.find(b"\n", pos + 65536) + 1 or len(data)
         try:
-            chunk = str(view[pos:], enc)
+            line = keep(str(view[pos:stop], enc), line)
+            pos = stop
         except UnicodeDecodeError as exc:
             err = pos + exc.start
             start = data.rfind(b"\n", pos, err) + 1 or pos
             end = data.find(b"\n", err)
             end = len(data) if end < 0 else end
             if start > pos:
-                parts = str(view[pos : start - 1], enc).split("\n")
-                numbers.extend(range(line, line + len(parts)))
-                texts.extend(parts)
-                line += len(parts)
+                line = keep(str(view[pos:start], enc), line)
             bad_lines.append(line)
             bad_raws.append(data[start:end].decode(enc, errors="replace").removesuffix("\r"))
             line += 1
             pos = end + 1
-        else:
-            parts = chunk.split("\n")
-            numbers.extend(range(line, line + len(parts)))
-            texts.extend(parts)
-            break
-    frame = pl.DataFrame({"_line": numbers, "text": texts}, schema={"_line": pl.Int64, "text": pl.String})
+    frame = pl.DataFrame(
+        {"_line": numbers, "text": texts}, schema={"_line": pl.Int64, "text": pl.String}
+    )
     frame = frame.with_columns(pl.col("text").str.strip_suffix("\r")).filter(pl.col("text") != "")
     reason = f"line is not valid {enc} (file may be in another encoding)"
     return frame, _quarantine(bad_lines, bad_raws, [reason] * len(bad_lines))
 
 
-def _utf8_in_disguise(data: bytes, enc: str, frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """A non-UTF-8 declared file that is really UTF-8 CJK text decodes as mojibake
-    rather than failing; catch it: its non-ASCII lines are quarantined."""
-    empty = _quarantine([], [], [])
+def _utf8_in_disguise(data: bytes, enc: str) -> tuple[pl.DataFrame, pl.DataFrame] | None:
+    """A file declared in a non-UTF-8 encoding (gb18030) that is valid UTF-8 with CJK
+    text is UTF-8: decoding it as declared would give mojibake, mostly without an
+    error. Its ASCII lines are kept, its other lines quarantined; None if it is not."""
     try:
         text = data.decode("utf-8")  # fails at the first CJK character of a real GB file
     except UnicodeDecodeError:
-        return frame, empty
+        return None
     utf8 = _split(data)
     if utf8 is None or not _CJK.search(text):
-        return frame, empty
+        return None
     foreign = pl.col("text").str.contains(r"[^\x00-\x7F]")
     bad = utf8.filter(foreign).select(
         pl.col("_line").alias("line"),
         pl.col("text").alias("raw"),
-        pl.lit(f"line looks like utf-8, not {enc} (file may be in another encoding)").alias("reason"),
+        pl.lit(f"line looks like utf-8, not {enc} (file may be in another encoding)").alias(
+            "reason"
+        ),
     )
     return utf8.filter(~foreign), bad
 
@@ -321,7 +347,7 @@ def _csv_line_regex(sep: str) -> str:
 
 def _read_csv(fmt: FormatOptions, data: bytes, columns: list[str]) -> Delivery:
     sep = fmt.delimiter
-    if len(sep) != 1 or not sep.isascii() or sep in "\"\r\n":
+    if len(sep) != 1 or not sep.isascii() or sep in '"\r\n':
         raise ValueError(f"delimiter must be one ASCII character other than a quote: {sep!r}")
     lines = _decode_lines(data, fmt.encoding)
     frame, parts = lines.frame, [lines.bad]
@@ -358,10 +384,18 @@ def _read_csv(fmt: FormatOptions, data: bytes, columns: list[str]) -> Delivery:
         wrong.select(
             pl.col("_line").alias("line"),
             pl.col("text").alias("raw"),
-            pl.format("line has {} fields, expected {}", "_n", pl.lit(n)).alias("reason"),
+            pl.concat_str(
+                [
+                    pl.lit("line has "),
+                    pl.col("_n").cast(pl.String),
+                    pl.lit(f" fields, expected {n}"),
+                ]
+            ).alias("reason"),
         )
     )
-    rows = [_parse_csv_lines(good, sep, names)]
+    parsed, unparsed = _parse_csv_lines(good, sep, names)
+    rows = [parsed]
+    parts.append(unparsed)
     # Sloppy quoting (a quote inside an unquoted field, text after a closing quote):
     # the stdlib reader is the authority for these few lines.
     sloppy = checked.filter(~pl.col("_ok"))
@@ -382,10 +416,12 @@ def _empty_rows(names: Sequence[str]) -> pl.DataFrame:
     return pl.DataFrame(schema={**{c: pl.String for c in names}, "_line": pl.Int64})
 
 
-def _parse_csv_lines(good: pl.DataFrame, sep: str, names: list[str]) -> pl.DataFrame:
+def _parse_csv_lines(
+    good: pl.DataFrame, sep: str, names: list[str]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Well-formed lines with the right field count, parsed by polars in one go."""
     if good.is_empty():
-        return _empty_rows(names)
+        return _empty_rows(names), _quarantine([], [], [])
     payload = good.select(pl.col("text").str.join("\n").cast(pl.Binary)).item()
     raw_names = [f"column_{i}" for i in range(1, len(names) + 1)]
     try:
@@ -401,17 +437,16 @@ def _parse_csv_lines(good: pl.DataFrame, sep: str, names: list[str]) -> pl.DataF
     except pl.exceptions.PolarsError:
         parsed = None
     if parsed is None or parsed.height != good.height:
-        # Cannot happen for lines the regex accepted; kept so a parser
-        # disagreement costs speed, not records.
-        fixed, bad = _parse_csv_slow(good, sep, names)
-        if not bad.is_empty():
-            raise AssertionError("csv fast path and stdlib disagree on a well-formed line")
-        return fixed
+        # Not expected for lines the regex accepted; should polars ever read them
+        # differently, the stdlib decides line by line: slower, but no record lost.
+        return _parse_csv_slow(good, sep, names)
     parsed.columns = names
-    return parsed.with_columns(good.get_column("_line"))
+    return parsed.with_columns(good.get_column("_line")), _quarantine([], [], [])
 
 
-def _parse_csv_slow(frame: pl.DataFrame, sep: str, names: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _parse_csv_slow(
+    frame: pl.DataFrame, sep: str, names: list[str]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Parse lines one by one with the stdlib csv module; wrong ones are quarantined."""
     n = len(names)
     values: list[list[str]] = []
@@ -449,7 +484,13 @@ def _read_fixed_width(fmt: FormatOptions, data: bytes, columns: list[str]) -> De
     wrong = checked.filter(pl.col("_n") != total).select(
         pl.col("_line").alias("line"),
         pl.col("text").alias("raw"),
-        pl.format("fixed-width line is {} characters, expected {}", "_n", pl.lit(total)).alias("reason"),
+        pl.concat_str(
+            [
+                pl.lit("fixed-width line is "),
+                pl.col("_n").cast(pl.String),
+                pl.lit(f" characters, expected {total}"),
+            ]
+        ).alias("reason"),
     )
     offsets = itertools.accumulate(widths, initial=0)
     rows = checked.filter(pl.col("_n") == total).select(
@@ -482,7 +523,9 @@ def _flatten(obj: dict[str, Any], prefix: str, out: dict[str, str | None]) -> No
             out[name] = None if isinstance(value, dict) else _text(value)
 
 
-def _records_frame(records: list[dict[str, str | None]], numbers: list[int]) -> tuple[pl.DataFrame, list[str]]:
+def _records_frame(
+    records: list[dict[str, str | None]], numbers: list[int]
+) -> tuple[pl.DataFrame, list[str]]:
     """Flat records (first-seen key order) as a frame; a key named ``_line`` is renamed."""
     keys = list(dict.fromkeys(itertools.chain.from_iterable(records)))
     names = _unique_names(keys)
@@ -496,7 +539,7 @@ def _records_frame(records: list[dict[str, str | None]], numbers: list[int]) -> 
 
 
 def _json_reason(exc: json.JSONDecodeError) -> str:
-    return f"invalid JSON: {exc.msg} at col {exc.colno}"
+    return f"invalid JSON: {exc.msg.removesuffix(' at')} at col {exc.colno}"
 
 
 def _read_jsonl(fmt: FormatOptions, data: bytes, columns: list[str]) -> Delivery:
@@ -504,7 +547,8 @@ def _read_jsonl(fmt: FormatOptions, data: bytes, columns: list[str]) -> Delivery
     fast = _jsonl_fast(lines.frame)
     if fast is not None:
         return _delivery(fast[0], fast[1], columns, [lines.bad])
-    records: list[dict[str, str | None]] = []
+    # Find the unreadable lines in Python, then give polars the rest once more.
+    objects: list[dict[str, Any]] = []
     numbers: list[int] = []
     bad = _Bad()
     for line, text in lines.frame.iter_rows():
@@ -516,15 +560,34 @@ def _read_jsonl(fmt: FormatOptions, data: bytes, columns: list[str]) -> Delivery
         if not isinstance(obj, dict):
             bad.add(line, text, f"JSON line is a {type(obj).__name__}, not an object")
             continue
+        objects.append(obj)
+        numbers.append(line)
+    parts = [lines.bad, bad.frame()]
+    if bad.lines:
+        fast = _jsonl_fast(lines.frame.filter(pl.col("_line").is_in(numbers)))
+        if fast is not None:
+            return _delivery(fast[0], fast[1], columns, parts)
+    records = []
+    for obj in objects:
         flat: dict[str, str | None] = {}
         _flatten(obj, "", flat)
         records.append(flat)
-        numbers.append(line)
     rows, names = _records_frame(records, numbers)
-    return _delivery(rows, names, columns, [lines.bad, bad.frame()])
+    return _delivery(rows, names, columns, parts)
 
 
-_PLAIN = (pl.String, pl.Null, pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64)
+_PLAIN = (
+    pl.String,
+    pl.Null,
+    pl.Int8,
+    pl.Int16,
+    pl.Int32,
+    pl.Int64,
+    pl.UInt8,
+    pl.UInt16,
+    pl.UInt32,
+    pl.UInt64,
+)
 
 
 def _unnest(frame: pl.DataFrame) -> pl.DataFrame | None:
@@ -535,12 +598,15 @@ def _unnest(frame: pl.DataFrame) -> pl.DataFrame | None:
             break
         exprs = []
         for name, dtype in frame.schema.items():
-            if name not in structs:
+            if not isinstance(dtype, pl.Struct):
                 exprs.append(pl.col(name))
             elif not dtype.fields:
                 return None
             else:
-                exprs += [pl.col(name).struct.field(f.name).alias(f"{name}.{f.name}") for f in dtype.fields]
+                exprs += [
+                    pl.col(name).struct.field(f.name).alias(f"{name}.{f.name}")
+                    for f in dtype.fields
+                ]
         frame = frame.select(exprs)
     return frame
 
@@ -569,7 +635,9 @@ def _read_json(fmt: FormatOptions, data: bytes, columns: list[str]) -> Delivery:
     try:
         doc = json.loads(data.decode("utf-8-sig" if enc == "utf-8" else enc))
     except UnicodeDecodeError as exc:
-        return _file_quarantine(data.decode(enc, errors="replace"), f"file is not valid {enc}: {exc.reason}")
+        return _file_quarantine(
+            data.decode(enc, errors="replace"), f"file is not valid {enc}: {exc.reason}"
+        )
     except json.JSONDecodeError as exc:
         reason = f"invalid JSON document: {exc.msg} at line {exc.lineno} col {exc.colno}"
         return _file_quarantine(data.decode(enc, errors="replace"), reason)
@@ -578,7 +646,9 @@ def _read_json(fmt: FormatOptions, data: bytes, columns: list[str]) -> Delivery:
         node = node.get(key) if isinstance(node, dict) else None
     if not isinstance(node, list):
         where = ".".join(fmt.record_path) or "the top level"
-        return _file_quarantine(data.decode(enc, errors="replace"), f"JSON document has no record list at {where}")
+        return _file_quarantine(
+            data.decode(enc, errors="replace"), f"JSON document has no record list at {where}"
+        )
     records: list[dict[str, str | None]] = []
     numbers: list[int] = []
     bad = _Bad()
@@ -719,16 +789,37 @@ def _as_text(s: pl.Series) -> pl.Series:
     try:
         return s.cast(pl.String)
     except pl.exceptions.PolarsError:
+
         def render(v: Any) -> str | None:
             if isinstance(v, bytes):
                 return v.decode("utf-8", errors="replace")
-            return _text(v if not isinstance(v, dict) else json.dumps(v, ensure_ascii=False, default=str))
+            return _text(
+                v if not isinstance(v, dict) else json.dumps(v, ensure_ascii=False, default=str)
+            )
 
         return s.map_elements(render, return_dtype=pl.String, skip_nulls=True)
 
 
+def _sqlite_truncated(path: Path, size: int) -> str | None:
+    """SQLite zero-fills pages cut off a truncated file and reads them without an
+    error, so compare the size with the page count in the header first."""
+    with path.open("rb") as fh:
+        head = fh.read(100)
+    if len(head) < 100 or not head.startswith(b"SQLite format 3\x00"):
+        return None  # sqlite itself reports what is wrong with it
+    page_size = int.from_bytes(head[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(head[28:32], "big")
+    header_current = head[92:96] == head[24:28]  # else the page count is stale
+    if header_current and size < page_size * pages:
+        return f"file unreadable as sqlite: truncated to {size} of {page_size * pages} bytes"
+    return None
+
+
 def _read_sqlite(fmt: FormatOptions, path: Path, columns: list[str]) -> Delivery:
     size = path.stat().st_size
+    if (truncated := _sqlite_truncated(path, size)) is not None:
+        return _file_quarantine(f"<{size} bytes>", truncated)
     try:
         con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     except sqlite3.Error as exc:
@@ -737,7 +828,9 @@ def _read_sqlite(fmt: FormatOptions, path: Path, columns: list[str]) -> Delivery
         tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
         table = fmt.table or (tables[0] if len(tables) == 1 else None)
         if table not in tables:
-            return _file_quarantine(f"<{size} bytes>", f"sqlite file has no table {fmt.table!r}: {tables}")
+            return _file_quarantine(
+                f"<{size} bytes>", f"sqlite file has no table {fmt.table!r}: {tables}"
+            )
         ident = '"' + str(table).replace('"', '""') + '"'
         names = [r[1] for r in con.execute(f"PRAGMA table_info({ident})")]
         select = ", ".join('CAST("' + n.replace('"', '""') + '" AS TEXT)' for n in names)
@@ -749,7 +842,21 @@ def _read_sqlite(fmt: FormatOptions, path: Path, columns: list[str]) -> Delivery
     unique = _unique_names(names)
     cols = list(zip(*rows, strict=True)) if rows else [()] * len(unique)
     frame = pl.DataFrame(
-        {**{n: list(c) for n, c in zip(unique, cols, strict=True)}, "_line": range(1, len(rows) + 1)},
+        {
+            **{n: list(c) for n, c in zip(unique, cols, strict=True)},
+            "_line": range(1, len(rows) + 1),
+        },
         schema={**{n: pl.String for n in unique}, "_line": pl.Int64},
     )
     return _delivery(frame, unique, columns, [])
+
+
+_BYTE_READERS: dict[str, Callable[[FormatOptions, bytes, list[str]], Delivery]] = {
+    "csv": _read_csv,
+    "delimited": _read_csv,
+    "fixed_width": _read_fixed_width,
+    "jsonl": _read_jsonl,
+    "json": _read_json,
+    "xml": _read_xml,
+    "parquet": _read_parquet,
+}

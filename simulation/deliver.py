@@ -208,9 +208,10 @@ def corrupt(rows: pl.DataFrame, profile: SimProfile, rng: np.random.Generator,
         ).to_series()
         out = out.with_columns(new_given.alias(c("given_native")))
         if typo.any() and c("given_latin") in cols:
-            out = out.with_columns(
-                pl.when(typo).then(hanzi_latin(new_given)).otherwise(pl.col(c("given_latin"))).alias(c("given_latin"))
-            )
+            # Romanise only the changed names (the typo rows).
+            idx = pl.Series(np.flatnonzero(typo.to_numpy()))
+            lat = out[c("given_latin")].scatter(idx, hanzi_latin(new_given.gather(idx)))
+            out = out.with_columns(lat.alias(c("given_latin")))
         swap = _pick_mask(rng, n, e.swapped_name)
         if swap.any():
             out = out.with_columns(
@@ -349,7 +350,10 @@ def make_delivery(world: World, spec: SourceSpec, profile: SimProfile, day_index
     rendered = render_rows(spec, rows, keys)
     truth = pl.DataFrame({"record_key": keys, "entity_id": rows["_id"]}).with_columns(
         pl.lit(spec.id).alias("source_id"), pl.lit(etype).alias("entity_type"), pl.lit(day).alias("day"),
-        *[rows[f"{r}._id"].alias(f"{r}_id") for r in RELATED_ROLES if f"{r}._id" in rows.columns],
+        # The related entity's id: the population joins keep it in the role column
+        # (employer / legal_rep / household_head), not in "<role>._id".
+        *[rows[r].alias(f"{r}_id") for r in sorted({c.role for c in spec.columns if c.role})
+          if r in rows.columns],
     )
     return rendered, truth
 

@@ -104,34 +104,40 @@ def truncate_file(path: Path, rng: np.random.Generator) -> None:
       the text from the cut record on.
     - json (one document), parquet, sqlite: the whole file is one quarantine row
       with ``line`` null (``"invalid JSON document: ..."``, ``"file unreadable as
-      parquet: ..."``); a truncated sqlite file may also still open with fewer
-      rows, since SQLite reads what pages it has.
+      parquet: ..."``, ``"file unreadable as sqlite: truncated to <n> of <m>
+      bytes"``).
     """
     data = Path(path).read_bytes()
     size = len(data)
     if size < 2:
         return
+    enc = _text_encoding(data)
     pos = int(rng.integers(size * 3 // 4, size))
     start, end = _line_around(data, pos)
-    while end - start < 2 and start > 0:
-        start, end = _line_around(data, start - 2)
-    line = data[start:end]
-    if len(line) < 2:
+    chars = data[start:end].decode(enc)
+    while len(chars) < 2 and start > 0:
+        start, end = _line_around(data, start - 1)
+        chars = data[start:end].decode(enc)
+    if len(chars) < 2:
         return
-    for enc in ("utf-8", "gb18030", "latin-1"):
+    keep = round((pos - start) / max(end - start, 1) * len(chars))
+    keep = min(max(keep, 1), len(chars) - 1)
+    Path(path).write_bytes(data[:start] + chars[:keep].encode(enc))
+
+
+def _text_encoding(data: bytes) -> str:
+    """The encoding whose character boundaries a cut must respect (latin-1: bytes)."""
+    for enc in ("utf-8", "gb18030"):
         try:
-            chars = line.decode(enc)
+            data.decode(enc)
         except UnicodeDecodeError:
             continue
-        if len(chars) >= 2:
-            keep = round((pos - start) / len(line) * len(chars))
-            keep = min(max(keep, 1), len(chars) - 1)
-            Path(path).write_bytes(data[:start] + chars[:keep].encode(enc))
-            return
+        return enc
+    return "latin-1"
 
 
 def _line_around(data: bytes, pos: int) -> tuple[int, int]:
-    pos = max(pos, 0)
+    """Start and end (exclusive, without the line end) of the line holding byte ``pos``."""
     start = data.rfind(b"\n", 0, pos) + 1
     end = data.find(b"\n", pos)
     return start, len(data) if end < 0 else end
@@ -151,7 +157,11 @@ def reencode(path: Path, from_enc: str, to_enc: str) -> None:
       mojibake, so the reader detects the file as UTF-8 instead and quarantines
       each non-ASCII line as ``"line looks like utf-8, not gb18030 (file may be in
       another encoding)"`` (a non-ASCII csv header quarantines every line, as above).
-    - xml declares its own encoding, so this fault does not apply to it.
+    - xml (declared UTF-8 in its prolog) delivered in GB18030: the records before
+      the first non-ASCII character are read; from there on the file is one
+      quarantine row ``"malformed XML: unparseable from byte <b> (not well-formed
+      (invalid token): ...)"``.
+    - ``from_enc == to_enc`` leaves the file as it was (no fault).
     """
     data = Path(path).read_bytes()
     Path(path).write_bytes(data.decode(from_enc).encode(to_enc))

@@ -91,7 +91,7 @@ def _reject_line_breaks(frame: pl.DataFrame, kind: str) -> None:
 
 def _write_csv(fmt: FormatOptions, frame: pl.DataFrame, path: Path) -> None:
     sep = fmt.delimiter
-    if len(sep) != 1 or not sep.isascii() or sep in "\"\r\n":
+    if len(sep) != 1 or not sep.isascii() or sep in '"\r\n':
         raise ValueError(f"delimiter must be one ASCII character other than a quote: {sep!r}")
     _reject_line_breaks(frame, fmt.kind)
     if frame.width == 1:

@@ -34,10 +34,16 @@ from simulation.databases import DatabaseDayLog, write_database_day
 from simulation.world import World, WorldConfig, generate_world
 from tessera.config import DatabaseServers, Home
 
-PG_URL = os.environ.get("TESSERA_TEST_PG_URL") or os.environ.get("TESSERA_PG_URL") \
+PG_URL = (
+    os.environ.get("TESSERA_TEST_PG_URL")
+    or os.environ.get("TESSERA_PG_URL")
     or "postgresql://postgres@127.0.0.1:5432/postgres"
-MYSQL_URL = os.environ.get("TESSERA_TEST_MYSQL_URL") or os.environ.get("TESSERA_MYSQL_URL") \
+)
+MYSQL_URL = (
+    os.environ.get("TESSERA_TEST_MYSQL_URL")
+    or os.environ.get("TESSERA_MYSQL_URL")
     or "mysql://root@127.0.0.1:3306/"
+)
 SPECS = {s.id: s for s in DATABASE_SPECS}
 DAYS = 3
 Run = list[tuple[DatabaseDayLog, Extraction]]
@@ -64,10 +70,15 @@ def _run_days(world: World, spec: SourceSpec, url: str, store: CursorStore, trut
 
 
 @pytest.fixture(scope="module")
-def sqlite_home(world: World, tmp_path_factory: pytest.TempPathFactory) -> tuple[Home, dict[str, Run]]:
+def sqlite_home(
+    world: World, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Home, dict[str, Run]]:
     home = Home(tmp_path_factory.mktemp("dbs") / "home").ensure()
-    store = CursorStore(home.state)
-    runs = {s.id: _run_days(world, s, _sqlite_url(home.root, s), store, home.truth) for s in DATABASE_SPECS}
+    store = CursorStore(home.state / "cursors")
+    runs = {
+        s.id: _run_days(world, s, _sqlite_url(home.root, s), store, home.truth)
+        for s in DATABASE_SPECS
+    }
     return home, runs
 
 
@@ -84,7 +95,9 @@ def _records(ex: Extraction) -> set[tuple]:
 
 def test_eight_systems_spread_over_engines_and_domains() -> None:
     engines = [s.database.engine for s in DATABASE_SPECS]
-    assert len(DATABASE_SPECS) == 8 and engines.count("postgres") >= 3 and engines.count("mysql") >= 3
+    assert (
+        len(DATABASE_SPECS) == 8 and engines.count("postgres") >= 3 and engines.count("mysql") >= 3
+    )
     assert {s.domain for s in DATABASE_SPECS} >= {"municipal", "commercial", "transport", "court"}
     flags = {s.id: s.database.deleted_flag for s in DATABASE_SPECS}
     assert any(flags.values()) and not all(flags.values()), "some soft-delete, some hard-delete"
@@ -111,12 +124,15 @@ def test_incremental_days_extract_exactly_what_the_simulator_changed(sqlite_home
     _, runs = sqlite_home
     for sid, run in runs.items():
         for log, ex in run[1:]:
-            assert _ops(ex) == {k: v for k, v in (("insert", log.inserted), ("update", log.updated)) if v}, \
-                (sid, log)
+            assert _ops(ex) == {
+                k: v for k, v in (("insert", log.inserted), ("update", log.updated)) if v
+            }, (sid, log)
             how = "soft" if SPECS[sid].database.deleted_flag else "hard"
             assert ex.deleted.height == log.deleted and set(ex.deleted["how"]) <= {how}, (sid, log)
-    totals = {k: sum(getattr(log, k) for run in runs.values() for log, _ in run[1:])
-              for k in ("inserted", "updated", "deleted")}
+    totals = {
+        k: sum(getattr(log, k) for run in runs.values() for log, _ in run[1:])
+        for k in ("inserted", "updated", "deleted")
+    }
     assert all(v > 0 for v in totals.values()), totals
 
 
@@ -124,11 +140,15 @@ def test_truth_covers_exactly_the_rows_inserted_or_updated(sqlite_home) -> None:
     home, runs = sqlite_home
     for sid, run in runs.items():
         spec = SPECS[sid]
-        for d, (log, ex) in enumerate(run):
-            truth = pl.read_parquet(home.truth / sid / f"{WorldConfig(days=DAYS).day(d).isoformat()}.parquet")
+        for d, (_log, ex) in enumerate(run):
+            truth = pl.read_parquet(
+                home.truth / sid / f"{WorldConfig(days=DAYS).day(d).isoformat()}.parquet"
+            )
             assert set(truth["record_key"]) == set(ex.rows[spec.database.key]), (sid, d)
             assert truth["entity_id"].null_count() == 0
-            assert {"record_key", "entity_id", "source_id", "entity_type", "day"} <= set(truth.columns)
+            assert {"record_key", "entity_id", "source_id", "entity_type", "day"} <= set(
+                truth.columns
+            )
     hukou = pl.read_parquet(home.truth / "hukou_db" / "2026-01-01.parquet")
     assert "household_head_id" in hukou.columns
 
@@ -137,14 +157,27 @@ def test_rerun_of_a_day_changes_nothing(sqlite_home, world: World) -> None:
     home, runs = sqlite_home
     spec = SPECS["ecommerce_accounts_db"]
     url = _sqlite_url(home.root, spec)
-    before = sqlite3.connect(sqlite_path_of(url)).execute("SELECT count(*), max(gmt_modified) FROM user_account").fetchone()
+    before = (
+        sqlite3.connect(sqlite_path_of(url))
+        .execute("SELECT count(*), max(gmt_modified) FROM user_account")
+        .fetchone()
+    )
     log = write_database_day(world, spec, DATABASE_PROFILES[spec.id], 1, url, home.truth)
     assert not log.applied and (log.inserted, log.updated, log.deleted) == (
-        runs[spec.id][1][0].inserted, runs[spec.id][1][0].updated, runs[spec.id][1][0].deleted)
-    after = sqlite3.connect(sqlite_path_of(url)).execute("SELECT count(*), max(gmt_modified) FROM user_account").fetchone()
+        runs[spec.id][1][0].inserted,
+        runs[spec.id][1][0].updated,
+        runs[spec.id][1][0].deleted,
+    )
+    after = (
+        sqlite3.connect(sqlite_path_of(url))
+        .execute("SELECT count(*), max(gmt_modified) FROM user_account")
+        .fetchone()
+    )
     assert before == after
-    again = extract(spec, url, CursorStore(home.state).load(spec.id))
-    assert again.rows.height == 0 and again.deleted.height == 0, "equal timestamps at the mark are not re-read"
+    again = extract(spec, url, CursorStore(home.state / "cursors").load(spec.id))
+    assert again.rows.height == 0 and again.deleted.height == 0, (
+        "equal timestamps at the mark are not re-read"
+    )
 
 
 def sqlite_path_of(url: str) -> str:
@@ -156,21 +189,28 @@ def test_same_seed_same_data(world: World, tmp_path: Path) -> None:
     got = []
     for name in ("a", "b"):
         url = _sqlite_url(tmp_path / name, spec)
-        _run_days(world, spec, url, CursorStore(tmp_path / name / "state"), tmp_path / name / "truth")
+        _run_days(
+            world,
+            spec,
+            url,
+            CursorStore(tmp_path / name / "state" / "cursors"),
+            tmp_path / name / "truth",
+        )
         got.append(_records(extract(spec, url, None)))
     assert got[0] == got[1] and len(got[0]) > 100
 
 
 def _fresh(world: World, spec: SourceSpec, url: str, tmp: Path, days: int = 1) -> CursorStore:
-    store = CursorStore(tmp / "state")
+    store = CursorStore(tmp / "state" / "cursors")
     for d in range(days):
         write_database_day(world, spec, DATABASE_PROFILES[spec.id], d, url, tmp / "truth")
     store.commit(extract(spec, url, None).new_state)
     return store
 
 
-def test_crash_mid_extraction_then_rerun_gets_every_change_exactly_once(world: World, tmp_path: Path,
-                                                                       monkeypatch) -> None:
+def test_crash_mid_extraction_then_rerun_gets_every_change_exactly_once(
+    world: World, tmp_path: Path, monkeypatch
+) -> None:
     import connectors.database as cdb
 
     spec = SPECS["ecommerce_accounts_db"]
@@ -198,7 +238,9 @@ def test_crash_mid_extraction_then_rerun_gets_every_change_exactly_once(world: W
     assert rerun.rows[key].n_unique() == rerun.rows.height, "nothing doubled"
     changed = set()
     for day in ("2026-01-02", "2026-01-03"):
-        changed |= set(pl.read_parquet(tmp_path / "truth" / spec.id / f"{day}.parquet")["record_key"])
+        changed |= set(
+            pl.read_parquet(tmp_path / "truth" / spec.id / f"{day}.parquet")["record_key"]
+        )
     with sqlite3.connect(sqlite_path_of(url)) as con:
         gone = {str(k) for (k,) in con.execute("SELECT id FROM user_account WHERE is_deleted = 1")}
     assert set(rerun.rows[key]) == changed - gone, "nothing missed"
@@ -234,13 +276,23 @@ def test_commit_is_atomic_when_interrupted(world: World, tmp_path: Path, monkeyp
 
 def test_hard_and_soft_deletes_are_found(world: World, tmp_path: Path) -> None:
     hard, soft = SPECS["ride_hailing_db"], SPECS["hukou_db"]
-    for spec, sql in ((hard, "DELETE FROM t_driver WHERE driver_id = (SELECT min(driver_id) FROM t_driver)"),
-                      (soft, "UPDATE rk_jbxx SET zxbz = 1, gxsj = '2026-01-01 23:00:00' "
-                             "WHERE rkbh = (SELECT min(rkbh) FROM rk_jbxx)")):
+    for spec, sql in (
+        (hard, "DELETE FROM t_driver WHERE driver_id = (SELECT min(driver_id) FROM t_driver)"),
+        (
+            soft,
+            "UPDATE rk_jbxx SET zxbz = 1, gxsj = '2026-01-01 23:00:00' "
+            "WHERE rkbh = (SELECT min(rkbh) FROM rk_jbxx)",
+        ),
+    ):
         url = _sqlite_url(tmp_path, spec)
         store = _fresh(world, spec, url, tmp_path)
-        key = sqlite3.connect(sqlite_path_of(url)).execute(
-            f"SELECT min({spec.database.key}) FROM {'t_driver' if spec is hard else 'rk_jbxx'}").fetchone()[0]
+        key = (
+            sqlite3.connect(sqlite_path_of(url))
+            .execute(
+                f"SELECT min({spec.database.key}) FROM {'t_driver' if spec is hard else 'rk_jbxx'}"
+            )
+            .fetchone()[0]
+        )
         with sqlite3.connect(sqlite_path_of(url)) as con:
             con.execute(sql)
         ex = extract(spec, url, store.load(spec.id))
@@ -249,13 +301,17 @@ def test_hard_and_soft_deletes_are_found(world: World, tmp_path: Path) -> None:
         assert ex.new_state.known_keys == store.load(spec.id).known_keys - 1
 
 
-@pytest.mark.parametrize("change, message", [
-    ("ALTER TABLE zx_bzxr RENAME TO zx_bzxr_2024", "zx_bzxr"),
-    ("ALTER TABLE zx_bzxr DROP COLUMN sfzh", "sfzh"),
-    ("UPDATE zx_aj SET gxsj = 'not a time'", "gxsj"),
-])
-def test_schema_change_is_a_clear_error_and_keeps_the_state(world: World, tmp_path: Path, change: str,
-                                                          message: str) -> None:
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ("ALTER TABLE zx_bzxr RENAME TO zx_bzxr_2024", "zx_bzxr"),
+        ("ALTER TABLE zx_bzxr DROP COLUMN sfzh", "sfzh"),
+        ("UPDATE zx_aj SET gxsj = 'not a time'", "gxsj"),
+    ],
+)
+def test_schema_change_is_a_clear_error_and_keeps_the_state(
+    world: World, tmp_path: Path, change: str, message: str
+) -> None:
     spec = SPECS["court_enforcement_db"]
     url = _sqlite_url(tmp_path, spec)
     store = _fresh(world, spec, url, tmp_path)
@@ -263,7 +319,9 @@ def test_schema_change_is_a_clear_error_and_keeps_the_state(world: World, tmp_pa
     before = state_file.read_bytes()
     with sqlite3.connect(sqlite_path_of(url)) as con:
         con.execute(change)
-    with pytest.raises(SourceDatabaseError, match=rf"court_enforcement_db: .*{message}.*schema changed"):
+    with pytest.raises(
+        SourceDatabaseError, match=rf"court_enforcement_db: .*{message}.*schema changed"
+    ):
         extract(spec, url, store.load(spec.id))
     assert state_file.read_bytes() == before
 
@@ -272,20 +330,29 @@ def test_query_missing_a_spec_column_is_a_clear_error(world: World, tmp_path: Pa
     spec = SPECS["court_enforcement_db"]
     url = _sqlite_url(tmp_path, spec)
     write_database_day(world, spec, DATABASE_PROFILES[spec.id], 0, url, tmp_path / "truth")
-    narrowed = replace(spec, database=replace(spec.database, query=spec.database.query.replace("r.sfzh, ", "")))
-    with pytest.raises(SourceDatabaseError, match="court_enforcement_db: column 'sfzh' missing from query result"):
+    narrowed = replace(
+        spec, database=replace(spec.database, query=spec.database.query.replace("r.sfzh, ", ""))
+    )
+    with pytest.raises(
+        SourceDatabaseError, match="court_enforcement_db: column 'sfzh' missing from query result"
+    ):
         extract(narrowed, url, None)
 
 
-@pytest.mark.parametrize("url", [
-    "postgresql://postgres@127.0.0.1:1/tessera_court_enforcement_db",
-    "mysql://root:secret@127.0.0.1:1/tessera_telecom_db",
-    "sqlite:///nonexistent/dir/telecom_db.sqlite",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://postgres@127.0.0.1:1/tessera_court_enforcement_db",
+        "mysql://root:secret@127.0.0.1:1/tessera_telecom_db",
+        "sqlite:///nonexistent/dir/telecom_db.sqlite",
+    ],
+)
 def test_server_down_fails_fast_naming_the_source(url: str) -> None:
     spec = SPECS["telecom_db"]
     t = time.monotonic()
-    with pytest.raises(SourceDatabaseError, match=r"^telecom_db: cannot connect to .*(refused|no database file)") as e:
+    with pytest.raises(
+        SourceDatabaseError, match=r"^telecom_db: cannot connect to .*(refused|no database file)"
+    ) as e:
         extract(spec, url, None)
     assert time.monotonic() - t < 10
     assert "secret" not in str(e.value)
@@ -301,12 +368,18 @@ def test_high_water_mark_is_validated_before_it_reaches_sql(world: World, tmp_pa
 
 
 def test_database_url_chooses_server_by_engine(tmp_path: Path) -> None:
-    servers = DatabaseServers(postgres_url="postgresql://u:p@db.example:5433/postgres?sslmode=require")
+    servers = DatabaseServers(
+        postgres_url="postgresql://u:p@db.example:5433/postgres?sslmode=require"
+    )
     home = Home(tmp_path)
-    assert database_url(SPECS["hukou_db"], servers, home) == \
-        "postgresql://u:p@db.example:5433/tessera_hukou_db?sslmode=require"
-    assert database_url(SPECS["telecom_db"], servers, home) == \
-        f"sqlite://{tmp_path.resolve()}/databases/telecom_db.sqlite"
+    assert (
+        database_url(SPECS["hukou_db"], servers, home)
+        == "postgresql://u:p@db.example:5433/tessera_hukou_db?sslmode=require"
+    )
+    assert (
+        database_url(SPECS["telecom_db"], servers, home)
+        == f"sqlite://{tmp_path.resolve()}/databases/telecom_db.sqlite"
+    )
 
 
 # ---------------------------------------------------------------- servers
@@ -359,24 +432,36 @@ def mysql() -> Iterator[Callable[[str], str]]:
 
 @pytest.mark.db
 @pytest.mark.parametrize("engine", ["postgres", "mysql"])
-def test_server_and_sqlite_give_the_same_records(engine: str, request, world: World, sqlite_home,
-                                                 tmp_path: Path) -> None:
+def test_server_and_sqlite_give_the_same_records(
+    engine: str, request, world: World, sqlite_home, tmp_path: Path
+) -> None:
     make = request.getfixturevalue("pg" if engine == "postgres" else "mysql")
     _, sqlite_runs = sqlite_home
     specs = [s for s in DATABASE_SPECS if s.database.engine == engine]
     assert len(specs) >= 3
     for spec in specs:
-        run = _run_days(world, spec, make(spec.id), CursorStore(tmp_path / "state"), tmp_path / "truth")
+        run = _run_days(
+            world,
+            spec,
+            make(spec.id),
+            CursorStore(tmp_path / "state" / "cursors"),
+            tmp_path / "truth",
+        )
         for d, ((log, ex), (slog, sex)) in enumerate(zip(run, sqlite_runs[spec.id], strict=True)):
-            assert log.applied and (log.inserted, log.updated, log.deleted) == \
-                (slog.inserted, slog.updated, slog.deleted), (spec.id, d)
+            assert log.applied and (log.inserted, log.updated, log.deleted) == (
+                slog.inserted,
+                slog.updated,
+                slog.deleted,
+            ), (spec.id, d)
             assert _records(ex) == _records(sex), (spec.id, d)
             assert ex.deleted.sort("key").rows() == sex.deleted.sort("key").rows(), (spec.id, d)
 
 
 @pytest.mark.db
 @pytest.mark.parametrize("engine", ["postgres", "mysql"])
-def test_server_schema_change_and_bad_credentials(engine: str, request, world: World, tmp_path: Path) -> None:
+def test_server_schema_change_and_bad_credentials(
+    engine: str, request, world: World, tmp_path: Path
+) -> None:
     make = request.getfixturevalue("pg" if engine == "postgres" else "mysql")
     spec = SPECS["court_enforcement_db" if engine == "postgres" else "vehicle_registry_db"]
     url = make(spec.id)
@@ -396,9 +481,15 @@ def test_server_schema_change_and_bad_credentials(engine: str, request, world: W
         cur.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
     con.commit()
     con.close()
-    with pytest.raises(SourceDatabaseError, match=rf"^{spec.id}: query failed .*{column}.*schema changed"):
+    with pytest.raises(
+        SourceDatabaseError, match=rf"^{spec.id}: query failed .*{column}.*schema changed"
+    ):
         extract(spec, url, store.load(spec.id))
-    bad = url.replace("postgres@", "nobody@") if engine == "postgres" else url.replace("root@", "root:wrong@")
+    bad = (
+        url.replace("postgres@", "nobody@")
+        if engine == "postgres"
+        else url.replace("root@", "root:wrong@")
+    )
     t = time.monotonic()
     with pytest.raises(SourceDatabaseError, match=rf"^{spec.id}: cannot connect to "):
         extract(spec, bad, store.load(spec.id))
@@ -419,18 +510,27 @@ def test_deploy_dagster_yaml_puts_all_storage_on_postgres(pg, tmp_path: Path, mo
     con.close()
     home = tmp_path / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_bytes((Path(__file__).parents[1] / "deploy" / "dagster.yaml").read_bytes())
+    (home / "dagster.yaml").write_bytes(
+        (Path(__file__).parents[1] / "deploy" / "dagster.yaml").read_bytes()
+    )
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
-    for var, value in (("DAGSTER_HOME", str(home)), ("DAGSTER_PG_HOST", parts.hostname),
-                       ("DAGSTER_PG_USERNAME", parts.username or "postgres"),
-                       ("DAGSTER_PG_PASSWORD", parts.password or ""), ("DAGSTER_PG_DB", parts.path.lstrip("/"))):
+    for var, value in (
+        ("DAGSTER_HOME", str(home)),
+        ("DAGSTER_PG_HOST", parts.hostname),
+        ("DAGSTER_PG_USERNAME", parts.username or "postgres"),
+        ("DAGSTER_PG_PASSWORD", parts.password or ""),
+        ("DAGSTER_PG_DB", parts.path.lstrip("/")),
+    ):
         monkeypatch.setenv(var, value)
     instance = dg.DagsterInstance.get()
     try:
-        kinds = (type(instance.run_storage).__name__, type(instance.event_log_storage).__name__,
-                 type(instance.schedule_storage).__name__)
+        kinds = (
+            type(instance.run_storage).__name__,
+            type(instance.event_log_storage).__name__,
+            type(instance.schedule_storage).__name__,
+        )
         assert kinds == ("PostgresRunStorage", "PostgresEventLogStorage", "PostgresScheduleStorage")
         assert instance.get_runs() == []
     finally:

@@ -33,3 +33,20 @@ def test_materialise_a_source(fresh_copy: Home) -> None:
     assert staged_md["dagster/row_count"].value == staged > 0
     assert raw_md["dagster/row_count"].value == staged + staged_md["rows_quarantined"].value
     assert "dagster/column_schema" in raw_md
+
+
+def test_dagster_definitions_validate(tmp_path) -> None:
+    """The code location loads the way `dagster dev` loads it (pyproject's [tool.dagster])."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    exe = Path(sys.executable).with_name("dagster")
+    env = {**os.environ, "TESSERA_HOME": str(tmp_path), "DAGSTER_HOME": str(tmp_path / "dagster")}
+    (tmp_path / "dagster").mkdir()
+    proc = subprocess.run([str(exe), "definitions", "validate"], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Validation successful for code location tessera" in proc.stderr + proc.stdout

@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from stdnum.cn import ric
 
-from connectors.parsing import RULES, ParseRuleError, hanzi_latin, parse_column, regions
+from connectors.parsing import RULES, ParseRuleError, hanzi_latin, parse_column
 from connectors.parsing.names import COMPOUND_SURNAMES, split_latin, surname_latin, syllabify
-from connectors.parsing.regions import region_year_spans
+from connectors.parsing.regions import region_year_spans, regions
 from simulation.render import render_column
 
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -547,6 +547,44 @@ def test_addresses_round_trip_for_every_region() -> None:
     assert bad.height == 0, bad
     city = parse_column("address:city", "address", render_column("address:city", "address", truth))
     assert city.select("province", "city").equals(truth.select("province", "city"))
+
+
+@settings(SETTINGS, max_examples=60)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(-(2**62), 2**62),
+            st.floats(allow_nan=False, allow_infinity=False),
+            st.sampled_from(["M", "F"]),
+            st.from_regex(r"[a-z0-9._]{1,12}@[a-z0-9]{1,10}\.(com|cn)", fullmatch=True),
+            st.from_regex(r"[京沪粤川][A-HJ-NP-Z][A-HJ-NP-Z0-9]{5}", fullmatch=True),
+            st.from_regex(r"[EG][0-9]{8}", fullmatch=True),
+        ),
+        min_size=1,
+        max_size=10,
+    )
+)
+def test_scalar_rules_round_trip(rows: list[tuple]) -> None:
+    names = ["n", "x", "sex", "email", "plate", "passport"]
+    truth = pl.DataFrame(rows, schema=names, orient="row")
+    cases = [("int", "n"), ("decimal", "x"), ("email", "email"), ("plate", "plate"),
+             ("passport", "passport"), ("text", "email")]  # fmt: skip
+    cases += [(r, "sex") for r in RULES if r.startswith("sex:")]
+    for rule, field in cases:
+        out = parse_column(rule, field, render_column(rule, field, truth))
+        assert out["_error"].null_count() == truth.height, rule
+        assert out[field].to_list() == truth[field].to_list(), rule
+
+
+def test_uscc_round_trip() -> None:
+    from stdnum.cn import uscc
+
+    body = ["91110000600037341", "91440300MA5F0XY2R", "12100000400000624"]
+    codes = [b + uscc.calc_check_digit(b + "0") for b in body]
+    assert all(uscc.is_valid(c) for c in codes)
+    truth = pl.DataFrame({"uscc": codes})
+    out = parse_column("uscc", "uscc", render_column("uscc", "uscc", truth))
+    assert out["uscc"].to_list() == codes and out["uscc_raw"].to_list() == codes
 
 
 def test_render_nulls_give_nulls() -> None:

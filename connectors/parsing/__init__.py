@@ -50,7 +50,6 @@ from .dates import parse_date
 from .ids import parse_id, parse_uscc
 from .names import LATIN_STYLES, hanzi_latin, parse_name, syllabify
 from .phones import parse_phone
-from .regions import regions
 from .simple import SEX_CODES, parse_simple
 
 _Parser = Callable[[str, str, pl.Series], pl.DataFrame]
@@ -87,8 +86,8 @@ def parse_column(rule: str, field: str, values: pl.Series) -> pl.DataFrame:
 
     The result has ``values``' height and order. Null or blank values give null
     outputs and a null ``_error``. Except for ``text``, full-width forms
-    (１３８, ＡＢ, ideographic space) are read as their ASCII equivalents (NFKC). Raises :class:`ParseRuleError` for an
-    unknown rule.
+    (１３８, ＡＢ, ideographic space) are read as their ASCII equivalents
+    (NFKC). Raises :class:`ParseRuleError` for an unknown rule.
     """
     parser = _PARSERS.get(rule)
     if parser is None:
@@ -112,6 +111,5 @@ __all__ = [
     "ParseRuleError",
     "hanzi_latin",
     "parse_column",
-    "regions",
     "syllabify",
 ]

@@ -176,6 +176,7 @@ def surname_latin(surname: str) -> str | None:
     return _join(lazy_pinyin(surname, style=Style.NORMAL))
 
 
+@functools.lru_cache(maxsize=1 << 20)
 def given_latin(given: str) -> str | None:
     """The pinyin of a Hanzi given name (or any Hanzi text), spaced syllables."""
     return _join(lazy_pinyin(given, style=Style.NORMAL))
