@@ -58,7 +58,10 @@ class IngestReport:
         out: dict[str, dict[str, int]] = {}
         for f in self.files:
             s = out.setdefault(f.source_id, {"files": 0, "read": 0, "staged": 0, "quarantined": 0,
-                                             "duplicates": 0, "skipped": 0})
+                                             "duplicates": 0, "skipped": 0, "inserted": 0,
+                                             "updated": 0, "deleted": 0})
+            for k in ("inserted", "updated", "deleted"):
+                s[k] += int(f.detail.get(k, 0)) if f.status != "skipped" else 0
             s["files"] += 1
             s["read"] += f.rows_read
             s["staged"] += f.rows_staged

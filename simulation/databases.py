@@ -615,7 +615,7 @@ def _history(world: World, spec: SourceSpec, profile: SimProfile, layout: Layout
     if hit is not None and hit[0] is world:
         return hit[1]
     cfg = world.config
-    pop, etype = _population(world, profile.population, cfg.day(cfg.days - 1))
+    pop, etype = _population(world, profile.population, cfg.day(cfg.horizon - 1))
     member_col = "case_id" if "case_id" in pop.columns else "_id"
     if member_col == "case_id":
         entry = (pl.col("filed") - pl.lit(cfg.start)).dt.total_days().clip(0)
@@ -659,7 +659,7 @@ def _history(world: World, spec: SourceSpec, profile: SimProfile, layout: Layout
         [np.array([], dtype=np.int64)],
         [np.zeros(n, dtype=bool)],
     )
-    for d in range(1, cfg.days):
+    for d in range(1, cfg.horizon):
         r = rng_for(cfg.seed, spec.id, "db", d)
         learn, touch, drop, swap = r.random(n), r.random(n), r.random(n), r.random(n) < 0.5
         live = (join < d) & ~gone
@@ -948,7 +948,7 @@ class DatabaseDayLog:
 
 def _world_tag(world: World) -> str:
     cfg = world.config
-    return f"seed={cfg.seed} persons={cfg.persons} days={cfg.days} start={cfg.start.isoformat()}"
+    return f"seed={cfg.seed} persons={cfg.persons} horizon={cfg.horizon} start={cfg.start.isoformat()}"
 
 
 def _updates(
@@ -1063,9 +1063,9 @@ def write_database_day(
     layout = LAYOUTS.get(spec.id)
     if layout is None:
         raise ValueError(f"{spec.id}: no simulated database schema for this source")
-    if not 0 <= day_index < world.config.days:
+    if not 0 <= day_index < world.config.horizon:
         raise ValueError(
-            f"{spec.id}: day {day_index} outside the simulated {world.config.days} days"
+            f"{spec.id}: day {day_index} outside the world's {world.config.horizon}-day horizon"
         )
     hist = _history(world, spec, profile, layout)
     tag = _world_tag(world)

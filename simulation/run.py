@@ -60,8 +60,8 @@ def profiles() -> dict[str, SimProfile]:
 
 def plan_faults(world: World, specs: list[SourceSpec]) -> dict[tuple[str, int], str]:
     """Which (source, day) deliveries get which fault: a handful, never on day 0
-    when there is more than one day, chosen by the seed among delta sources that
-    deliver at least a few rows a day."""
+    but days 1 and 2, chosen by the seed among delta sources that deliver at least
+    a few rows a day. A duplicate delivery planned for day d is re-sent on day d+1."""
     cfg = world.config
     if not cfg.faults:
         return {}
@@ -76,7 +76,9 @@ def plan_faults(world: World, specs: list[SourceSpec]) -> dict[tuple[str, int], 
             and expected_rows(s) >= 5]
     text = sorted(s.id for s in busy if s.format.kind in TEXT_KINDS)
     utf8 = sorted(s.id for s in busy if s.format.kind in ("csv", "delimited") and s.format.encoding == "utf-8")
-    days = list(range(1, cfg.days)) or [0]
+    # Fixed fault days (not "the days delivered"), so delivering more days later
+    # never changes what was delivered before.
+    days = [1, 2]
     plan: dict[tuple[str, int], str] = {}
     wanted = [("malformed_rows", text), ("malformed_rows", text), ("wrong_encoding", utf8),
               ("truncated", text), ("duplicate_delivery", text), ("schema_change", text)]
@@ -98,10 +100,10 @@ def _schema_change(spec: SourceSpec, frame: pl.DataFrame) -> tuple[pl.DataFrame,
     raise ValueError(f"{spec.id}: no column to rename")
 
 
-def _postpone(faults: dict[tuple[str, int], str], source_id: str, day_index: int, days: int,
-              kind: str) -> None:
-    """A fault planned on an empty delivery moves to the source's next day (if any)."""
-    if day_index + 1 < days and (source_id, day_index + 1) not in faults:
+def _postpone(faults: dict[tuple[str, int], str], source_id: str, day_index: int, kind: str) -> None:
+    """A fault planned on an empty delivery moves to the source's next day."""
+    faults.pop((source_id, day_index), None)
+    if (source_id, day_index + 1) not in faults:
         faults[(source_id, day_index + 1)] = kind
 
 
@@ -128,7 +130,7 @@ def deliver_day(world: World, home: Home, specs: list[SourceSpec], day_index: in
             if written is None:
                 continue
             if fault is not None and written.rows == 0:
-                _postpone(faults, spec.id, day_index, cfg.days, fault)
+                _postpone(faults, spec.id, day_index, fault)
                 fault = None
             path = written.path
             report.files += 1
@@ -141,7 +143,7 @@ def deliver_day(world: World, home: Home, specs: list[SourceSpec], day_index: in
             frame, truth = made
             detail = ""
             if frame.height == 0:
-                _postpone(faults, spec.id, day_index, cfg.days, fault)
+                _postpone(faults, spec.id, day_index, fault)
                 made = None
             else:
                 frame, detail = _schema_change(spec, frame)
@@ -156,8 +158,8 @@ def deliver_day(world: World, home: Home, specs: list[SourceSpec], day_index: in
                 report.faults.append(Fault("schema_change", spec.id, cfg.day(day_index).isoformat(),
                                            str(path.relative_to(home.root)), detail, frame.height))
             continue
-        if fault is None:
-            continue
+        if fault is None or fault == "duplicate_delivery":
+            continue  # a duplicate is re-sent the next day (resend_duplicates)
         rel = str(path.relative_to(home.root))
         day = cfg.day(day_index).isoformat()
         frng = rng_for(cfg.seed, "fault", spec.id, day_index)
@@ -170,13 +172,26 @@ def deliver_day(world: World, home: Home, specs: list[SourceSpec], day_index: in
         elif fault == "wrong_encoding":
             reencode(path, spec.format.encoding, "gb18030")
             report.faults.append(Fault(fault, spec.id, day, rel, f"declared {spec.format.encoding}, sent gb18030"))
-        elif fault == "duplicate_delivery":
-            later = cfg.day(min(day_index + 1, cfg.days - 1)) if cfg.days > 1 else cfg.day(day_index)
-            copy = path.parent.parent / later.isoformat() / ("resent_" + path.name)
-            copy.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, copy)
-            report.faults.append(Fault(fault, spec.id, later.isoformat(), str(copy.relative_to(home.root)),
-                                       f"same bytes as {rel}"))
+
+
+def resend_duplicates(home: Home, world: World, specs: list[SourceSpec], day_index: int,
+                      faults: dict[tuple[str, int], str], report: SimulationReport) -> None:
+    """The duplicate-delivery fault: yesterday's file arrives again, unchanged, today."""
+    if day_index == 0:
+        return
+    cfg = world.config
+    for spec in specs:
+        if faults.get((spec.id, day_index - 1)) != "duplicate_delivery":
+            continue
+        original = delivery_path(home.landing, spec, cfg.day(day_index - 1))
+        if not original.exists():
+            continue
+        copy = delivery_path(home.landing, spec, cfg.day(day_index)).parent / ("resent_" + original.name)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(original, copy)
+        report.faults.append(Fault("duplicate_delivery", spec.id, cfg.day(day_index).isoformat(),
+                                   str(copy.relative_to(home.root)),
+                                   f"same bytes as {original.relative_to(home.root)}"))
 
 
 def write_world_truth(world: World, home: Home) -> None:
@@ -203,13 +218,14 @@ def simulate(home: Home, cfg: WorldConfig, *, specs: list[SourceSpec] | None = N
         if progress:
             progress(cfg.day(d).isoformat())
         deliver_day(world, home, specs, d, faults, report, servers)
+        resend_duplicates(home, world, specs, d, faults, report)
     log = home.truth / "faults.jsonl"
     existing = log.read_text(encoding="utf-8").splitlines() if log.exists() else []
     lines = sorted(set(existing) | {json.dumps(asdict(f), ensure_ascii=False, sort_keys=True) for f in report.faults})
     log.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     (home.truth / "world.json").write_text(json.dumps({
-        "persons": cfg.persons, "seed": cfg.seed, "days": cfg.days, "start": cfg.start.isoformat(),
-        "faults": cfg.faults}, indent=2), encoding="utf-8")
+        "persons": cfg.persons, "seed": cfg.seed, "days": cfg.days, "horizon": cfg.horizon,
+        "start": cfg.start.isoformat(), "faults": cfg.faults}, indent=2), encoding="utf-8")
     return report
 
 

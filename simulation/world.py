@@ -36,6 +36,16 @@ class WorldConfig:
     days: int = 7
     start: date = date(2026, 1, 1)
     faults: bool = True
+    # The world's lifetime in days. Everything is generated for the horizon, and
+    # ``days`` only says how many of them are delivered, so delivering more days
+    # later (advancing the world) leaves the earlier ones byte for byte the same.
+    horizon: int = 30
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.days <= self.horizon:
+            raise ValueError(f"days must be between 1 and the horizon ({self.horizon}), got {self.days}")
+        if self.persons < 10:
+            raise ValueError("a world needs at least 10 persons")
 
     @property
     def businesses(self) -> int:
@@ -224,7 +234,7 @@ def generate_persons(cfg: WorldConfig, rng: np.random.Generator) -> pl.DataFrame
     home = _addresses(rng, n_hh)
     prev = _addresses(rng, n_hh)
     moved = rng.random(n_hh) < 0.3
-    move_day = rng.integers(-720, cfg.days, size=n_hh)
+    move_day = rng.integers(-720, cfg.horizon, size=n_hh)
     hdf = pl.DataFrame({"household": np.arange(n_hh)}).hstack(home).hstack(
         prev.rename({c: f"prev_{c}" for c in prev.columns})
     ).with_columns(
@@ -356,7 +366,7 @@ def generate_cases(cfg: WorldConfig, rng: np.random.Generator, persons: pl.DataF
                       "city": businesses["city"][rng.integers(0, n_b, size=k_b)]}),
     ])
     k = parties.height
-    filed = cfg.start.toordinal() - rng.integers(-cfg.days, 3 * 365, size=k)
+    filed = cfg.start.toordinal() - rng.integers(-cfg.horizon, 3 * 365, size=k)
     cases = parties.with_columns(
         pl.Series("case_id", [f"C{i:07d}" for i in range(1, k + 1)]),
         pl.Series("filed", filed - date(1970, 1, 1).toordinal()).cast(pl.Date),

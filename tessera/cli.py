@@ -113,6 +113,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ ingest
 
 
+def _specs(home: Home):
+    from connectors.catalog import load_specs
+
+    return load_specs(home.sources_dir)
+
+
 def run_ingest(home: Home, quiet: bool = False):
     from connectors.catalog import load_specs
     from connectors.ingest import ingest
@@ -132,13 +138,16 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                      "files": [asdict(f) for f in rep.files]})
         return 0
     t = Table(title="Ingest: rows read = staged + quarantined")
-    for c in ("source", "files", "read", "staged", "quarantined", "duplicates", "skipped"):
+    for c in ("source", "files", "read", "staged", "quarantined", "duplicates", "skipped", "db ins/upd/del"):
         t.add_column(c, justify="right" if c != "source" else "left")
+    engines = {s.id: s.engine for s in _specs(home)}
     for sid, s in rep.by_source().items():
-        t.add_row(sid, *(f"{s[k]:,}" for k in ("files", "read", "staged", "quarantined", "duplicates", "skipped")))
+        ops = f"{s['inserted']:,}/{s['updated']:,}/{s['deleted']:,}" if engines.get(sid, "file") != "file" else ""
+        t.add_row(sid, *(f"{s[k]:,}" for k in ("files", "read", "staged", "quarantined", "duplicates", "skipped")),
+                  ops)
     tot = rep.totals()
     t.add_row("[bold]total", *(f"[bold]{tot[k]:,}" for k in ("files", "read", "staged", "quarantined",
-                                                             "duplicates", "skipped")))
+                                                             "duplicates", "skipped")), "")
     console.print(t)
     console.print(f"ingested in {secs:.1f} s")
     return 0
