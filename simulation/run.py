@@ -89,7 +89,9 @@ def plan_faults(world: World, specs: list[SourceSpec]) -> dict[tuple[str, int], 
               ("truncated", text), ("duplicate_delivery", text), ("schema_change", text)]
     for kind, pool in wanted:
         for _ in range(50 if pool else 0):
-            key = (pool[int(rng.integers(len(pool)))], days[int(rng.integers(len(days)))])
+            # A duplicate is re-sent the day after, so it is planned on day 1 (seen from day 2 on).
+            day = 1 if kind == "duplicate_delivery" else days[int(rng.integers(len(days)))]
+            key = (pool[int(rng.integers(len(pool)))], day)
             if key not in plan:
                 plan[key] = kind
                 break

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from connectors.catalog import load_specs
 from connectors.ingest import Ledger, ingest
@@ -123,3 +124,17 @@ def test_ingest_never_needs_the_truth(fresh_copy: Home) -> None:
 def _digest(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_quarantine_equals_the_fault_log_for_other_seeds(tmp_path, seed: int) -> None:
+    from simulation.run import simulate
+    from simulation.world import WorldConfig
+
+    home = Home(tmp_path / "h")
+    simulate(home, WorldConfig(persons=500, seed=seed, days=3))
+    report = ingest(home, load_specs(home.sources_dir))
+    faults = load_faults(home)
+    assert len(faults) == 6
+    assert set(quarantine(home).collect()["file"]) == {f.file for f in faults}
+    assert report.totals()["read"] == report.totals()["staged"] + report.totals()["quarantined"]
