@@ -10,18 +10,37 @@ from __future__ import annotations
 import polars as pl
 
 PERSON_MENTION_FIELDS: dict[str, pl.DataType] = {
-    "name_native": pl.String(), "surname_native": pl.String(), "given_native": pl.String(),
-    "name_latin": pl.String(), "surname_latin": pl.String(), "given_latin": pl.String(),
-    "dob": pl.Date(), "sex": pl.String(), "birth_place": pl.String(),
-    "id_number": pl.String(), "id_raw": pl.String(), "id_masked": pl.String(), "id_dob": pl.Date(),
-    "phone": pl.String(), "phone_raw": pl.String(), "phone_masked": pl.String(), "email": pl.String(),
-    "plate": pl.String(), "passport": pl.String(),
+    "name_native": pl.String(),
+    "surname_native": pl.String(),
+    "given_native": pl.String(),
+    "name_latin": pl.String(),
+    "surname_latin": pl.String(),
+    "given_latin": pl.String(),
+    "dob": pl.Date(),
+    "sex": pl.String(),
+    "birth_place": pl.String(),
+    "id_number": pl.String(),
+    "id_raw": pl.String(),
+    "id_masked": pl.String(),
+    "id_dob": pl.Date(),
+    "phone": pl.String(),
+    "phone_raw": pl.String(),
+    "phone_masked": pl.String(),
+    "email": pl.String(),
+    "plate": pl.String(),
+    "passport": pl.String(),
 }
 BUSINESS_MENTION_FIELDS: dict[str, pl.DataType] = {
-    "name": pl.String(), "uscc": pl.String(), "uscc_raw": pl.String(), "industry": pl.String(),
+    "name": pl.String(),
+    "uscc": pl.String(),
+    "uscc_raw": pl.String(),
+    "industry": pl.String(),
 }
 ADDRESS_FIELDS: dict[str, pl.DataType] = {
-    "province": pl.String(), "city": pl.String(), "district": pl.String(), "street": pl.String(),
+    "province": pl.String(),
+    "city": pl.String(),
+    "district": pl.String(),
+    "street": pl.String(),
     "postcode": pl.String(),
 }
 
@@ -85,8 +104,11 @@ def empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
 def conform(df: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
     """Select ``schema``'s columns in order, adding missing ones as nulls, casting strictly."""
     if df.width == 0:
-        return pl.DataFrame(schema=schema) if df.height == 0 else df.select(
-            pl.lit(None).cast(t).alias(c) for c, t in schema.items())
+        return (
+            pl.DataFrame(schema=schema)
+            if df.height == 0
+            else df.select(pl.lit(None).cast(t).alias(c) for c, t in schema.items())
+        )
     return df.select(
         (pl.col(c) if c in df.columns else pl.lit(None)).cast(t, strict=True).alias(c)
         for c, t in schema.items()

@@ -22,7 +22,10 @@ from connectors.spec import SourceSpec
 from tessera.config import DatabaseServers, Home
 
 DELETION_SCHEMA: dict[str, pl.DataType] = {
-    "source_id": pl.String(), "record_key": pl.String(), "how": pl.String(), "file": pl.String(),
+    "source_id": pl.String(),
+    "record_key": pl.String(),
+    "how": pl.String(),
+    "file": pl.String(),
     "detected_at": pl.Datetime("us", "UTC"),
 }
 
@@ -35,8 +38,9 @@ def _folder(high_water: str | None) -> tuple[str, str]:
     return f"db-{high_water[:10]}", f"extract_from_{slug}"
 
 
-def land_database(home: Home, spec: SourceSpec, ledger: Ledger,
-                  servers: DatabaseServers | None = None) -> list[FileReport]:
+def land_database(
+    home: Home, spec: SourceSpec, ledger: Ledger, servers: DatabaseServers | None = None
+) -> list[FileReport]:
     """Extract what changed in one source database since its cursor and land it."""
     url = database_url(spec, servers or DatabaseServers.from_env(), home)
     store = CursorStore(home.state / "cursors")
@@ -50,27 +54,52 @@ def land_database(home: Home, spec: SourceSpec, ledger: Ledger,
     now = datetime.now(UTC)
     paths = lake_paths(home, spec.id, folder, stem)
     raw = ext.rows.with_columns(
-        pl.lit(spec.id).alias("_source_id"), pl.lit(rel).alias("_file"), pl.lit(now).alias("_ingested_at"),
+        pl.lit(spec.id).alias("_source_id"),
+        pl.lit(rel).alias("_file"),
+        pl.lit(now).alias("_ingested_at"),
     )
-    read_q = conform(ext.quarantine.with_columns(
-        pl.lit(spec.id).alias("source_id"), pl.lit(rel).alias("file"), pl.lit(now).alias("ingested_at")
-    ), QUARANTINE_SCHEMA)
-    deletions = conform(ext.deleted.rename({"key": "record_key"}).with_columns(
-        pl.lit(spec.id).alias("source_id"), pl.lit(rel).alias("file"), pl.lit(now).alias("detected_at"),
-    ), DELETION_SCHEMA)
+    read_q = conform(
+        ext.quarantine.with_columns(
+            pl.lit(spec.id).alias("source_id"),
+            pl.lit(rel).alias("file"),
+            pl.lit(now).alias("ingested_at"),
+        ),
+        QUARANTINE_SCHEMA,
+    )
+    deletions = conform(
+        ext.deleted.rename({"key": "record_key"}).with_columns(
+            pl.lit(spec.id).alias("source_id"),
+            pl.lit(rel).alias("file"),
+            pl.lit(now).alias("detected_at"),
+        ),
+        DELETION_SCHEMA,
+    )
     write_parquet_atomic(raw, paths["raw"])
     write_parquet_atomic(read_q, paths["read_quarantine"])
-    write_parquet_atomic(deletions, home.lake / "staged" / spec.id / folder / f"{stem}.deletions.parquet")
+    write_parquet_atomic(
+        deletions, home.lake / "staged" / spec.id / folder / f"{stem}.deletions.parquet"
+    )
     ops = ext.rows["_op"].value_counts() if "_op" in ext.rows.columns and ext.rows.height else None
     counts = {r["_op"]: r["count"] for r in ops.to_dicts()} if ops is not None else {}
     hw = ext.new_state.high_water or ""
     delivered = hw[:10] if len(hw) >= 10 and _is_date(hw[:10]) else now.date().isoformat()
     report = FileReport(
-        spec.id, rel, folder, "landed", rows_read=ext.rows_read, rows_quarantined=read_q.height,
+        spec.id,
+        rel,
+        folder,
+        "landed",
+        rows_read=ext.rows_read,
+        rows_quarantined=read_q.height,
         sha256=hashlib.sha256(rel.encode()).hexdigest(),
-        detail={"columns": [c for c in ext.rows.columns if not c.startswith("_")], "stem": stem,
-                "delivered": delivered, "inserted": counts.get("insert", 0),
-                "updated": counts.get("update", 0), "deleted": ext.deleted.height, "engine": spec.engine},
+        detail={
+            "columns": [c for c in ext.rows.columns if not c.startswith("_")],
+            "stem": stem,
+            "delivered": delivered,
+            "inserted": counts.get("insert", 0),
+            "updated": counts.get("update", 0),
+            "deleted": ext.deleted.height,
+            "engine": spec.engine,
+        },
     )
     ledger.append(report)
     store.commit(ext.new_state)

@@ -57,9 +57,20 @@ class IngestReport:
     def by_source(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
         for f in self.files:
-            s = out.setdefault(f.source_id, {"files": 0, "read": 0, "staged": 0, "quarantined": 0,
-                                             "duplicates": 0, "skipped": 0, "inserted": 0,
-                                             "updated": 0, "deleted": 0})
+            s = out.setdefault(
+                f.source_id,
+                {
+                    "files": 0,
+                    "read": 0,
+                    "staged": 0,
+                    "quarantined": 0,
+                    "duplicates": 0,
+                    "skipped": 0,
+                    "inserted": 0,
+                    "updated": 0,
+                    "deleted": 0,
+                },
+            )
             for k in ("inserted", "updated", "deleted"):
                 s[k] += int(f.detail.get(k, 0)) if f.status != "skipped" else 0
             s["files"] += 1
@@ -152,10 +163,19 @@ def lake_paths(home: Home, source_id: str, day: str, stem: str) -> dict[str, Pat
 
 
 def _file_quarantine(spec: SourceSpec, rel: str, reason: str, now: datetime) -> pl.DataFrame:
-    return conform(pl.DataFrame({
-        "source_id": [spec.id], "file": [rel], "line": [None], "raw": [""], "reason": [reason],
-        "ingested_at": [now],
-    }), QUARANTINE_SCHEMA)
+    return conform(
+        pl.DataFrame(
+            {
+                "source_id": [spec.id],
+                "file": [rel],
+                "line": [None],
+                "raw": [""],
+                "reason": [reason],
+                "ingested_at": [now],
+            }
+        ),
+        QUARANTINE_SCHEMA,
+    )
 
 
 def land_file(home: Home, spec: SourceSpec, day: date, path: Path, ledger: Ledger) -> FileReport:
@@ -173,23 +193,38 @@ def land_file(home: Home, spec: SourceSpec, day: date, path: Path, ledger: Ledge
     if original is not None and original["file"] != rel:
         reason = f"duplicate delivery: identical to {original['file']} (sha256 {digest[:12]}…)"
         write_parquet_atomic(_file_quarantine(spec, rel, reason, now), paths["read_quarantine"])
-        report = FileReport(spec.id, rel, day.isoformat(), "duplicate", sha256=digest,
-                            duplicate_of=original["file"])
+        report = FileReport(
+            spec.id, rel, day.isoformat(), "duplicate", sha256=digest, duplicate_of=original["file"]
+        )
         ledger.append(report)
         return report
     delivery = read_delivery(spec.format, path, [c.name for c in spec.columns])
-    read_q = conform(delivery.quarantine.with_columns(
-        pl.lit(spec.id).alias("source_id"), pl.lit(rel).alias("file"), pl.lit(now).alias("ingested_at")
-    ), QUARANTINE_SCHEMA)
+    read_q = conform(
+        delivery.quarantine.with_columns(
+            pl.lit(spec.id).alias("source_id"),
+            pl.lit(rel).alias("file"),
+            pl.lit(now).alias("ingested_at"),
+        ),
+        QUARANTINE_SCHEMA,
+    )
     raw = delivery.rows.with_columns(
-        pl.lit(spec.id).alias("_source_id"), pl.lit(rel).alias("_file"), pl.lit(now).alias("_ingested_at"),
+        pl.lit(spec.id).alias("_source_id"),
+        pl.lit(rel).alias("_file"),
+        pl.lit(now).alias("_ingested_at"),
         pl.lit(day).alias("_delivered"),
     )
     write_parquet_atomic(raw, paths["raw"])
     write_parquet_atomic(read_q, paths["read_quarantine"])
-    report = FileReport(spec.id, rel, day.isoformat(), "landed", rows_read=delivery.rows_read,
-                        rows_quarantined=read_q.height, sha256=digest,
-                        detail={"columns": delivery.columns, "stem": stem})
+    report = FileReport(
+        spec.id,
+        rel,
+        day.isoformat(),
+        "landed",
+        rows_read=delivery.rows_read,
+        rows_quarantined=read_q.height,
+        sha256=digest,
+        detail={"columns": delivery.columns, "stem": stem},
+    )
     ledger.append(report)
     return report
 
@@ -208,11 +243,21 @@ def stage_file(home: Home, spec: SourceSpec, landed: dict, ledger: Ledger) -> Fi
     stage_q = []
     if drift is not None:
         names = [c for c in rows.columns if not c.startswith("_")]
-        stage_q.append(conform(rows.select(
-            pl.lit(spec.id).alias("source_id"), pl.lit(rel).alias("file"), pl.col("_line").alias("line"),
-            pl.concat_str([pl.col(c).fill_null("") for c in names], separator="|").alias("raw"),
-            pl.lit(drift).alias("reason"), pl.lit(now).alias("ingested_at"),
-        ), QUARANTINE_SCHEMA))
+        stage_q.append(
+            conform(
+                rows.select(
+                    pl.lit(spec.id).alias("source_id"),
+                    pl.lit(rel).alias("file"),
+                    pl.col("_line").alias("line"),
+                    pl.concat_str([pl.col(c).fill_null("") for c in names], separator="|").alias(
+                        "raw"
+                    ),
+                    pl.lit(drift).alias("reason"),
+                    pl.lit(now).alias("ingested_at"),
+                ),
+                QUARANTINE_SCHEMA,
+            )
+        )
         rows = rows.clear()
     delivered = date.fromisoformat(landed["detail"].get("delivered", day))
     staged = stage(spec, rows, file=rel, delivered=delivered, ingested_at=now)
@@ -222,9 +267,16 @@ def stage_file(home: Home, spec: SourceSpec, landed: dict, ledger: Ledger) -> Fi
     write_parquet_atomic(staged.relationships, paths["relationships"])
     write_parquet_atomic(quarantine, paths["stage_quarantine"])
     report = FileReport(
-        spec.id, rel, day, "ingested", rows_read=landed["rows_read"], rows_staged=staged.rows_staged,
-        rows_quarantined=landed["rows_quarantined"] + quarantine.height, mentions=staged.mentions.height,
-        sha256=landed["sha256"], detail=landed["detail"],
+        spec.id,
+        rel,
+        day,
+        "ingested",
+        rows_read=landed["rows_read"],
+        rows_staged=staged.rows_staged,
+        rows_quarantined=landed["rows_quarantined"] + quarantine.height,
+        mentions=staged.mentions.height,
+        sha256=landed["sha256"],
+        detail=landed["detail"],
     )
     check_accounting(report)
     ledger.append(report)
@@ -258,7 +310,9 @@ def land(home: Home, spec: SourceSpec, ledger: Ledger | None = None) -> list[Fil
 def stage_source(home: Home, spec: SourceSpec, ledger: Ledger | None = None) -> list[FileReport]:
     """Stage every landed, not yet staged delivery of one source (the ``staged/<source>`` step)."""
     ledger = ledger or Ledger(home.state / "ledger.jsonl")
-    pending = [e for e in ledger.by_path.values() if e["source_id"] == spec.id and e["status"] == "landed"]
+    pending = [
+        e for e in ledger.by_path.values() if e["source_id"] == spec.id and e["status"] == "landed"
+    ]
     reports = []
     for entry in sorted(pending, key=lambda e: (e["day"], e["file"])):
         try:
@@ -270,8 +324,9 @@ def stage_source(home: Home, spec: SourceSpec, ledger: Ledger | None = None) -> 
     return reports
 
 
-def ingest(home: Home, specs: Iterable[SourceSpec], *,
-           progress: Callable[[str], None] | None = None) -> IngestReport:
+def ingest(
+    home: Home, specs: Iterable[SourceSpec], *, progress: Callable[[str], None] | None = None
+) -> IngestReport:
     """Land and stage every pending delivery of every source; one report per file.
 
     A source that fails raises with its id in the message; sources done before

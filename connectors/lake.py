@@ -9,7 +9,12 @@ from pathlib import Path
 
 import polars as pl
 
-from connectors.canonical import MENTION_SCHEMA, QUARANTINE_SCHEMA, RECORD_SCHEMA, RELATIONSHIP_SCHEMA
+from connectors.canonical import (
+    MENTION_SCHEMA,
+    QUARANTINE_SCHEMA,
+    RECORD_SCHEMA,
+    RELATIONSHIP_SCHEMA,
+)
 from tessera.config import Home
 
 
@@ -31,7 +36,8 @@ def records(home: Home) -> pl.LazyFrame:
 def mentions(home: Home) -> pl.LazyFrame:
     """Every distinct staged mention (one per identity per source)."""
     return _scan(staged_files(home, "mentions"), MENTION_SCHEMA).unique(
-        subset=["mention_id"], keep="first", maintain_order=True)
+        subset=["mention_id"], keep="first", maintain_order=True
+    )
 
 
 def relationships(home: Home) -> pl.LazyFrame:
@@ -67,12 +73,20 @@ def current_records(home: Home) -> pl.LazyFrame:
     rec = records(home)
     snapshot_ids = [i for i, s in specs.items() if s.cadence == "snapshot" and s.database is None]
     latest = rec.filter(pl.col("source_id").is_in(snapshot_ids)).filter(
-        pl.col("delivered") == pl.col("delivered").max().over("source_id"))
+        pl.col("delivered") == pl.col("delivered").max().over("source_id")
+    )
     db_ids = [i for i, s in specs.items() if s.database is not None]
-    newest = rec.filter(pl.col("source_id").is_in(db_ids)).sort("ingested_at", "line").group_by(
-        "source_id", "record_key").last()
+    newest = (
+        rec.filter(pl.col("source_id").is_in(db_ids))
+        .sort("ingested_at", "line")
+        .group_by("source_id", "record_key")
+        .last()
+    )
     gone = deletions(home).group_by("source_id", "record_key").agg(pl.col("detected_at").max())
-    newest = newest.join(gone, on=["source_id", "record_key"], how="left").filter(
-        pl.col("detected_at").is_null() | (pl.col("detected_at") < pl.col("ingested_at"))).drop("detected_at")
+    newest = (
+        newest.join(gone, on=["source_id", "record_key"], how="left")
+        .filter(pl.col("detected_at").is_null() | (pl.col("detected_at") < pl.col("ingested_at")))
+        .drop("detected_at")
+    )
     rest = rec.filter(~pl.col("source_id").is_in(snapshot_ids + db_ids))
     return pl.concat([latest, newest.select(rec.collect_schema().names()), rest])

@@ -27,7 +27,15 @@ FormatKind = Literal[
 Engine = Literal["sqlite", "postgres", "mysql"]
 
 FORMAT_KINDS: tuple[str, ...] = (
-    "csv", "delimited", "jsonl", "json", "parquet", "sqlite", "xml", "fixed_width", "database",
+    "csv",
+    "delimited",
+    "jsonl",
+    "json",
+    "parquet",
+    "sqlite",
+    "xml",
+    "fixed_width",
+    "database",
 )
 
 # Canonical mention fields (DESIGN.md). A column's ``field`` is one of these, a
@@ -234,9 +242,12 @@ def validate(spec: SourceSpec) -> None:
 def spec_from_dict(d: dict[str, Any]) -> SourceSpec:
     """Build a spec from plain data (the TOML layout; see ``docs/sources.md``)."""
     try:
-        fmt = FormatOptions(**{**d["format"], **{
-            k: tuple(v) for k, v in d["format"].items() if k in ("record_path", "widths")
-        }})
+        fmt = FormatOptions(
+            **{
+                **d["format"],
+                **{k: tuple(v) for k, v in d["format"].items() if k in ("record_path", "widths")},
+            }
+        )
         cols = tuple(Column(**c) for c in d["columns"])
         db = DatabaseOptions(**d["database"]) if "database" in d else None
         return SourceSpec(

@@ -948,7 +948,9 @@ class DatabaseDayLog:
 
 def _world_tag(world: World) -> str:
     cfg = world.config
-    return f"seed={cfg.seed} persons={cfg.persons} horizon={cfg.horizon} start={cfg.start.isoformat()}"
+    return (
+        f"seed={cfg.seed} persons={cfg.persons} horizon={cfg.horizon} start={cfg.start.isoformat()}"
+    )
 
 
 def _updates(

@@ -28,12 +28,32 @@ from simulation.render import render_column
 from simulation.world import World, _word_lists
 
 EXTENSIONS = {
-    "csv": "csv", "delimited": "txt", "jsonl": "jsonl", "json": "json", "parquet": "parquet",
-    "sqlite": "sqlite", "xml": "xml", "fixed_width": "dat",
+    "csv": "csv",
+    "delimited": "txt",
+    "jsonl": "jsonl",
+    "json": "json",
+    "parquet": "parquet",
+    "sqlite": "sqlite",
+    "xml": "xml",
+    "fixed_width": "dat",
 }
 PERSON_COLS = (
-    "surname_native", "given_native", "surname_latin", "given_latin", "sex", "dob", "birth_place",
-    "id_number", "phone", "email", "province", "city", "district", "street", "postcode", "plate",
+    "surname_native",
+    "given_native",
+    "surname_latin",
+    "given_latin",
+    "sex",
+    "dob",
+    "birth_place",
+    "id_number",
+    "phone",
+    "email",
+    "province",
+    "city",
+    "district",
+    "street",
+    "postcode",
+    "plate",
     "passport",
 )
 BUSINESS_COLS = ("name", "uscc", "industry", "province", "city", "district", "street", "postcode")
@@ -58,12 +78,16 @@ def _persons_at(world: World, day: date) -> pl.DataFrame:
     before_move = pl.col("prev_street").is_not_null() & (
         pl.col("move_day") > (_epoch(day) - _epoch(world.config.start))
     )
-    return p.with_columns([
-        pl.when(before_move).then(pl.col(f"prev_{c}")).otherwise(pl.col(c)).alias(c) for c in ADDRESS_COLS
-    ] + [
-        pl.when(before_move).then(pl.col(c)).otherwise(pl.col(f"prev_{c}")).alias(f"prev_{c}")
-        for c in ADDRESS_COLS
-    ])
+    return p.with_columns(
+        [
+            pl.when(before_move).then(pl.col(f"prev_{c}")).otherwise(pl.col(c)).alias(c)
+            for c in ADDRESS_COLS
+        ]
+        + [
+            pl.when(before_move).then(pl.col(c)).otherwise(pl.col(f"prev_{c}")).alias(f"prev_{c}")
+            for c in ADDRESS_COLS
+        ]
+    )
 
 
 def _prefixed(frame: pl.DataFrame, role: str, cols: tuple[str, ...], id_col: str) -> pl.DataFrame:
@@ -91,8 +115,13 @@ def population(world: World, name: str, day: date) -> tuple[pl.DataFrame, str]:
         return persons.filter(pl.col("is_head")), "person"
     if kind == "household_members":
         heads = _prefixed(persons, "household_head", PERSON_COLS, "_id")
-        return persons.join(heads, left_on="household_head", right_on="household_head._id",
-                            how="left", maintain_order="left"), "person"
+        return persons.join(
+            heads,
+            left_on="household_head",
+            right_on="household_head._id",
+            how="left",
+            maintain_order="left",
+        ), "person"
     if kind == "employed":
         emp = _prefixed(biz, "employer", BUSINESS_COLS, "_id")
         return persons.filter(pl.col("employer").is_not_null()).join(
@@ -100,20 +129,26 @@ def population(world: World, name: str, day: date) -> tuple[pl.DataFrame, str]:
         ), "person"
     if kind in ("businesses", "business_litigants", "business_enforced", "business_listed"):
         reps = _prefixed(persons, "legal_rep", PERSON_COLS, "_id")
-        b = biz.join(reps, left_on="legal_rep", right_on="legal_rep._id", how="left", maintain_order="left")
+        b = biz.join(
+            reps, left_on="legal_rep", right_on="legal_rep._id", how="left", maintain_order="left"
+        )
         if kind == "businesses":
             return b, "business"
-        return _with_cases(world, b, "business", kind.removeprefix("business_"), arg, day), "business"
+        return _with_cases(
+            world, b, "business", kind.removeprefix("business_"), arg, day
+        ), "business"
     if kind in ("litigants", "enforced", "listed"):
         return _with_cases(world, persons, "person", kind, arg, day), "person"
     raise ValueError(f"unknown population {name!r}")
 
 
-def _with_cases(world: World, members: pl.DataFrame, etype: str, kind: str, arg: str,
-                day: date) -> pl.DataFrame:
+def _with_cases(
+    world: World, members: pl.DataFrame, etype: str, kind: str, arg: str, day: date
+) -> pl.DataFrame:
     if kind == "listed":
         ctx = world.list_entries.filter(
-            (pl.col("entity_type") == etype) & (pl.col("start_date") <= day)
+            (pl.col("entity_type") == etype)
+            & (pl.col("start_date") <= day)
             & ((pl.col("list_type") == arg) if arg else pl.lit(True))
         )
     else:
@@ -121,15 +156,17 @@ def _with_cases(world: World, members: pl.DataFrame, etype: str, kind: str, arg:
         if kind == "enforced":
             ctx = ctx.filter(pl.col("enforced"))
     ctx = ctx.drop("entity_type", *[c for c in ("province", "city") if c in ctx.columns])
-    return ctx.join(members, left_on="entity_id", right_on="_id", how="inner", maintain_order="left") \
-        .rename({"entity_id": "_id"})
+    return ctx.join(
+        members, left_on="entity_id", right_on="_id", how="inner", maintain_order="left"
+    ).rename({"entity_id": "_id"})
 
 
 # ---------------------------------------------------------------- selection
 
 
-def select_rows(world: World, spec: SourceSpec, profile: SimProfile, day_index: int
-                ) -> tuple[pl.DataFrame, str] | None:
+def select_rows(
+    world: World, spec: SourceSpec, profile: SimProfile, day_index: int
+) -> tuple[pl.DataFrame, str] | None:
     """The population rows a delivery is about, or None if the source does not deliver that day."""
     cfg = world.config
     day = cfg.day(day_index)
@@ -158,21 +195,27 @@ def select_rows(world: World, spec: SourceSpec, profile: SimProfile, day_index: 
 def _homophones() -> pl.DataFrame:
     """Characters of the name pool grouped by toneless pinyin (张/章, 伟/卫)."""
     w = _word_lists()
-    chars = sorted({c for s in w["surnames"] for c in s} | set(w["name_chars"]) | set(w["extra_chars"]))
+    chars = sorted(
+        {c for s in w["surnames"] for c in s} | set(w["name_chars"]) | set(w["extra_chars"])
+    )
     py = [lazy_pinyin(c, style=Style.NORMAL)[0] for c in chars]
     df = pl.DataFrame({"char": chars, "py": py})
     groups = df.group_by("py").agg(pl.col("char").alias("alts"))
-    return df.join(groups, on="py").with_columns(
-        pl.col("alts").list.set_difference(pl.concat_list("char")).alias("alts")
-    ).filter(pl.col("alts").list.len() > 0).select("char", "alts")
+    return (
+        df.join(groups, on="py")
+        .with_columns(pl.col("alts").list.set_difference(pl.concat_list("char")).alias("alts"))
+        .filter(pl.col("alts").list.len() > 0)
+        .select("char", "alts")
+    )
 
 
 def _pick_mask(rng: np.random.Generator, n: int, rate: float) -> pl.Series:
     return pl.Series(rng.random(n) < rate)
 
 
-def corrupt(rows: pl.DataFrame, profile: SimProfile, rng: np.random.Generator,
-            prefix: str = "") -> pl.DataFrame:
+def corrupt(
+    rows: pl.DataFrame, profile: SimProfile, rng: np.random.Generator, prefix: str = ""
+) -> pl.DataFrame:
     """Apply the agency's errors to one mention's identity columns (``prefix`` for a related one)."""
     e = profile.errors
     n = rows.height
@@ -182,18 +225,22 @@ def corrupt(rows: pl.DataFrame, profile: SimProfile, rng: np.random.Generator,
     if c("given_native") in cols and n:
         hp = _homophones()
         chars = np.array(_word_lists()["name_chars"], dtype=object)
-        tmp = pl.DataFrame({
-            "g": out[c("given_native")],
-            "first": rng.random(n) < 0.5,
-            "r": rng.integers(0, 1 << 30, size=n),
-            "typo_char": chars[rng.integers(0, len(chars), size=n)].astype(str),
-        })
+        tmp = pl.DataFrame(
+            {
+                "g": out[c("given_native")],
+                "first": rng.random(n) < 0.5,
+                "r": rng.integers(0, 1 << 30, size=n),
+                "typo_char": chars[rng.integers(0, len(chars), size=n)].astype(str),
+            }
+        )
         g = pl.col("g")
         head, tail = g.str.slice(0, 1), g.str.slice(1)
         init, last = g.str.slice(0, g.str.len_chars() - 1), g.str.slice(-1, 1)
         tmp = tmp.with_columns(pl.when(pl.col("first")).then(head).otherwise(last).alias("char"))
         tmp = tmp.join(hp, on="char", how="left", maintain_order="left").with_columns(
-            pl.col("alts").list.get(pl.col("r") % pl.col("alts").list.len().clip(1), null_on_oob=True).alias("alt")
+            pl.col("alts")
+            .list.get(pl.col("r") % pl.col("alts").list.len().clip(1), null_on_oob=True)
+            .alias("alt")
         )
         homo = _pick_mask(rng, n, e.homophone) & tmp["alt"].is_not_null()
         typo = _pick_mask(rng, n, e.typo) & ~homo & tmp["g"].is_not_null()
@@ -202,8 +249,10 @@ def corrupt(rows: pl.DataFrame, profile: SimProfile, rng: np.random.Generator,
             return pl.when(pl.col("first")).then(ch + tail).otherwise(init + ch)
 
         new_given = tmp.select(
-            pl.when(homo).then(swap_char(pl.col("alt")))
-            .when(typo).then(swap_char(pl.col("typo_char")))
+            pl.when(homo)
+            .then(swap_char(pl.col("alt")))
+            .when(typo)
+            .then(swap_char(pl.col("typo_char")))
             .otherwise(g)
         ).to_series()
         out = out.with_columns(new_given.alias(c("given_native")))
@@ -215,10 +264,16 @@ def corrupt(rows: pl.DataFrame, profile: SimProfile, rng: np.random.Generator,
         swap = _pick_mask(rng, n, e.swapped_name)
         if swap.any():
             out = out.with_columns(
-                pl.when(swap).then(pl.col(c(f"given_{s}"))).otherwise(pl.col(c(f"surname_{s}"))).alias(c(f"surname_{s}"))
+                pl.when(swap)
+                .then(pl.col(c(f"given_{s}")))
+                .otherwise(pl.col(c(f"surname_{s}")))
+                .alias(c(f"surname_{s}"))
                 for s in ("native", "latin")
             ).with_columns(
-                pl.when(swap).then(rows[c(f"surname_{s}")]).otherwise(pl.col(c(f"given_{s}"))).alias(c(f"given_{s}"))
+                pl.when(swap)
+                .then(rows[c(f"surname_{s}")])
+                .otherwise(pl.col(c(f"given_{s}")))
+                .alias(c(f"given_{s}"))
                 for s in ("native", "latin")
             )
     for col, lo, hi in (("id_number", 6, 16), ("phone", 3, 10)):
@@ -226,21 +281,34 @@ def corrupt(rows: pl.DataFrame, profile: SimProfile, rng: np.random.Generator,
             mask = _pick_mask(rng, n, e.transposed_digits)
             pos = pl.Series(rng.integers(lo, hi, size=n))
             v = pl.col(c(col))
-            swapped = v.str.slice(0, pos) + v.str.slice(pos + 1, 1) + v.str.slice(pos, 1) + v.str.slice(pos + 2)
+            swapped = (
+                v.str.slice(0, pos)
+                + v.str.slice(pos + 1, 1)
+                + v.str.slice(pos, 1)
+                + v.str.slice(pos + 2)
+            )
             out = out.with_columns(pl.when(mask).then(swapped).otherwise(v).alias(c(col)))
     if c("prev_street") in cols and n:
         stale = _pick_mask(rng, n, e.stale_address) & out[c("prev_street")].is_not_null()
         out = out.with_columns(
-            pl.when(stale).then(pl.col(c(f"prev_{a}"))).otherwise(pl.col(c(a))).alias(c(a)) for a in ADDRESS_COLS
+            pl.when(stale).then(pl.col(c(f"prev_{a}"))).otherwise(pl.col(c(a))).alias(c(a))
+            for a in ADDRESS_COLS
         )
     if c("phone_prev") in cols and n:
         stale = _pick_mask(rng, n, e.stale_phone) & out[c("phone_prev")].is_not_null()
-        out = out.with_columns(pl.when(stale).then(pl.col(c("phone_prev"))).otherwise(pl.col(c("phone"))).alias(c("phone")))
+        out = out.with_columns(
+            pl.when(stale)
+            .then(pl.col(c("phone_prev")))
+            .otherwise(pl.col(c("phone")))
+            .alias(c("phone"))
+        )
     for col in ("dob", "phone", "email", "sex", "street", "postcode", "birth_place", "id_number"):
         if c(col) in cols and n:
             # Registries keyed by ID rarely lose it; others lose any field at the same rate.
             rate = e.missing * (0.2 if col == "id_number" else 1.0)
-            out = out.with_columns(pl.when(_pick_mask(rng, n, rate)).then(None).otherwise(pl.col(c(col))).alias(c(col)))
+            out = out.with_columns(
+                pl.when(_pick_mask(rng, n, rate)).then(None).otherwise(pl.col(c(col))).alias(c(col))
+            )
     return out
 
 
@@ -258,20 +326,28 @@ def _fact(gen: FactGen, rows: pl.DataFrame, rng: np.random.Generator) -> pl.Seri
     if kind == "day":
         return day
     if kind == "back":
-        return (day.cast(pl.Int32) - pl.Series(rng.integers(0, gen[1] + 1, size=n)).cast(pl.Int32)).cast(pl.Date)
+        return (
+            day.cast(pl.Int32) - pl.Series(rng.integers(0, gen[1] + 1, size=n)).cast(pl.Int32)
+        ).cast(pl.Date)
     if kind == "ahead":
-        return (day.cast(pl.Int32) + pl.Series(rng.integers(gen[1], gen[2] + 1, size=n)).cast(pl.Int32)).cast(pl.Date)
+        return (
+            day.cast(pl.Int32) + pl.Series(rng.integers(gen[1], gen[2] + 1, size=n)).cast(pl.Int32)
+        ).cast(pl.Date)
     if kind == "ctx":
         return rows[gen[1]]
     if kind == "money":
-        return pl.Series(np.round(gen[1] * np.exp(rng.normal(0, gen[2], size=n)), 2)).cast(pl.String)
+        return pl.Series(np.round(gen[1] * np.exp(rng.normal(0, gen[2], size=n)), 2)).cast(
+            pl.String
+        )
     if kind == "int":
         return pl.Series(rng.integers(gen[1], gen[2] + 1, size=n)).cast(pl.String)
     if kind == "choice":
         vals = np.array(gen[1], dtype=object)
         return pl.Series(vals[rng.integers(0, len(vals), size=n)].astype(str))
     if kind == "code":
-        return gen[1] + pl.Series(rng.integers(0, 10 ** gen[2], size=n)).cast(pl.String).str.zfill(gen[2])
+        return gen[1] + pl.Series(rng.integers(0, 10 ** gen[2], size=n)).cast(pl.String).str.zfill(
+            gen[2]
+        )
     if kind == "city":
         cities = _cities()
         return pl.Series(cities[rng.integers(0, len(cities), size=n)].astype(str)) + gen[1]
@@ -313,8 +389,9 @@ class Written:
     truth: pl.DataFrame
 
 
-def make_delivery(world: World, spec: SourceSpec, profile: SimProfile, day_index: int
-                  ) -> tuple[pl.DataFrame, pl.DataFrame] | None:
+def make_delivery(
+    world: World, spec: SourceSpec, profile: SimProfile, day_index: int
+) -> tuple[pl.DataFrame, pl.DataFrame] | None:
     """The rendered rows of one delivery and its truth, or None if nothing is due."""
     picked = select_rows(world, spec, profile, day_index)
     if picked is None:
@@ -324,13 +401,24 @@ def make_delivery(world: World, spec: SourceSpec, profile: SimProfile, day_index
     rng = rng_for(cfg.seed, spec.id, "render", day_index)
     day = cfg.day(day_index)
     if spec.cadence == "snapshot":
-        keys = profile.key_prefix + rows["_id"].str.slice(1) + (
-            pl.Series(rows.height * [zlib.crc32(spec.id.encode()) % 97]).cast(pl.String).str.zfill(2)
+        keys = (
+            profile.key_prefix
+            + rows["_id"].str.slice(1)
+            + (
+                pl.Series(rows.height * [zlib.crc32(spec.id.encode()) % 97])
+                .cast(pl.String)
+                .str.zfill(2)
+            )
         )
         if "case_id" in rows.columns or "entry_id" in rows.columns:
-            keys = profile.key_prefix + rows["entry_id" if "entry_id" in rows.columns else "case_id"].str.slice(1)
+            keys = profile.key_prefix + rows[
+                "entry_id" if "entry_id" in rows.columns else "case_id"
+            ].str.slice(1)
     else:
-        keys = pl.Series([f"{profile.key_prefix}{day:%Y%m%d}{i:06d}" for i in range(rows.height)], dtype=pl.String)
+        keys = pl.Series(
+            [f"{profile.key_prefix}{day:%Y%m%d}{i:06d}" for i in range(rows.height)],
+            dtype=pl.String,
+        )
     # Duplicates: the agency enters the same record twice (same content; deltas get a new key).
     dup = rng.random(rows.height) < profile.errors.duplicate
     if dup.any():
@@ -340,8 +428,11 @@ def make_delivery(world: World, spec: SourceSpec, profile: SimProfile, day_index
             extra_keys = extra_keys + "D"
         rows = pl.concat([rows, extra], how="vertical_relaxed")
         keys = pl.concat([keys, extra_keys])
-    facts = {c.field: _fact(profile.facts[c.field.removeprefix("fact:")], rows, rng)
-             for c in spec.columns if c.field.startswith("fact:")}
+    facts = {
+        c.field: _fact(profile.facts[c.field.removeprefix("fact:")], rows, rng)
+        for c in spec.columns
+        if c.field.startswith("fact:")
+    }
     rows = rows.with_columns(**{k: v for k, v in facts.items()})
     rows = corrupt(rows, profile, rng)
     for role in RELATED_ROLES:
@@ -349,21 +440,37 @@ def make_delivery(world: World, spec: SourceSpec, profile: SimProfile, day_index
             rows = corrupt(rows, profile, rng, prefix=f"{role}.")
     rendered = render_rows(spec, rows, keys)
     truth = pl.DataFrame({"record_key": keys, "entity_id": rows["_id"]}).with_columns(
-        pl.lit(spec.id).alias("source_id"), pl.lit(etype).alias("entity_type"), pl.lit(day).alias("day"),
+        pl.lit(spec.id).alias("source_id"),
+        pl.lit(etype).alias("entity_type"),
+        pl.lit(day).alias("day"),
         # The related entity's id: the population joins keep it in the role column
         # (employer / legal_rep / household_head), not in "<role>._id".
-        *[rows[r].alias(f"{r}_id") for r in sorted({c.role for c in spec.columns if c.role})
-          if r in rows.columns],
+        *[
+            rows[r].alias(f"{r}_id")
+            for r in sorted({c.role for c in spec.columns if c.role})
+            if r in rows.columns
+        ],
     )
     return rendered, truth
 
 
 def delivery_path(landing: Path, spec: SourceSpec, day: date) -> Path:
-    return landing / spec.id / day.isoformat() / f"{spec.id}_{day:%Y%m%d}.{EXTENSIONS[spec.format.kind]}"
+    return (
+        landing
+        / spec.id
+        / day.isoformat()
+        / f"{spec.id}_{day:%Y%m%d}.{EXTENSIONS[spec.format.kind]}"
+    )
 
 
-def write(world: World, spec: SourceSpec, profile: SimProfile, day_index: int,
-          landing: Path, truth_dir: Path) -> Written | None:
+def write(
+    world: World,
+    spec: SourceSpec,
+    profile: SimProfile,
+    day_index: int,
+    landing: Path,
+    truth_dir: Path,
+) -> Written | None:
     """Write one file delivery and its truth; None if the source has nothing that day."""
     made = make_delivery(world, spec, profile, day_index)
     if made is None:

@@ -60,9 +60,32 @@ class SimProfile:
 
 
 # Typical agencies. Registries keyed by ID are careful; commerce is sloppy.
-CAREFUL = ErrorRates(typo=0.003, homophone=0.003, transposed_digits=0.002, missing=0.01,
-                     stale_address=0.02, stale_phone=0.05, duplicate=0.001)
-ORDINARY = ErrorRates(typo=0.01, homophone=0.01, swapped_name=0.003, transposed_digits=0.005,
-                      missing=0.05, stale_address=0.1, stale_phone=0.1, duplicate=0.005)
-SLOPPY = ErrorRates(typo=0.03, homophone=0.03, swapped_name=0.01, transposed_digits=0.01,
-                    missing=0.12, stale_address=0.25, stale_phone=0.2, duplicate=0.02)
+CAREFUL = ErrorRates(
+    typo=0.003,
+    homophone=0.003,
+    transposed_digits=0.002,
+    missing=0.01,
+    stale_address=0.02,
+    stale_phone=0.05,
+    duplicate=0.001,
+)
+ORDINARY = ErrorRates(
+    typo=0.01,
+    homophone=0.01,
+    swapped_name=0.003,
+    transposed_digits=0.005,
+    missing=0.05,
+    stale_address=0.1,
+    stale_phone=0.1,
+    duplicate=0.005,
+)
+SLOPPY = ErrorRates(
+    typo=0.03,
+    homophone=0.03,
+    swapped_name=0.01,
+    transposed_digits=0.01,
+    missing=0.12,
+    stale_address=0.25,
+    stale_phone=0.2,
+    duplicate=0.02,
+)

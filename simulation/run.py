@@ -12,6 +12,7 @@ import json
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+
 import polars as pl
 
 from connectors.catalog import builtin_specs
@@ -72,21 +73,41 @@ def plan_faults(world: World, specs: list[SourceSpec]) -> dict[tuple[str, int], 
         p = profs[s.id]
         return population(world, p.population, cfg.start)[0].height * p.daily_rate
 
-    busy = [s for s in specs if s.cadence == "delta" and s.database is None and s.id in profs
-            and expected_rows(s) >= 5]
+    busy = [
+        s
+        for s in specs
+        if s.cadence == "delta" and s.database is None and s.id in profs and expected_rows(s) >= 5
+    ]
     text = sorted(s.id for s in busy if s.format.kind in TEXT_KINDS)
     # Re-encoding only shows in a file that carries Chinese text (an all-ASCII file
     # has the same bytes in GB18030): names in hanzi, addresses, Chinese headers.
-    chinese = {s.id for s in busy if any(not c.name.isascii() or c.rule in ("name:hanzi", "address:full",
-                                                                           "address:city") for c in s.columns)}
-    utf8 = sorted(s.id for s in busy if s.format.kind in ("csv", "delimited") and s.format.encoding == "utf-8"
-                  and s.id in chinese)
+    chinese = {
+        s.id
+        for s in busy
+        if any(
+            not c.name.isascii() or c.rule in ("name:hanzi", "address:full", "address:city")
+            for c in s.columns
+        )
+    }
+    utf8 = sorted(
+        s.id
+        for s in busy
+        if s.format.kind in ("csv", "delimited")
+        and s.format.encoding == "utf-8"
+        and s.id in chinese
+    )
     # Fixed fault days (not "the days delivered"), so delivering more days later
     # never changes what was delivered before.
     days = [1, 2]
     plan: dict[tuple[str, int], str] = {}
-    wanted = [("malformed_rows", text), ("malformed_rows", text), ("wrong_encoding", utf8),
-              ("truncated", text), ("duplicate_delivery", text), ("schema_change", text)]
+    wanted = [
+        ("malformed_rows", text),
+        ("malformed_rows", text),
+        ("wrong_encoding", utf8),
+        ("truncated", text),
+        ("duplicate_delivery", text),
+        ("schema_change", text),
+    ]
     for kind, pool in wanted:
         for _ in range(50 if pool else 0):
             # A duplicate is re-sent the day after, so it is planned on day 1 (seen from day 2 on).
@@ -107,16 +128,24 @@ def _schema_change(spec: SourceSpec, frame: pl.DataFrame) -> tuple[pl.DataFrame,
     raise ValueError(f"{spec.id}: no column to rename")
 
 
-def _postpone(faults: dict[tuple[str, int], str], source_id: str, day_index: int, kind: str) -> None:
+def _postpone(
+    faults: dict[tuple[str, int], str], source_id: str, day_index: int, kind: str
+) -> None:
     """A fault planned on an empty delivery moves to the source's next day."""
     faults.pop((source_id, day_index), None)
     if (source_id, day_index + 1) not in faults:
         faults[(source_id, day_index + 1)] = kind
 
 
-def deliver_day(world: World, home: Home, specs: list[SourceSpec], day_index: int,
-                faults: dict[tuple[str, int], str], report: SimulationReport,
-                servers: DatabaseServers | None = None) -> None:
+def deliver_day(
+    world: World,
+    home: Home,
+    specs: list[SourceSpec],
+    day_index: int,
+    faults: dict[tuple[str, int], str],
+    report: SimulationReport,
+    servers: DatabaseServers | None = None,
+) -> None:
     """Every system delivers (or updates its database) for one simulated day."""
     cfg = world.config
     profs = profiles()
@@ -129,10 +158,16 @@ def deliver_day(world: World, home: Home, specs: list[SourceSpec], day_index: in
             url = database_url(spec, servers or DatabaseServers.from_env(), home)
             log = write_database_day(world, spec, prof, day_index, url, home.truth)
             report.databases.setdefault(spec.id, {})[cfg.day(day_index).isoformat()] = (
-                asdict(log) if hasattr(log, "__dataclass_fields__") else dict(log))
+                asdict(log) if hasattr(log, "__dataclass_fields__") else dict(log)
+            )
             continue
         fault = faults.get((spec.id, day_index))
-        if fault is None or fault in ("malformed_rows", "truncated", "wrong_encoding", "duplicate_delivery"):
+        if fault is None or fault in (
+            "malformed_rows",
+            "truncated",
+            "wrong_encoding",
+            "duplicate_delivery",
+        ):
             written = write(world, spec, prof, day_index, home.landing, home.truth)
             if written is None:
                 continue
@@ -162,8 +197,16 @@ def deliver_day(world: World, home: Home, specs: list[SourceSpec], day_index: in
             report.files += 1
             report.rows += frame.height
             if made is not None:
-                report.faults.append(Fault("schema_change", spec.id, cfg.day(day_index).isoformat(),
-                                           str(path.relative_to(home.root)), detail, frame.height))
+                report.faults.append(
+                    Fault(
+                        "schema_change",
+                        spec.id,
+                        cfg.day(day_index).isoformat(),
+                        str(path.relative_to(home.root)),
+                        detail,
+                        frame.height,
+                    )
+                )
             continue
         if fault is None or fault == "duplicate_delivery":
             continue  # a duplicate is re-sent the next day (resend_duplicates)
@@ -178,11 +221,19 @@ def deliver_day(world: World, home: Home, specs: list[SourceSpec], day_index: in
             report.faults.append(Fault(fault, spec.id, day, rel, "file cut short mid-record"))
         elif fault == "wrong_encoding":
             reencode(path, spec.format.encoding, "gb18030")
-            report.faults.append(Fault(fault, spec.id, day, rel, f"declared {spec.format.encoding}, sent gb18030"))
+            report.faults.append(
+                Fault(fault, spec.id, day, rel, f"declared {spec.format.encoding}, sent gb18030")
+            )
 
 
-def resend_duplicates(home: Home, world: World, specs: list[SourceSpec], day_index: int,
-                      faults: dict[tuple[str, int], str], report: SimulationReport) -> None:
+def resend_duplicates(
+    home: Home,
+    world: World,
+    specs: list[SourceSpec],
+    day_index: int,
+    faults: dict[tuple[str, int], str],
+    report: SimulationReport,
+) -> None:
     """The duplicate-delivery fault: yesterday's file arrives again, unchanged, today."""
     if day_index == 0:
         return
@@ -193,12 +244,20 @@ def resend_duplicates(home: Home, world: World, specs: list[SourceSpec], day_ind
         original = delivery_path(home.landing, spec, cfg.day(day_index - 1))
         if not original.exists():
             continue
-        copy = delivery_path(home.landing, spec, cfg.day(day_index)).parent / ("resent_" + original.name)
+        copy = delivery_path(home.landing, spec, cfg.day(day_index)).parent / (
+            "resent_" + original.name
+        )
         copy.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(original, copy)
-        report.faults.append(Fault("duplicate_delivery", spec.id, cfg.day(day_index).isoformat(),
-                                   str(copy.relative_to(home.root)),
-                                   f"same bytes as {original.relative_to(home.root)}"))
+        report.faults.append(
+            Fault(
+                "duplicate_delivery",
+                spec.id,
+                cfg.day(day_index).isoformat(),
+                str(copy.relative_to(home.root)),
+                f"same bytes as {original.relative_to(home.root)}",
+            )
+        )
 
 
 def write_world_truth(world: World, home: Home) -> None:
@@ -211,9 +270,15 @@ def write_world_truth(world: World, home: Home) -> None:
     world.list_entries.write_parquet(t / "list_entries.parquet")
 
 
-def simulate(home: Home, cfg: WorldConfig, *, specs: list[SourceSpec] | None = None,
-             servers: DatabaseServers | None = None, days: range | None = None,
-             progress: Callable[[str], None] | None = None) -> SimulationReport:
+def simulate(
+    home: Home,
+    cfg: WorldConfig,
+    *,
+    specs: list[SourceSpec] | None = None,
+    servers: DatabaseServers | None = None,
+    days: range | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> SimulationReport:
     """Generate the world and deliver ``days`` (default: all of ``cfg.days``)."""
     home.ensure()
     specs = list(specs if specs is not None else builtin_specs())
@@ -228,11 +293,25 @@ def simulate(home: Home, cfg: WorldConfig, *, specs: list[SourceSpec] | None = N
         resend_duplicates(home, world, specs, d, faults, report)
     log = home.truth / "faults.jsonl"
     existing = log.read_text(encoding="utf-8").splitlines() if log.exists() else []
-    lines = sorted(set(existing) | {json.dumps(asdict(f), ensure_ascii=False, sort_keys=True) for f in report.faults})
+    lines = sorted(
+        set(existing)
+        | {json.dumps(asdict(f), ensure_ascii=False, sort_keys=True) for f in report.faults}
+    )
     log.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    (home.truth / "world.json").write_text(json.dumps({
-        "persons": cfg.persons, "seed": cfg.seed, "days": cfg.days, "horizon": cfg.horizon,
-        "start": cfg.start.isoformat(), "faults": cfg.faults}, indent=2), encoding="utf-8")
+    (home.truth / "world.json").write_text(
+        json.dumps(
+            {
+                "persons": cfg.persons,
+                "seed": cfg.seed,
+                "days": cfg.days,
+                "horizon": cfg.horizon,
+                "start": cfg.start.isoformat(),
+                "faults": cfg.faults,
+            },
+            indent=2,
+        ),
+        encoding="utf-8",
+    )
     return report
 
 
@@ -240,5 +319,6 @@ def load_faults(home: Home) -> list[Fault]:
     path = home.truth / "faults.jsonl"
     if not path.exists():
         return []
-    return [Fault(**json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines() if line]
-
+    return [
+        Fault(**json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines() if line
+    ]

@@ -39,7 +39,9 @@ def _run_stage(args: list[str]) -> tuple[float, int, dict]:
     return secs, usage.ru_maxrss * 1024, payload
 
 
-def run_bench(persons: int, days: int, seed: int, home: str | None, repeat: int = 1) -> dict[str, Any]:
+def run_bench(
+    persons: int, days: int, seed: int, home: str | None, repeat: int = 1
+) -> dict[str, Any]:
     """Simulate then ingest ``repeat`` times on a scratch home; median seconds per stage."""
     base = Path(home) if home else Path(tempfile.mkdtemp(prefix="tessera-bench-"))
     samples: dict[str, list[tuple[float, int, int]]] = {"simulate": [], "ingest": []}
@@ -47,8 +49,19 @@ def run_bench(persons: int, days: int, seed: int, home: str | None, repeat: int 
         h = base / f"run{i}"
         if h.exists():
             shutil.rmtree(h)
-        secs, rss, out = _run_stage(["simulate", "--home", str(h), "--persons", str(persons),
-                                     "--days", str(days), "--seed", str(seed)])
+        secs, rss, out = _run_stage(
+            [
+                "simulate",
+                "--home",
+                str(h),
+                "--persons",
+                str(persons),
+                "--days",
+                str(days),
+                "--seed",
+                str(seed),
+            ]
+        )
         samples["simulate"].append((secs, rss, int(out.get("rows", 0))))
         secs, rss, out = _run_stage(["ingest", "--home", str(h)])
         samples["ingest"].append((secs, rss, int(out.get("totals", {}).get("read", 0))))
@@ -58,20 +71,31 @@ def run_bench(persons: int, days: int, seed: int, home: str | None, repeat: int 
     for name, runs in samples.items():
         med = statistics.median(r[0] for r in runs)
         rows = runs[0][2]
-        stages.append({
-            "stage": name, "seconds_median": round(med, 2), "seconds_all": [round(r[0], 2) for r in runs],
-            "rows": rows, "rows_per_second": round(rows / med, 1) if med else 0.0,
-            "peak_rss_mib": round(max(r[1] for r in runs) / 2**20, 1),
-        })
+        stages.append(
+            {
+                "stage": name,
+                "seconds_median": round(med, 2),
+                "seconds_all": [round(r[0], 2) for r in runs],
+                "rows": rows,
+                "rows_per_second": round(rows / med, 1) if med else 0.0,
+                "peak_rss_mib": round(max(r[1] for r in runs) / 2**20, 1),
+            }
+        )
     result = {
-        "persons": persons, "days": days, "seed": seed, "repeat": repeat,
+        "persons": persons,
+        "days": days,
+        "seed": seed,
+        "repeat": repeat,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "at": datetime.now(UTC).isoformat(timespec="seconds"), "stages": stages,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "stages": stages,
     }
     outdir = Path("bench/results")
     if outdir.parent.is_dir():
         outdir.mkdir(exist_ok=True)
-        (outdir / f"bench-{persons}.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+        (outdir / f"bench-{persons}.json").write_text(
+            json.dumps(result, indent=2), encoding="utf-8"
+        )
     if not home:
         shutil.rmtree(base, ignore_errors=True)
     return result

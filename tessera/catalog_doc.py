@@ -6,9 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 ERROR_COLUMNS = (
-    ("typo", "typo"), ("homophone", "homophone"), ("swapped_name", "swapped name"),
-    ("transposed_digits", "transposed digits"), ("missing", "missing field"),
-    ("stale_address", "stale address"), ("stale_phone", "stale phone"), ("duplicate", "duplicate row"),
+    ("typo", "typo"),
+    ("homophone", "homophone"),
+    ("swapped_name", "swapped name"),
+    ("transposed_digits", "transposed digits"),
+    ("missing", "missing field"),
+    ("stale_address", "stale address"),
+    ("stale_phone", "stale phone"),
+    ("duplicate", "duplicate row"),
 )
 
 INTRO = """# Source systems and their corruption profile
@@ -48,8 +53,11 @@ def render_markdown(rows: list[dict[str, Any]]) -> str:
     for d in domains:
         sub = [r for r in rows if r["domain"] == d]
         out.append(f"\n## {d.capitalize()} ({len(sub)} systems)\n")
-        out.append("| id | system | entity | format | cadence | knows | "
-                   + " | ".join(h for _, h in ERROR_COLUMNS) + " |")
+        out.append(
+            "| id | system | entity | format | cadence | knows | "
+            + " | ".join(h for _, h in ERROR_COLUMNS)
+            + " |"
+        )
         out.append("|" + "---|" * (6 + len(ERROR_COLUMNS)))
         for r in sub:
             fmt = r["format"] if r["format"] != "database" else f"database ({r['engine']})"
@@ -57,8 +65,10 @@ def render_markdown(rows: list[dict[str, Any]]) -> str:
                 fmt += f" ({r['encoding']})"
             e = r["errors"] or {}
             rates = " | ".join(f"{e.get(k, 0) * 100:.1f}%" for k, _ in ERROR_COLUMNS)
-            out.append(f"| `{r['id']}` | {r['title']} | {r['entity']} | {fmt} | {r['cadence']} | "
-                       f"{r['population'] or '-'} | {rates} |")
+            out.append(
+                f"| `{r['id']}` | {r['title']} | {r['entity']} | {fmt} | {r['cadence']} | "
+                f"{r['population'] or '-'} | {rates} |"
+            )
     formats = sorted({r["format"] for r in rows})
     out.append(f"\n{len(rows)} systems; formats: {', '.join(formats)}.\n")
     return "\n".join(out)

@@ -44,15 +44,24 @@ def catalog_rows(home: Home) -> list[dict[str, Any]]:
     rows = []
     for s in load_specs(home.sources_dir):
         p = profs.get(s.id)
-        rows.append({
-            "id": s.id, "title": s.title, "domain": s.domain, "entity": s.entity,
-            "format": s.format.kind, "encoding": s.format.encoding if s.format.kind in (
-                "csv", "delimited", "fixed_width") else None,
-            "engine": s.engine, "cadence": s.cadence, "duplicate_free": s.duplicate_free,
-            "columns": len(s.columns),
-            "population": p.population if p else None,
-            "errors": p.errors.as_dict() if p else None,
-        })
+        rows.append(
+            {
+                "id": s.id,
+                "title": s.title,
+                "domain": s.domain,
+                "entity": s.entity,
+                "format": s.format.kind,
+                "encoding": s.format.encoding
+                if s.format.kind in ("csv", "delimited", "fixed_width")
+                else None,
+                "engine": s.engine,
+                "cadence": s.cadence,
+                "duplicate_free": s.duplicate_free,
+                "columns": len(s.columns),
+                "population": p.population if p else None,
+                "errors": p.errors.as_dict() if p else None,
+            }
+        )
     return rows
 
 
@@ -67,16 +76,44 @@ def cmd_sources(args: argparse.Namespace) -> int:
         _print_json(rows)
         return 0
     t = Table(title=f"{len(rows)} source systems")
-    for c in ("id", "domain", "entity", "format", "engine", "cadence", "typo", "homophone", "swap",
-              "digits", "missing", "stale addr", "dup"):
+    for c in (
+        "id",
+        "domain",
+        "entity",
+        "format",
+        "engine",
+        "cadence",
+        "typo",
+        "homophone",
+        "swap",
+        "digits",
+        "missing",
+        "stale addr",
+        "dup",
+    ):
         t.add_column(c)
     for r in rows:
         e = r["errors"] or {}
-        t.add_row(r["id"], r["domain"], r["entity"], r["format"] + (f" ({r['encoding']})" if r["encoding"] else ""),
-                  r["engine"], r["cadence"],
-                  *[f"{e.get(k, 0):.1%}" if e else "-" for k in (
-                      "typo", "homophone", "swapped_name", "transposed_digits", "missing", "stale_address",
-                      "duplicate")])
+        t.add_row(
+            r["id"],
+            r["domain"],
+            r["entity"],
+            r["format"] + (f" ({r['encoding']})" if r["encoding"] else ""),
+            r["engine"],
+            r["cadence"],
+            *[
+                f"{e.get(k, 0):.1%}" if e else "-"
+                for k in (
+                    "typo",
+                    "homophone",
+                    "swapped_name",
+                    "transposed_digits",
+                    "missing",
+                    "stale_address",
+                    "duplicate",
+                )
+            ],
+        )
     console.print(t)
     return 0
 
@@ -90,7 +127,9 @@ def run_simulate(home: Home, persons: int, seed: int, days: int, faults: bool, q
 
     cfg = WorldConfig(persons=persons, seed=seed, days=days, faults=faults)
     with console.status("simulating…") as status:
-        rep = simulate(home, cfg, progress=None if quiet else (lambda d: status.update(f"simulating {d}…")))
+        rep = simulate(
+            home, cfg, progress=None if quiet else (lambda d: status.update(f"simulating {d}…"))
+        )
     return rep
 
 
@@ -102,9 +141,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(asdict(rep) | {"seconds": round(secs, 2)})
         return 0
-    console.print(f"[bold]Simulated[/] {rep.persons:,} persons, {rep.businesses:,} businesses over "
-                  f"{rep.days} day(s): {rep.files:,} files, {rep.rows:,} rows, "
-                  f"{len(rep.databases)} databases, in {secs:.1f} s → {home.root}")
+    console.print(
+        f"[bold]Simulated[/] {rep.persons:,} persons, {rep.businesses:,} businesses over "
+        f"{rep.days} day(s): {rep.files:,} files, {rep.rows:,} rows, "
+        f"{len(rep.databases)} databases, in {secs:.1f} s → {home.root}"
+    )
     for f in rep.faults:
         console.print(f"  fault [yellow]{f.kind}[/] in {f.file}: {f.detail}")
     return 0
@@ -125,7 +166,9 @@ def run_ingest(home: Home, quiet: bool = False):
 
     specs = load_specs(home.sources_dir)
     with console.status("ingesting…") as status:
-        return ingest(home, specs, progress=None if quiet else (lambda s: status.update(f"ingesting {s}…")))
+        return ingest(
+            home, specs, progress=None if quiet else (lambda s: status.update(f"ingesting {s}…"))
+        )
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -134,20 +177,51 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     rep = run_ingest(home, args.json)
     secs = time.perf_counter() - t0
     if args.json:
-        _print_json({"seconds": round(secs, 2), "totals": rep.totals(), "sources": rep.by_source(),
-                     "files": [asdict(f) for f in rep.files]})
+        _print_json(
+            {
+                "seconds": round(secs, 2),
+                "totals": rep.totals(),
+                "sources": rep.by_source(),
+                "files": [asdict(f) for f in rep.files],
+            }
+        )
         return 0
     t = Table(title="Ingest: rows read = staged + quarantined")
-    for c in ("source", "files", "read", "staged", "quarantined", "duplicates", "skipped", "db ins/upd/del"):
+    for c in (
+        "source",
+        "files",
+        "read",
+        "staged",
+        "quarantined",
+        "duplicates",
+        "skipped",
+        "db ins/upd/del",
+    ):
         t.add_column(c, justify="right" if c != "source" else "left")
     engines = {s.id: s.engine for s in _specs(home)}
     for sid, s in rep.by_source().items():
-        ops = f"{s['inserted']:,}/{s['updated']:,}/{s['deleted']:,}" if engines.get(sid, "file") != "file" else ""
-        t.add_row(sid, *(f"{s[k]:,}" for k in ("files", "read", "staged", "quarantined", "duplicates", "skipped")),
-                  ops)
+        ops = (
+            f"{s['inserted']:,}/{s['updated']:,}/{s['deleted']:,}"
+            if engines.get(sid, "file") != "file"
+            else ""
+        )
+        t.add_row(
+            sid,
+            *(
+                f"{s[k]:,}"
+                for k in ("files", "read", "staged", "quarantined", "duplicates", "skipped")
+            ),
+            ops,
+        )
     tot = rep.totals()
-    t.add_row("[bold]total", *(f"[bold]{tot[k]:,}" for k in ("files", "read", "staged", "quarantined",
-                                                             "duplicates", "skipped")), "")
+    t.add_row(
+        "[bold]total",
+        *(
+            f"[bold]{tot[k]:,}"
+            for k in ("files", "read", "staged", "quarantined", "duplicates", "skipped")
+        ),
+        "",
+    )
     console.print(t)
     console.print(f"ingested in {secs:.1f} s")
     return 0
@@ -167,8 +241,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         for c in ("stage", "median s", "rows", "rows/s", "peak RSS MiB"):
             t.add_column(c)
         for st in result["stages"]:
-            t.add_row(st["stage"], f"{st['seconds_median']:.2f}", f"{st['rows']:,}",
-                      f"{st['rows_per_second']:,.0f}", f"{st['peak_rss_mib']:,.0f}")
+            t.add_row(
+                st["stage"],
+                f"{st['seconds_median']:.2f}",
+                f"{st['rows']:,}",
+                f"{st['rows_per_second']:,.0f}",
+                f"{st['peak_rss_mib']:,.0f}",
+            )
         console.print(t)
     return 0
 
@@ -181,19 +260,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
         console.print("landing zone already populated: reusing it (delete the home to start over)")
     else:
         rep = run_simulate(home, args.persons, args.seed, args.days, True)
-        console.print(f"[bold]1. simulate[/]: {rep.persons:,} persons, {rep.businesses:,} businesses, "
-                      f"{rep.days} days → {rep.files:,} files ({rep.rows:,} rows) + "
-                      f"{len(rep.databases)} live databases; {len(rep.faults)} deliberate faults")
+        console.print(
+            f"[bold]1. simulate[/]: {rep.persons:,} persons, {rep.businesses:,} businesses, "
+            f"{rep.days} days → {rep.files:,} files ({rep.rows:,} rows) + "
+            f"{len(rep.databases)} live databases; {len(rep.faults)} deliberate faults"
+        )
     rep_i = run_ingest(home)
     tot = rep_i.totals()
-    console.print(f"[bold]2. ingest[/]: {tot['files']} files, {tot['read']:,} rows read = "
-                  f"{tot['staged']:,} staged + {tot['quarantined']:,} quarantined; "
-                  f"{tot['duplicates']} duplicate deliveries, {tot['skipped']} already ingested")
+    console.print(
+        f"[bold]2. ingest[/]: {tot['files']} files, {tot['read']:,} rows read = "
+        f"{tot['staged']:,} staged + {tot['quarantined']:,} quarantined; "
+        f"{tot['duplicates']} duplicate deliveries, {tot['skipped']} already ingested"
+    )
     from connectors.lake import quarantine_summary
 
     for row in quarantine_summary(home):
         console.print(f"   quarantined {row['rows']:>5} from {row['file']}: {row['reason']}")
-    console.print("Next: `tessera sources`, `tessera ingest --json`, or `dagster dev` to see the assets.")
+    console.print(
+        "Next: `tessera sources`, `tessera ingest --json`, or `dagster dev` to see the assets."
+    )
     return 0
 
 
@@ -203,7 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add(name: str, help_: str) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_)
-        sp.add_argument("--home", default=None, help="data directory (default $TESSERA_HOME or ./data)")
+        sp.add_argument(
+            "--home", default=None, help="data directory (default $TESSERA_HOME or ./data)"
+        )
         sp.add_argument("--json", action="store_true", help="machine-readable output")
         return sp
 
@@ -237,7 +324,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.fn(args) or 0)
     except KeyboardInterrupt:
         return 130
-
 
 
 if __name__ == "__main__":

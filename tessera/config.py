@@ -69,7 +69,14 @@ class Home:
 
     def ensure(self) -> Home:
         """Create the top-level directories; returns self for chaining."""
-        for p in (self.landing, self.truth, self.lake, self.sources_dir, self.state, self.databases):
+        for p in (
+            self.landing,
+            self.truth,
+            self.lake,
+            self.sources_dir,
+            self.state,
+            self.databases,
+        ):
             p.mkdir(parents=True, exist_ok=True)
         return self
 

@@ -37,7 +37,9 @@ def simulated_home(tmp_path_factory: pytest.TempPathFactory) -> Home:
 
 
 @pytest.fixture(scope="session")
-def ingested_home(simulated_home: Home, tmp_path_factory: pytest.TempPathFactory) -> tuple[Home, object]:
+def ingested_home(
+    simulated_home: Home, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Home, object]:
     """A copy of the tiny world, ingested once; returns (home, IngestReport). Read-only."""
     from connectors.catalog import load_specs
     from connectors.ingest import ingest

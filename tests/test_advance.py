@@ -34,8 +34,11 @@ def test_advance_a_day_then_ingest(tmp_path) -> None:
     sim = simulate(inc, WorldConfig(days=3, **CFG))
     second = ingest(inc, load_specs(inc.sources_dir))
 
-    landed_days = {f.day for f in second.files if f.status in ("ingested", "duplicate")
-                   and f.file.startswith("landing/")}
+    landed_days = {
+        f.day
+        for f in second.files
+        if f.status in ("ingested", "duplicate") and f.file.startswith("landing/")
+    }
     assert landed_days == {"2026-01-03"}, "only the new day's files are read"
     by_source = second.by_source()
     changed = 0
@@ -43,7 +46,11 @@ def test_advance_a_day_then_ingest(tmp_path) -> None:
         log = days["2026-01-03"]
         s = by_source[sid]
         # Only the changed rows are extracted: inserts and updates of the new day.
-        assert (s["inserted"], s["updated"], s["deleted"]) == (log["inserted"], log["updated"], log["deleted"]), sid
+        assert (s["inserted"], s["updated"], s["deleted"]) == (
+            log["inserted"],
+            log["updated"],
+            log["deleted"],
+        ), sid
         assert s["read"] == log["inserted"] + log["updated"], sid
         changed += log["updated"] + log["deleted"]
     assert changed > 0, "the day must carry updates or deletes to test anything"

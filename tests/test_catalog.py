@@ -17,7 +17,9 @@ def test_sources_json_lists_the_catalog(capsys: pytest.CaptureFixture[str], tmp_
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) >= 40
     per_domain = Counter(r["domain"] for r in rows)
-    assert all(per_domain[d] >= 10 for d in ("municipal", "court", "commercial", "transport")), per_domain
+    assert all(per_domain[d] >= 10 for d in ("municipal", "court", "commercial", "transport")), (
+        per_domain
+    )
     formats = {r["format"] for r in rows} - {"database"}
     assert len(formats) >= 6, formats
     assert {r["encoding"] for r in rows if r["format"] == "csv"} >= {"utf-8", "gb18030"}
@@ -32,7 +34,9 @@ def test_catalog_covers_the_styles_real_sources_differ_in() -> None:
     assert {"sex:zh", "sex:mf", "sex:12"} <= rules
     assert {"name:hanzi", "name:pinyin_ticket", "name:pinyin_western"} <= rules
     assert {"id:full", "id:masked", "phone:plain", "phone:masked", "phone:e164_spaced"} <= rules
-    assert any(any("\u4e00" <= ch <= "\u9fff" for ch in c.name) for s in builtin_specs() for c in s.columns)
+    assert any(
+        any("\u4e00" <= ch <= "\u9fff" for ch in c.name) for s in builtin_specs() for c in s.columns
+    )
 
 
 def test_ids_are_unique() -> None:
@@ -40,15 +44,24 @@ def test_ids_are_unique() -> None:
     assert len(ids) == len(set(ids))
 
 
-@pytest.mark.parametrize("bad, match", [
-    ({"id": "Bad-Id"}, "source id"),
-    ({"columns": (Column("姓名", "religion"),)}, "not a person field"),
-    ({"columns": (Column("x; DROP TABLE y", "name"),)}, "plain identifier"),
-    ({"format": FormatOptions(kind="fixed_width", widths=(3,))}, "one width per column"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"id": "Bad-Id"}, "source id"),
+        ({"columns": (Column("姓名", "religion"),)}, "not a person field"),
+        ({"columns": (Column("x; DROP TABLE y", "name"),)}, "plain identifier"),
+        ({"format": FormatOptions(kind="fixed_width", widths=(3,))}, "one width per column"),
+    ],
+)
 def test_invalid_specs_are_refused(bad: dict, match: str) -> None:
-    base = dict(id="ok_source", title="t", domain="external", entity="person",
-                format=FormatOptions(kind="csv"), cadence="delta",
-                columns=(Column("k", "key"), Column("n", "name", "name:hanzi")))
+    base = dict(
+        id="ok_source",
+        title="t",
+        domain="external",
+        entity="person",
+        format=FormatOptions(kind="csv"),
+        cadence="delta",
+        columns=(Column("k", "key"), Column("n", "name", "name:hanzi")),
+    )
     with pytest.raises(SpecError, match=match):
         SourceSpec(**{**base, **bad})

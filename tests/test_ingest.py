@@ -44,7 +44,10 @@ def test_faults_and_only_faults_are_quarantined(ingested_home) -> None:
     fault_files = {f.file: f.kind for f in faults}
     assert set(by_file) == set(fault_files), "quarantine holds exactly the faulty deliveries"
     for file, kind in fault_files.items():
-        assert any(any(frag in r for frag in FAULT_REASONS[kind]) for r in by_file[file]), (file, by_file[file])
+        assert any(any(frag in r for frag in FAULT_REASONS[kind]) for r in by_file[file]), (
+            file,
+            by_file[file],
+        )
 
 
 def test_quarantine_rows_keep_file_line_and_raw_text(ingested_home) -> None:
@@ -94,8 +97,13 @@ def test_lineage_leads_back_to_the_raw_row(ingested_home) -> None:
     home, _ = ingested_home
     rec = records(home).filter(pl.col("source_id") == "rail_tickets").collect()
     one = rec.row(0, named=True)
-    raw = pl.read_parquet(home.lake / "raw" / "rail_tickets" / str(one["delivered"]) /
-                          (Path(one["file"]).name.rsplit(".", 1)[0] + ".parquet"))
+    raw = pl.read_parquet(
+        home.lake
+        / "raw"
+        / "rail_tickets"
+        / str(one["delivered"])
+        / (Path(one["file"]).name.rsplit(".", 1)[0] + ".parquet")
+    )
     row = raw.filter(pl.col("_line") == one["line"]).row(0, named=True)
     assert row["票号"] == one["record_key"]
     assert row["_file"] == one["file"]
@@ -122,8 +130,11 @@ def test_ingest_never_needs_the_truth(fresh_copy: Home) -> None:
 
 
 def _digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

@@ -24,12 +24,20 @@ def test_definitions_hold_raw_and_staged_per_source(tmp_path) -> None:
 
 def test_materialise_a_source(fresh_copy: Home) -> None:
     spec = next(s for s in builtin_specs() if s.id == "rail_tickets")
-    result = dg.materialize(build_source_assets(spec), resources={"tessera": TesseraHome(path=str(fresh_copy.root))})
+    result = dg.materialize(
+        build_source_assets(spec), resources={"tessera": TesseraHome(path=str(fresh_copy.root))}
+    )
     assert result.success
     mats = {e.asset_key.to_user_string(): e for e in result.get_asset_materialization_events()}
     raw_md = mats["raw/rail_tickets"].materialization.metadata
     staged_md = mats["staged/rail_tickets"].materialization.metadata
-    staged = records(fresh_copy).filter(pl.col("source_id") == "rail_tickets").select(pl.len()).collect().item()
+    staged = (
+        records(fresh_copy)
+        .filter(pl.col("source_id") == "rail_tickets")
+        .select(pl.len())
+        .collect()
+        .item()
+    )
     assert staged_md["dagster/row_count"].value == staged > 0
     assert raw_md["dagster/row_count"].value == staged + staged_md["rows_quarantined"].value
     assert "dagster/column_schema" in raw_md
@@ -46,7 +54,13 @@ def test_dagster_definitions_validate(tmp_path) -> None:
     exe = Path(sys.executable).with_name("dagster")
     env = {**os.environ, "TESSERA_HOME": str(tmp_path), "DAGSTER_HOME": str(tmp_path / "dagster")}
     (tmp_path / "dagster").mkdir()
-    proc = subprocess.run([str(exe), "definitions", "validate"], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [str(exe), "definitions", "validate"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Validation successful for code location tessera" in proc.stderr + proc.stdout

@@ -92,6 +92,8 @@ def test_bad_toml_spec_names_the_file_and_problem(tmp_path) -> None:
 
 def test_user_spec_cannot_shadow_a_builtin(tmp_path) -> None:
     home = Home(tmp_path).ensure()
-    (home.sources_dir / "x.toml").write_text(SPEC.replace("library_members", "rail_tickets"), encoding="utf-8")
+    (home.sources_dir / "x.toml").write_text(
+        SPEC.replace("library_members", "rail_tickets"), encoding="utf-8"
+    )
     with pytest.raises(SpecError, match="clashes"):
         load_specs(home.sources_dir)

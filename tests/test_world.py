@@ -47,11 +47,23 @@ def test_common_names_are_shared(world) -> None:
 def test_pinyin_matches_hanzi(world) -> None:
     row = world.persons.filter(pl.col("surname_native") == "张").row(0, named=True)
     assert row["surname_latin"] == "zhang"
-    assert all(" " not in s or s.replace(" ", "").isalpha() for s in world.persons["given_latin"].head(100))
+    assert all(
+        " " not in s or s.replace(" ", "").isalpha() for s in world.persons["given_latin"].head(100)
+    )
 
 
 def test_no_special_category_data(world) -> None:
-    banned = {"ethnicity", "nation", "minzu", "religion", "politics", "party", "health", "blood", "biometric"}
+    banned = {
+        "ethnicity",
+        "nation",
+        "minzu",
+        "religion",
+        "politics",
+        "party",
+        "health",
+        "blood",
+        "biometric",
+    }
     for frame in (world.persons, world.businesses, world.cases, world.list_entries):
         assert not {c.lower() for c in frame.columns} & banned
 
@@ -60,7 +72,12 @@ def test_list_entries_expire_after_they_start(world) -> None:
     le = world.list_entries
     assert le.height > 0
     assert (le["expiry_date"] > le["start_date"]).all()
-    assert set(le["list_type"]) == {"defaulter", "consumption_restriction", "flight_ban", "rail_ban"}
+    assert set(le["list_type"]) == {
+        "defaulter",
+        "consumption_restriction",
+        "flight_ban",
+        "rail_ban",
+    }
 
 
 def test_same_seed_same_world_other_seed_other_world() -> None:
@@ -72,8 +89,11 @@ def test_same_seed_same_world_other_seed_other_world() -> None:
 
 
 def _digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_simulation_is_byte_for_byte_deterministic(tmp_path: Path) -> None:
