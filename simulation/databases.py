@@ -38,7 +38,7 @@ import polars as pl
 from connectors.database import engine_of, masked, mysql_connect_args, sqlite_path, with_database
 from connectors.parsing.regions import regions
 from connectors.spec import RELATED_ROLES, SourceSpec
-from simulation.deliver import _fact, corrupt, population, render_rows, rng_for
+from simulation.deliver import corrupt, fact_values, population, render_rows, rng_for
 from simulation.profiles import SimProfile
 from simulation.world import INDUSTRIES, World
 
@@ -757,7 +757,7 @@ def _render(
     for col in spec.columns:
         kind, _, name = col.field.partition(":")
         if kind in ("fact", "attr"):
-            rows = rows.with_columns(_fact(profile.facts[name], rows, rng).alias(col.field))
+            rows = rows.with_columns(fact_values(profile.facts[name], rows, rng).alias(col.field))
     if swap is not None and "phone2" in rows.columns:
         use2 = pl.Series(swap) & rows["phone2"].is_not_null()
         rows = rows.with_columns(

@@ -25,7 +25,7 @@ from connectors.spec import RELATED_ROLES, SourceSpec
 from simulation.formats import write_delivery
 from simulation.profiles import FactGen, SimProfile
 from simulation.render import render_column
-from simulation.world import World, _word_lists
+from simulation.world import World, word_lists
 
 EXTENSIONS = {
     "csv": "csv",
@@ -194,7 +194,7 @@ def select_rows(
 @cache
 def _homophones() -> pl.DataFrame:
     """Characters of the name pool grouped by toneless pinyin (张/章, 伟/卫)."""
-    w = _word_lists()
+    w = word_lists()
     chars = sorted(
         {c for s in w["surnames"] for c in s} | set(w["name_chars"]) | set(w["extra_chars"])
     )
@@ -224,7 +224,7 @@ def corrupt(
     out = rows
     if c("given_native") in cols and n:
         hp = _homophones()
-        chars = np.array(_word_lists()["name_chars"], dtype=object)
+        chars = np.array(word_lists()["name_chars"], dtype=object)
         tmp = pl.DataFrame(
             {
                 "g": out[c("given_native")],
@@ -319,7 +319,8 @@ def _cities() -> np.ndarray:
     return regions()["city"].unique().sort().str.replace(r"(市|地区|自治州|盟)$", "").to_numpy()
 
 
-def _fact(gen: FactGen, rows: pl.DataFrame, rng: np.random.Generator) -> pl.Series:
+def fact_values(gen: FactGen, rows: pl.DataFrame, rng: np.random.Generator) -> pl.Series:
+    """Values of one fact column for the rows, from its generator (see simulation.profiles)."""
     n = rows.height
     kind = gen[0]
     day = rows["_day"]
@@ -429,7 +430,7 @@ def make_delivery(
         rows = pl.concat([rows, extra], how="vertical_relaxed")
         keys = pl.concat([keys, extra_keys])
     facts = {
-        c.field: _fact(profile.facts[c.field.removeprefix("fact:")], rows, rng)
+        c.field: fact_values(profile.facts[c.field.removeprefix("fact:")], rows, rng)
         for c in spec.columns
         if c.field.startswith("fact:")
     }

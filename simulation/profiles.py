@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-# Fact generators, by shape (see ``simulation.deliver._fact``):
+# Fact generators, by shape (see ``simulation.deliver.fact_values``):
 #   ("day",)                  the delivery day
 #   ("back", n)               a date up to n days before the delivery day
 #   ("ahead", lo, hi)         a date lo..hi days after the delivery day

@@ -207,7 +207,8 @@ CASE_CAUSES = (
 
 
 @cache
-def _word_lists() -> dict[str, tuple]:
+def word_lists() -> dict[str, tuple]:
+    """Name, address and company word lists from Faker's zh_CN providers (cached)."""
     surnames = tuple(FakerPerson.last_names.keys())
     weights = np.array(list(FakerPerson.last_names.values()), dtype=float)
     male = tuple(FakerPerson.first_names_male)
@@ -253,7 +254,7 @@ def _ric_check(body: pl.Expr) -> pl.Expr:
 def _given_names(rng: np.random.Generator, sex: np.ndarray) -> np.ndarray:
     """Given names: a third from the common-name lists (so 张伟 is common), the
     rest composed of one or two characters weighted towards name characters."""
-    w = _word_lists()
+    w = word_lists()
     n = len(sex)
     common = np.where(sex == "M", _pick(rng, w["male"], n), _pick(rng, w["female"], n))
     chars = np.array(w["name_chars"] + w["extra_chars"], dtype=object)
@@ -267,7 +268,7 @@ def _given_names(rng: np.random.Generator, sex: np.ndarray) -> np.ndarray:
 
 
 def _street(rng: np.random.Generator, n: int) -> pl.Series:
-    w = _word_lists()
+    w = word_lists()
     return pl.Series(
         _pick(rng, w["street_words"], n)
         + _pick(rng, w["streets"], n)
@@ -301,7 +302,7 @@ def _phones(rng: np.random.Generator, n: int) -> pl.Series:
 def generate_persons(cfg: WorldConfig, rng: np.random.Generator) -> pl.DataFrame:
     """One row per person with current and former address and phone."""
     n = cfg.persons
-    w = _word_lists()
+    w = word_lists()
     sex = np.where(rng.random(n) < 0.5, "M", "F")
     surname = _pick(rng, w["surnames"], n, p=np.array(w["surname_w"]))
     given = _given_names(rng, sex)
@@ -463,7 +464,7 @@ def generate_businesses(
 ) -> pl.DataFrame:
     """Businesses with USCC, name, legal representative, address and industry."""
     n = cfg.businesses
-    w = _word_lists()
+    w = word_lists()
     addr = _addresses(rng, n)
     reg = regions()
     code = addr.join(reg, on=["province", "city", "district"], how="left")["code"]

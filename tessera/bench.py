@@ -3,7 +3,9 @@
 Each stage runs as ``tessera <stage> --json`` in a child process; seconds are
 wall-clock, peak RSS comes from ``wait4``'s rusage of that child alone. With
 ``--repeat N`` every stage runs N times on a fresh home and the median is
-reported. Results are also written to ``bench/results/`` as JSON.
+reported. Database extraction is measured per engine (SQLite, PostgreSQL,
+MariaDB) on one system's full load. Results are also written to
+``bench/results/`` as JSON.
 """
 
 from __future__ import annotations
@@ -99,3 +101,93 @@ def run_bench(
     if not home:
         shutil.rmtree(base, ignore_errors=True)
     return result
+
+
+DEFAULT_SERVERS = {
+    "postgres": "postgresql://postgres@127.0.0.1:5432/postgres",
+    "mysql": "mysql://root@127.0.0.1:3306/",
+}
+
+
+def _drop_database(engine: str, server: str, name: str) -> None:
+    if engine == "postgres":
+        import psycopg2
+
+        con = psycopg2.connect(server)
+        con.autocommit = True
+        con.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        con.close()
+    elif engine == "mysql":
+        import pymysql
+
+        from connectors.database import mysql_connect_args
+
+        con = pymysql.connect(**mysql_connect_args(server))
+        con.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
+        con.close()
+
+
+def bench_extraction(
+    persons: int, seed: int, repeat: int = 3, source_id: str = "hukou_db"
+) -> list[dict]:
+    """Full-load extraction rows/s of one database system on each engine that answers.
+
+    SQLite always; PostgreSQL and MariaDB at ``TESSERA_PG_URL`` / ``TESSERA_MYSQL_URL``
+    (else the machine's local servers). A throwaway database is filled once per
+    engine, extracted ``repeat`` times from an empty cursor, and dropped.
+    """
+    from connectors.catalog.databases import DATABASE_PROFILES, DATABASE_SPECS
+    from connectors.database import SourceDatabaseError, extract, preflight, with_database
+    from simulation.databases import write_database_day
+    from simulation.world import WorldConfig, generate_world
+
+    spec = {s.id: s for s in DATABASE_SPECS}[source_id]
+    world = generate_world(WorldConfig(persons=persons, seed=seed, days=1))
+    servers = {
+        "postgres": os.environ.get("TESSERA_PG_URL") or DEFAULT_SERVERS["postgres"],
+        "mysql": os.environ.get("TESSERA_MYSQL_URL") or DEFAULT_SERVERS["mysql"],
+    }
+    out = []
+    with tempfile.TemporaryDirectory(prefix="tessera-xbench-") as tmp:
+        for engine in ("sqlite", "postgres", "mysql"):
+            name = f"tessera_bench_{os.getpid()}_{source_id}"
+            url = (
+                f"sqlite://{tmp}/{name}.sqlite"
+                if engine == "sqlite"
+                else with_database(servers[engine], name)
+            )
+            if engine != "sqlite":
+                try:
+                    preflight(source_id, servers[engine])
+                except SourceDatabaseError as exc:
+                    out.append({"engine": engine, "skipped": str(exc)})
+                    continue
+            try:
+                t0 = time.perf_counter()
+                log = write_database_day(
+                    world, spec, DATABASE_PROFILES[source_id], 0, url, Path(tmp) / "truth"
+                )
+                fill = time.perf_counter() - t0
+                secs, rows = [], 0
+                for _ in range(repeat):
+                    t0 = time.perf_counter()
+                    ext = extract(spec, url, None)
+                    secs.append(time.perf_counter() - t0)
+                    rows = ext.rows.height
+                med = statistics.median(secs)
+                out.append(
+                    {
+                        "engine": engine,
+                        "source": source_id,
+                        "rows": rows,
+                        "fill_seconds": round(fill, 2),
+                        "fill_rows": log.inserted,
+                        "extract_seconds_median": round(med, 3),
+                        "extract_seconds_all": [round(s, 3) for s in secs],
+                        "rows_per_second": round(rows / med),
+                    }
+                )
+            finally:
+                if engine != "sqlite":
+                    _drop_database(engine, servers[engine], name)
+    return out
