@@ -53,6 +53,7 @@ class FileReport:
 @dataclass
 class IngestReport:
     files: list[FileReport]
+    failures: dict[str, str] = field(default_factory=dict)  # source id -> error
 
     def by_source(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
@@ -325,21 +326,37 @@ def stage_source(home: Home, spec: SourceSpec, ledger: Ledger | None = None) -> 
 
 
 def ingest(
-    home: Home, specs: Iterable[SourceSpec], *, progress: Callable[[str], None] | None = None
+    home: Home,
+    specs: Iterable[SourceSpec],
+    *,
+    progress: Callable[[str], None] | None = None,
+    keep_going: bool = True,
 ) -> IngestReport:
     """Land and stage every pending delivery of every source; one report per file.
 
-    A source that fails raises with its id in the message; sources done before
-    it keep their complete outputs, and a rerun picks up where it stopped.
+    A source that fails (server down, schema changed, unreadable spec) is
+    recorded in ``failures`` with its error, and the other sources carry on
+    (``keep_going=False`` raises instead). Nothing of a failed step is
+    half-written: outputs are renamed into place and the ledger line comes
+    last, so a rerun picks up where it stopped. An accounting error always raises.
     """
     ledger = Ledger(home.state / "ledger.jsonl")
     reports: list[FileReport] = []
+    failures: dict[str, str] = {}
     for spec in specs:
         if progress:
             progress(spec.id)
-        landed = land(home, spec, ledger)
-        staged = {r.file: r for r in stage_source(home, spec, ledger)}
+        try:
+            landed = land(home, spec, ledger)
+            staged = {r.file: r for r in stage_source(home, spec, ledger)}
+        except AccountingError:
+            raise
+        except Exception as exc:
+            if not keep_going:
+                raise
+            failures[spec.id] = f"{type(exc).__name__}: {exc}"
+            continue
         for r in landed:
             reports.append(staged.pop(r.file, r))
         reports.extend(staged.values())
-    return IngestReport(reports)
+    return IngestReport(reports, failures)

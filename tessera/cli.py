@@ -182,10 +182,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                 "seconds": round(secs, 2),
                 "totals": rep.totals(),
                 "sources": rep.by_source(),
+                "failures": rep.failures,
                 "files": [asdict(f) for f in rep.files],
             }
         )
-        return 0
+        return 1 if rep.failures else 0
     t = Table(title="Ingest: rows read = staged + quarantined")
     for c in (
         "source",
@@ -224,7 +225,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     )
     console.print(t)
     console.print(f"ingested in {secs:.1f} s")
-    return 0
+    for sid, err in rep.failures.items():
+        err_console.print(f"[red]FAILED[/] {sid}: {err}")
+    return 1 if rep.failures else 0
 
 
 # ------------------------------------------------------------------ bench / demo
@@ -276,10 +279,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     for row in quarantine_summary(home):
         console.print(f"   quarantined {row['rows']:>5} from {row['file']}: {row['reason']}")
+    for sid, err in rep_i.failures.items():
+        err_console.print(f"[red]FAILED[/] {sid}: {err}")
     console.print(
         "Next: `tessera sources`, `tessera ingest --json`, or `dagster dev` to see the assets."
     )
-    return 0
+    return 1 if rep_i.failures else 0
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -149,3 +149,20 @@ def test_quarantine_equals_the_fault_log_for_other_seeds(tmp_path, seed: int) ->
     assert len(faults) == 6
     assert set(quarantine(home).collect()["file"]) == {f.file for f in faults}
     assert report.totals()["read"] == report.totals()["staged"] + report.totals()["quarantined"]
+
+
+def test_a_failing_source_does_not_stop_the_others(fresh_copy: Home, monkeypatch) -> None:
+    """A database server that is down fails its source with a clear error; the rest ingest."""
+    monkeypatch.setenv("TESSERA_PG_URL", "postgresql://postgres@127.0.0.1:1/postgres")
+    specs = load_specs(fresh_copy.sources_dir)
+    report = ingest(fresh_copy, specs)
+    pg = {s.id for s in specs if s.engine == "postgres"}
+    assert set(report.failures) == pg
+    assert all(sid in err for sid, err in report.failures.items())
+    done = {f.source_id for f in report.files}
+    assert not done & pg
+    assert {s.id for s in specs if s.engine != "postgres"} <= done
+    # Nothing of the failed sources was written, and their cursors did not move.
+    for sid in pg:
+        assert not (fresh_copy.lake / "raw" / sid).exists()
+        assert not (fresh_copy.state / "cursors" / f"{sid}.json").exists()
