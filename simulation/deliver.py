@@ -10,6 +10,7 @@ format and write the truth (record key -> entity) apart from the landing zone.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
@@ -471,12 +472,17 @@ def write(
     day_index: int,
     landing: Path,
     truth_dir: Path,
+    alter: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
 ) -> Written | None:
-    """Write one file delivery and its truth; None if the source has nothing that day."""
+    """Write one file delivery and its truth; None if the source has nothing that day.
+
+    ``alter`` may change the rendered frame before it is written (a schema change)."""
     made = make_delivery(world, spec, profile, day_index)
     if made is None:
         return None
     rendered, truth = made
+    if alter is not None:
+        rendered = alter(rendered)
     day = world.config.day(day_index)
     path = delivery_path(landing, spec, day)
     write_delivery(spec.format, rendered, path)

@@ -18,9 +18,8 @@ import polars as pl
 from connectors.catalog import builtin_specs
 from connectors.spec import SourceSpec
 from simulation.agencies import PROFILES
-from simulation.deliver import delivery_path, make_delivery, population, rng_for, write
+from simulation.deliver import delivery_path, population, rng_for, write
 from simulation.faults import inject_malformed_rows, reencode, truncate_file
-from simulation.formats import write_delivery
 from simulation.profiles import SimProfile
 from simulation.world import World, WorldConfig, generate_world
 from tessera.config import DatabaseServers, Home
@@ -162,58 +161,37 @@ def deliver_day(
             )
             continue
         fault = faults.get((spec.id, day_index))
-        if fault is None or fault in (
-            "malformed_rows",
-            "truncated",
-            "wrong_encoding",
-            "duplicate_delivery",
-        ):
-            written = write(world, spec, prof, day_index, home.landing, home.truth)
-            if written is None:
-                continue
-            if fault is not None and written.rows == 0:
-                _postpone(faults, spec.id, day_index, fault)
-                fault = None
-            path = written.path
-            report.files += 1
-            report.rows += written.rows
-            report.per_source[spec.id] = report.per_source.get(spec.id, 0) + written.rows
-        else:  # schema_change: render, rename a column, write
-            made = make_delivery(world, spec, prof, day_index)
-            if made is None:
-                continue
-            frame, truth = made
-            detail = ""
-            if frame.height == 0:
-                _postpone(faults, spec.id, day_index, fault)
-                made = None
-            else:
+        renamed: list[str] = []
+
+        def alter(
+            frame: pl.DataFrame,
+            spec: SourceSpec = spec,
+            fault: str | None = fault,
+            renamed: list[str] = renamed,
+        ) -> pl.DataFrame:
+            if fault == "schema_change" and frame.height:
                 frame, detail = _schema_change(spec, frame)
-            path = delivery_path(home.landing, spec, cfg.day(day_index))
-            write_delivery(spec.format, frame, path)
-            tpath = home.truth / spec.id / f"{cfg.day(day_index).isoformat()}.parquet"
-            tpath.parent.mkdir(parents=True, exist_ok=True)
-            truth.write_parquet(tpath)
-            report.files += 1
-            report.rows += frame.height
-            if made is not None:
-                report.faults.append(
-                    Fault(
-                        "schema_change",
-                        spec.id,
-                        cfg.day(day_index).isoformat(),
-                        str(path.relative_to(home.root)),
-                        detail,
-                        frame.height,
-                    )
-                )
+                renamed.append(detail)
+            return frame
+
+        written = write(world, spec, prof, day_index, home.landing, home.truth, alter=alter)
+        if written is None:
+            continue
+        path = written.path
+        report.files += 1
+        report.rows += written.rows
+        report.per_source[spec.id] = report.per_source.get(spec.id, 0) + written.rows
+        if fault is not None and written.rows == 0:
+            _postpone(faults, spec.id, day_index, fault)
             continue
         if fault is None or fault == "duplicate_delivery":
             continue  # a duplicate is re-sent the next day (resend_duplicates)
         rel = str(path.relative_to(home.root))
         day = cfg.day(day_index).isoformat()
         frng = rng_for(cfg.seed, "fault", spec.id, day_index)
-        if fault == "malformed_rows":
+        if fault == "schema_change":
+            report.faults.append(Fault(fault, spec.id, day, rel, renamed[0], written.rows))
+        elif fault == "malformed_rows":
             n = inject_malformed_rows(spec.format, path, frng, max(1, written.rows // 200))
             report.faults.append(Fault(fault, spec.id, day, rel, f"{n} malformed record(s)", n))
         elif fault == "truncated":
