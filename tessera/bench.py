@@ -83,11 +83,13 @@ def run_bench(
                 "peak_rss_mib": round(max(r[1] for r in runs) / 2**20, 1),
             }
         )
+    extraction = bench_extraction(min(persons, 100_000), seed, repeat=max(3, repeat))
     result = {
         "persons": persons,
         "days": days,
         "seed": seed,
         "repeat": repeat,
+        "extraction": extraction,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "stages": stages,
