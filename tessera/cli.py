@@ -230,6 +230,63 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 1 if rep.failures else 0
 
 
+# ------------------------------------------------------------------ link / eval
+
+
+def _scores_line(name: str, scores: dict | None) -> str:
+    if not scores:
+        return f"{name}: -"
+    p, b = scores["pairwise"], scores["bcubed"]
+    return (
+        f"{name}: pairwise P {p['precision']:.5f} R {p['recall']:.5f} F1 {p['f1']:.5f}; "
+        f"B-cubed P {b['precision']:.5f} R {b['recall']:.5f} F1 {b['f1']:.5f}"
+    )
+
+
+def cmd_link(args: argparse.Namespace) -> int:
+    from linkage.report import evaluate_all, has_truth, link_all
+
+    home = _home(args)
+    with console.status("linking…"):
+        out = link_all(home)
+        scores = evaluate_all(home, detail=False) if has_truth(home) else None
+    if args.json:
+        _print_json({"link": out, "evaluation": scores})
+        return 0
+    for etype, r in out.items():
+        console.print(
+            f"[bold]{etype}[/]: {r['mentions']:,} mentions, {r['candidate_pairs']:,} candidate pairs "
+            f"({r['pairs_per_mention']} per mention) → {r['clusters']:,} clusters; "
+            f"guard split {r['guard_split_clusters']} cluster(s); seconds {r['seconds']}"
+        )
+        if scores:
+            console.print("   " + _scores_line("model", scores[etype]["model"]))
+            console.print("   " + _scores_line("naive rule", scores[etype]["naive_rule"]))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from linkage.report import evaluate_all
+
+    scores = evaluate_all(_home(args))
+    if args.json:
+        _print_json(scores)
+        return 0
+    for etype, s in scores.items():
+        console.print(f"[bold]{etype}[/]")
+        console.print("   " + _scores_line("model", s["model"]))
+        console.print("   " + _scores_line("naive rule", s["naive_rule"]))
+        for fm in (s["model"] or {}).get("false_merges", [])[:3]:
+            console.print(
+                f"   false merge: {json.dumps(fm, ensure_ascii=False, default=str)[:200]}"
+            )
+        for ml in (s["model"] or {}).get("missed_links", [])[:3]:
+            console.print(
+                f"   missed link: {json.dumps(ml, ensure_ascii=False, default=str)[:200]}"
+            )
+    return 0
+
+
 # ------------------------------------------------------------------ bench / demo
 
 
@@ -281,9 +338,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
         console.print(f"   quarantined {row['rows']:>5} from {row['file']}: {row['reason']}")
     for sid, err in rep_i.failures.items():
         err_console.print(f"[red]FAILED[/] {sid}: {err}")
-    console.print(
-        "Next: `tessera sources`, `tessera ingest --json`, or `dagster dev` to see the assets."
-    )
+    from linkage.report import evaluate_all, link_all
+
+    with console.status("linking…"):
+        linked = link_all(home)
+        scores = evaluate_all(home, detail=False)
+    for etype, r in linked.items():
+        console.print(
+            f"[bold]3. link {etype}s[/]: {r['mentions']:,} mentions, {r['candidate_pairs']:,} candidate "
+            f"pairs → {r['clusters']:,} clusters"
+        )
+        console.print("   " + _scores_line("model", scores[etype]["model"]))
+        console.print("   " + _scores_line("naive rule", scores[etype]["naive_rule"]))
+    console.print("Next: `tessera sources`, `tessera eval`, or `dagster dev` to see the assets.")
     return 1 if rep_i.failures else 0
 
 
@@ -309,6 +376,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-faults", action="store_true", help="deliver without deliberate faults")
     s.set_defaults(fn=cmd_simulate)
     add("ingest", "ingest pending deliveries: raw, staged, quarantine").set_defaults(fn=cmd_ingest)
+    add(
+        "link", "link persons (Splink) and businesses; scores against the truth if present"
+    ).set_defaults(fn=cmd_link)
+    add(
+        "eval", "score the saved clusters against the simulated truth, with the naive rule"
+    ).set_defaults(fn=cmd_eval)
     b = add("bench", "measure each stage: seconds, rows, peak RSS")
     b.add_argument("--persons", type=int, default=100_000)
     b.add_argument("--days", type=int, default=3)

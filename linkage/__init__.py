@@ -1,0 +1,1 @@
+"""Entity resolution over the staged mentions: truth, evaluation, baseline, Splink model, clusters."""

@@ -1,0 +1,210 @@
+"""The Splink model for persons (DuckDB backend): comparisons, blocking, training.
+
+Comparisons work on the derived columns of :mod:`linkage.features`. Training is
+unsupervised and deterministic: the prior from two near-certain rules, u by
+random sampling with a fixed seed, m by expectation maximisation on three
+blocking rules (each leaves the comparisons it blocks on untrained, the others
+train them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import splink.comparison_library as cl
+from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+from splink.blocking_analysis import count_comparisons_from_blocking_rules
+
+
+@dataclass(frozen=True)
+class PersonModelConfig:
+    """Training and scoring settings (seeded, so a rerun trains the same model)."""
+
+    seed: int = 42
+    u_max_pairs: float = 2e6
+    prior_recall: float = 0.75
+    threshold_match_probability: float = 0.9
+    em_max_iterations: int = 25
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _null(cond: str) -> dict[str, Any]:
+    return {"sql_condition": cond, "label_for_charts": "null", "is_null_level": True}
+
+
+def _lvl(cond: str, label: str, **kw: Any) -> dict[str, Any]:
+    return {"sql_condition": cond, "label_for_charts": label, **kw}
+
+
+ELSE = {"sql_condition": "ELSE", "label_for_charts": "else"}
+
+
+def person_comparisons() -> list[Any]:
+    """The person comparisons, most specific level first."""
+    id_cmp = cl.CustomComparison(
+        output_column_name="id",
+        comparison_levels=[
+            _null("id_key_l IS NULL OR id_key_r IS NULL"),
+            # A masked ID agrees with a full one when its visible parts do: one level,
+            # so EM learns its m from pairs where both IDs are full.
+            _lvl(
+                "id_any_l = id_any_r OR ((id_any_l IS NULL OR id_any_r IS NULL) AND id_key_l = id_key_r)",
+                "id exact (or masked-compatible)",
+            ),
+            _lvl("levenshtein(id_any_l, id_any_r) <= 2", "id 1-2 edits"),
+            ELSE,
+        ],
+    )
+    dob_cmp = cl.CustomComparison(
+        output_column_name="dob",
+        comparison_levels=[
+            _null("dob_any_l IS NULL OR dob_any_r IS NULL"),
+            _lvl("dob_any_l = dob_any_r", "dob exact"),
+            _lvl(
+                "levenshtein(CAST(dob_any_l AS VARCHAR), CAST(dob_any_r AS VARCHAR)) <= 1",
+                "dob one digit",
+            ),
+            _lvl(
+                "date_trunc('month', dob_any_l) = date_trunc('month', dob_any_r)", "dob year-month"
+            ),
+            ELSE,
+        ],
+    )
+    name_cmp = cl.CustomComparison(
+        output_column_name="name",
+        comparison_levels=[
+            _null("name_py_l IS NULL OR name_py_r IS NULL"),
+            _lvl(
+                "name_native_l = name_native_r",
+                "hanzi exact",
+                tf_adjustment_column="name_native",
+                tf_adjustment_weight=1.0,
+            ),
+            _lvl(
+                "name_py_l = name_py_r",
+                "pinyin exact (homophones)",
+                tf_adjustment_column="name_py",
+                tf_adjustment_weight=1.0,
+            ),
+            _lvl("name_py_l = name_py_rev_r OR name_py_rev_l = name_py_r", "swapped order"),
+            _lvl(
+                "surname_py_l = surname_py_r AND jaro_winkler_similarity(given_py_l, given_py_r) >= 0.88",
+                "surname exact, given JW>=0.88",
+            ),
+            _lvl("jaro_winkler_similarity(name_py_l, name_py_r) >= 0.88", "name JW>=0.88"),
+            ELSE,
+        ],
+    )
+    phone_cmp = cl.CustomComparison(
+        output_column_name="phone",
+        comparison_levels=[
+            _null("phone_key_l IS NULL OR phone_key_r IS NULL"),
+            _lvl(
+                "phone_any_l = phone_any_r OR ((phone_any_l IS NULL OR phone_any_r IS NULL) "
+                "AND phone_key_l = phone_key_r)",
+                "phone exact (or masked-compatible)",
+            ),
+            ELSE,
+        ],
+    )
+    address_cmp = cl.CustomComparison(
+        output_column_name="address",
+        comparison_levels=[
+            _null("city_l IS NULL OR city_r IS NULL"),
+            _lvl("district_l = district_r AND city_l = city_r", "district"),
+            _lvl("city_l = city_r", "city"),
+            ELSE,
+        ],
+    )
+    return [
+        id_cmp,
+        dob_cmp,
+        name_cmp,
+        phone_cmp,
+        cl.ExactMatch("sex"),
+        cl.ExactMatch("email"),
+        cl.ExactMatch("plate"),
+        cl.ExactMatch("passport"),
+        address_cmp,
+    ]
+
+
+def person_blocking_rules() -> list[Any]:
+    """Rules that generate candidate pairs: any one agreeing makes a pair."""
+    return [
+        block_on("id_any"),
+        block_on("id_key"),
+        block_on("phone_any"),
+        block_on("phone_key"),
+        block_on("name_py", "dob_any"),
+        {"blocking_rule": "l.name_py = r.name_py_rev", "sql_dialect": "duckdb"},
+        block_on("name_native", "district"),
+        block_on("plate"),
+        block_on("passport"),
+        block_on("email"),
+        # Thin mentions (a name and a masked phone, or a name only) share nothing
+        # else; the name alone, weighed by its frequency, is their only evidence.
+        block_on("name_py"),
+    ]
+
+
+def person_settings(config: PersonModelConfig) -> SettingsCreator:
+    return SettingsCreator(
+        link_type="dedupe_only",
+        unique_id_column_name="mention_id",
+        comparisons=person_comparisons(),
+        blocking_rules_to_generate_predictions=person_blocking_rules(),
+        retain_intermediate_calculation_columns=False,
+        retain_matching_columns=True,
+        additional_columns_to_retain=["source_id"],
+        max_iterations=config.em_max_iterations,
+    )
+
+
+def make_linker(
+    features: pl.DataFrame, settings: SettingsCreator | dict | Path
+) -> tuple[Linker, DuckDBAPI]:
+    """A linker over ``features`` on a fresh in-memory DuckDB."""
+    db_api = DuckDBAPI()
+    sdf = db_api.register(features.to_arrow(), dataset_display_name="person_mentions")
+    return Linker(sdf, settings, log_level="WARNING"), db_api
+
+
+def count_candidate_pairs(linker_input: Any, rules: list[Any]) -> list[dict[str, Any]]:
+    """Exact marginal candidate pairs per blocking rule (Splink's blocking analysis)."""
+    recs = count_comparisons_from_blocking_rules(
+        linker_input,
+        blocking_rules=rules,
+        link_type="dedupe_only",
+        unique_id_column_name="mention_id",
+        record_sample_proportion=1.0,
+    )
+    return [
+        {
+            "rule": r["blocking_rule"],
+            "marginal": int(r["marginal_comparison_count"]),
+            "cumulative": int(r["cumulative_comparison_count"]),
+        }
+        for r in recs
+    ]
+
+
+def train(linker: Linker, config: PersonModelConfig) -> None:
+    """Unsupervised training with fixed seeds."""
+    t = linker.training
+    t.estimate_probability_two_random_records_match(
+        [block_on("id_any"), block_on("name_native", "dob_any")], recall=config.prior_recall
+    )
+    t.estimate_u_using_random_sampling(max_pairs=config.u_max_pairs, seed=config.seed)
+    t.estimate_parameters_using_expectation_maximisation(
+        block_on("id_any"), estimate_without_term_frequencies=True
+    )
+    t.estimate_parameters_using_expectation_maximisation(
+        block_on("name_py", "dob_any"), estimate_without_term_frequencies=True
+    )
+    t.estimate_parameters_using_expectation_maximisation(
+        block_on("phone_any"), estimate_without_term_frequencies=True
+    )

@@ -1,0 +1,155 @@
+"""Link the staged mentions of one entity type into clusters.
+
+Persons: derived features (:mod:`linkage.features`) → Splink model
+(:mod:`linkage.model`, trained unless a saved model is given) → pairwise
+predictions → connected components at the threshold → duplicate-free guard
+(:mod:`linkage.clusters`). Businesses: for now the deterministic rule of
+:mod:`linkage.baseline` (exact USCC or exact name), then the same guard.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from connectors import lake
+from connectors.catalog import load_specs
+from linkage.baseline import RULES, key_edges
+from linkage.clusters import connected_components, guard_keys, offending_clusters, split_offending
+from linkage.features import person_features
+from linkage.model import (
+    PersonModelConfig,
+    count_candidate_pairs,
+    make_linker,
+    person_blocking_rules,
+    person_settings,
+    train,
+)
+from tessera.config import Home
+
+
+@dataclass
+class LinkResult:
+    """Clusters (``mention_id, cluster_id``) with what it took to make them."""
+
+    entity_type: str
+    clusters: pl.DataFrame
+    edges: (
+        pl.DataFrame
+    )  # mention_id_l, mention_id_r, match_weight, match_probability (scored pairs)
+    candidate_pairs: int
+    mentions: int
+    timings: dict[str, float] = field(default_factory=dict)
+    blocking: list[dict[str, Any]] = field(default_factory=list)
+    guard_refused_edges: int = 0
+    guard_split_clusters: int = 0
+    model_path: Path | None = None
+
+    @property
+    def pairs_per_mention(self) -> float:
+        return self.candidate_pairs / self.mentions if self.mentions else 0.0
+
+
+def _duplicate_free(home: Home) -> list[str]:
+    return [s.id for s in load_specs(home.sources_dir) if s.duplicate_free]
+
+
+def _guard(
+    home: Home, mentions: pl.DataFrame, clusters: pl.DataFrame, edges: pl.DataFrame
+) -> tuple[pl.DataFrame, int, int]:
+    recs = lake.records(home).select("source_id", "record_key", "mention_id").unique().collect()
+    keys = guard_keys(mentions, recs, _duplicate_free(home))
+    n_bad = offending_clusters(clusters, keys).height
+    clusters, refused = split_offending(clusters, edges, keys)
+    return clusters, refused, n_bad
+
+
+def link(
+    home: Home,
+    *,
+    entity_type: str = "person",
+    model_path: Path | None = None,
+    config: PersonModelConfig | None = None,
+    count_blocking: bool = False,
+) -> LinkResult:
+    """Cluster every ``entity_type`` mention of ``home``. For persons, a saved model at
+    ``model_path`` is used if it exists; else a model is trained (seeded) and saved
+    there (default ``lake/linkage/person_model.json``). ``count_blocking`` adds the
+    exact candidate pairs per blocking rule (slower)."""
+    config = config or PersonModelConfig()
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    mentions = lake.mentions(home).filter(pl.col("entity_type") == entity_type).collect()
+    if entity_type == "business":
+        edges = pl.concat([key_edges(mentions, k) for k in RULES["business"]]).with_columns(
+            pl.lit(float("inf")).alias("match_weight"), pl.lit(1.0).alias("match_probability")
+        )
+        timings["features"] = time.perf_counter() - t
+        t = time.perf_counter()
+        clusters = connected_components(mentions["mention_id"], edges)
+        clusters, refused, n_bad = _guard(home, mentions, clusters, edges)
+        timings["cluster"] = time.perf_counter() - t
+        return LinkResult(
+            entity_type,
+            clusters,
+            edges,
+            edges.height,
+            mentions.height,
+            timings,
+            guard_refused_edges=refused,
+            guard_split_clusters=n_bad,
+        )
+    if entity_type != "person":
+        raise ValueError(f"unknown entity type {entity_type!r}")
+
+    features = person_features(mentions)
+    timings["features"] = time.perf_counter() - t
+    model_path = model_path or home.lake / "linkage" / "person_model.json"
+    trained = model_path.exists()
+    linker, db_api = make_linker(features, model_path if trained else person_settings(config))
+    blocking: list[dict[str, Any]] = []
+    if count_blocking:
+        t = time.perf_counter()
+        table = db_api.register(
+            features.to_arrow(), dataset_display_name="person_mentions_blocking"
+        )
+        blocking = count_candidate_pairs(table, person_blocking_rules())
+        timings["blocking_analysis"] = time.perf_counter() - t
+    if not trained:
+        t = time.perf_counter()
+        train(linker, config)
+        model_path.parent.mkdir(parents=True, exist_ok=True)
+        linker.misc.save_model_to_json(str(model_path), overwrite=True)
+        timings["train"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    pred = linker.inference.predict()
+    rel = pred.as_duckdbpyrelation()
+    candidate_pairs = int(rel.aggregate("count(*)").fetchall()[0][0])
+    edges = (
+        rel.filter(f"match_probability >= {float(config.threshold_match_probability)!r}")
+        .select("mention_id_l, mention_id_r, match_weight, match_probability")
+        .pl()
+    )
+    timings["predict"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    clusters = connected_components(features["mention_id"], edges)
+    clusters, refused, n_bad = _guard(home, mentions, clusters, edges)
+    timings["cluster"] = time.perf_counter() - t
+    return LinkResult(
+        entity_type,
+        clusters,
+        edges,
+        candidate_pairs,
+        mentions.height,
+        timings,
+        blocking,
+        refused,
+        n_bad,
+        model_path,
+    )

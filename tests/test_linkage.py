@@ -1,0 +1,202 @@
+"""Linkage: truth mapping, evaluation metrics, the naive baseline, the Splink person
+model and the duplicate-free guard, on a small world simulated once per module."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from tessera.config import Home
+
+SMALL = {"persons": 1500, "seed": 7, "days": 3}
+
+# Floors set a little below what this world measured (see docs/linkage.md):
+# model pairwise precision 1.0 / recall 0.989 (persons=1500, seed=7, days=3).
+MODEL_PRECISION_FLOOR = 0.998
+MODEL_RECALL_FLOOR = 0.97
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Home:
+    from connectors.catalog import load_specs
+    from connectors.ingest import ingest
+    from simulation.run import simulate
+    from simulation.world import WorldConfig
+
+    home = Home(tmp_path_factory.mktemp("linkage") / "home")
+    mp = pytest.MonkeyPatch()
+    mp.delenv("TESSERA_PG_URL", raising=False)
+    mp.delenv("TESSERA_MYSQL_URL", raising=False)
+    try:
+        simulate(home, WorldConfig(**SMALL))
+        ingest(home, load_specs(home.sources_dir))
+    finally:
+        mp.undo()
+    return home
+
+
+@pytest.fixture(scope="module")
+def person_link(world: Home, tmp_path_factory: pytest.TempPathFactory):
+    from linkage.run import link
+
+    return link(world, model_path=tmp_path_factory.mktemp("model") / "person_model.json")
+
+
+# -- metrics on hand-made clusters ---------------------------------------------------
+
+
+def _labelled(clusters: list[str], entities: list[str]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "mention_id": [f"m{i}" for i in range(len(clusters))],
+            "cluster_id": clusters,
+            "entity_id": entities,
+            "source_id": ["a", "b"] * (len(clusters) // 2) + ["a"] * (len(clusters) % 2),
+        }
+    )
+
+
+def test_pairwise_counts_pairs_from_group_sizes() -> None:
+    from linkage.evaluate import pairwise_scores
+
+    # truth: X = {0,1,2}, Y = {3,4}; predicted: {0,1}, {2,3,4}
+    s = pairwise_scores(_labelled(["c1", "c1", "c2", "c2", "c2"], ["X", "X", "X", "Y", "Y"]))
+    # predicted pairs 1 + 3 = 4; true pairs 3 + 1 = 4; correct (0,1) and (3,4) = 2
+    assert (s["predicted_pairs"], s["true_pairs"], s["true_positive_pairs"]) == (4, 4, 2)
+    assert s["precision"] == pytest.approx(0.5) and s["recall"] == pytest.approx(0.5)
+    assert s["f1"] == pytest.approx(0.5)
+
+
+def test_bcubed_on_hand_made_clusters() -> None:
+    from linkage.evaluate import bcubed_scores
+
+    s = bcubed_scores(_labelled(["c1", "c1", "c2", "c2", "c2"], ["X", "X", "X", "Y", "Y"]))
+    # precision per mention: 1, 1, 1/3, 2/3, 2/3; recall: 2/3, 2/3, 1/3, 1, 1
+    assert s["precision"] == pytest.approx((1 + 1 + 1 / 3 + 2 / 3 + 2 / 3) / 5)
+    assert s["recall"] == pytest.approx((2 / 3 + 2 / 3 + 1 / 3 + 1 + 1) / 5)
+
+
+def test_perfect_and_singleton_clusterings() -> None:
+    from linkage.evaluate import bcubed_scores, pairwise_scores
+
+    truth = ["X", "X", "Y", "Y", "Y"]
+    perfect = pairwise_scores(_labelled(truth, truth))
+    assert perfect["precision"] == perfect["recall"] == 1.0
+    singles = _labelled([f"s{i}" for i in range(5)], truth)
+    assert pairwise_scores(singles)["recall"] == 0.0
+    assert pairwise_scores(singles)["precision"] == 1.0  # no pair predicted, none wrong
+    assert bcubed_scores(singles)["recall"] == pytest.approx((0.5 + 0.5 + 1 / 3 * 3) / 5)
+
+
+def test_source_pair_recall_and_worst_errors() -> None:
+    from linkage.evaluate import source_pair_recall, worst_false_merges, worst_missed_links
+
+    lab = _labelled(["c1", "c1", "c2", "c2", "c2"], ["X", "X", "X", "Y", "Y"])
+    # sources a, b, a, b, a. True X pairs: (0a,1b), (0a,2a), (1b,2a); Y: (3b,4a)
+    rows = {(r["source_id"], r["source_id_r"]): r for r in source_pair_recall(lab)}
+    assert rows[("a", "b")]["pairs"] == 3 and rows[("a", "b")]["found"] == 2
+    assert rows[("a", "a")]["pairs"] == 1 and rows[("a", "a")]["found"] == 0
+    fm = worst_false_merges(lab)
+    assert [(f["cluster_id"], f["entities"]) for f in fm] == [("c2", 2)]
+    ml = worst_missed_links(lab)
+    assert [(m["entity_id"], m["clusters"]) for m in ml] == [("X", 2)]
+
+
+# -- truth, baseline, model -----------------------------------------------------------
+
+
+def test_every_mention_has_a_truth_entity(world: Home) -> None:
+    from connectors import lake
+    from linkage.truth import mention_truth
+
+    m = lake.mentions(world).select("mention_id", "entity_type").collect()
+    t = mention_truth(world)
+    joined = m.join(t, on="mention_id", how="left")
+    assert joined["entity_id"].null_count() == 0
+    # persons map to P..., businesses to B...
+    prefix = joined.select(pl.col("entity_id").str.slice(0, 1), "entity_type").unique()
+    assert set(map(tuple, prefix.rows())) == {("P", "person"), ("B", "business")}
+
+
+def test_baseline_is_exact_but_misses_links(world: Home) -> None:
+    from linkage.baseline import baseline_clusters
+    from linkage.evaluate import evaluate
+
+    r = evaluate(world, baseline_clusters(world, "person"), detail=False)["person"]
+    assert r["pairwise"]["precision"] > 0.999
+    assert 0.5 < r["pairwise"]["recall"] < 0.9
+
+
+def test_model_beats_baseline_and_meets_floors(world: Home, person_link) -> None:
+    from linkage.baseline import baseline_clusters
+    from linkage.evaluate import evaluate
+
+    model = evaluate(world, person_link.clusters)["person"]
+    base = evaluate(world, baseline_clusters(world, "person"), detail=False)["person"]
+    assert model["pairwise"]["recall"] > base["pairwise"]["recall"] + 0.1
+    assert model["pairwise"]["precision"] >= MODEL_PRECISION_FLOOR
+    assert model["pairwise"]["recall"] >= MODEL_RECALL_FLOOR
+    assert model["bcubed"]["precision"] >= MODEL_PRECISION_FLOOR
+    assert len(model["false_merges"]) <= 5 and len(model["missed_links"]) <= 5
+
+
+def test_every_person_mention_is_clustered_once(world: Home, person_link) -> None:
+    from connectors import lake
+
+    persons = (
+        lake.mentions(world)
+        .filter(pl.col("entity_type") == "person")
+        .select("mention_id")
+        .collect()
+    )
+    c = person_link.clusters
+    assert c.height == persons.height and c["mention_id"].n_unique() == c.height
+    assert person_link.candidate_pairs > 0 and person_link.model_path.exists()
+
+
+def test_duplicate_free_guard_holds(world: Home, person_link) -> None:
+    from connectors import lake
+    from connectors.catalog import load_specs
+    from linkage.clusters import guard_keys, offending_clusters
+
+    dup_free = [s.id for s in load_specs(world.sources_dir) if s.duplicate_free]
+    assert dup_free
+    mentions = lake.mentions(world).collect()
+    recs = lake.records(world).select("source_id", "record_key", "mention_id").unique().collect()
+    keys = guard_keys(mentions, recs, dup_free)
+    assert keys.height > 0
+    assert offending_clusters(person_link.clusters, keys).height == 0
+
+
+def test_guard_splits_a_cluster_on_its_weakest_edge() -> None:
+    from linkage.clusters import split_offending
+
+    # a - b - c chained; a and c are two records of one duplicate-free register.
+    clusters = pl.DataFrame(
+        {"mention_id": ["a", "b", "c", "d"], "cluster_id": ["a", "a", "a", "d"]}
+    )
+    edges = pl.DataFrame(
+        {"mention_id_l": ["a", "b"], "mention_id_r": ["b", "c"], "match_weight": [20.0, 5.0]}
+    )
+    keys = pl.DataFrame(
+        {"mention_id": ["a", "c"], "source_id": ["reg", "reg"], "guard_key": ["reg:1", "reg:2"]}
+    )
+    out, refused = split_offending(clusters, edges, keys)
+    groups = {
+        frozenset(g) for g in out.group_by("cluster_id").agg("mention_id")["mention_id"].to_list()
+    }
+    assert refused == 1
+    assert groups == {frozenset({"a", "b"}), frozenset({"c"}), frozenset({"d"})}
+
+
+def test_saved_model_reproduces_clusters(world: Home, person_link) -> None:
+    from linkage.run import link
+
+    again = link(world, model_path=person_link.model_path)
+    a = person_link.clusters.sort("mention_id")
+    b = again.clusters.sort("mention_id")
+    # same partition (cluster ids may be named differently)
+    pa = a.group_by("cluster_id").agg(pl.col("mention_id").sort())["mention_id"].to_list()
+    pb = b.group_by("cluster_id").agg(pl.col("mention_id").sort())["mention_id"].to_list()
+    assert sorted(map(tuple, pa)) == sorted(map(tuple, pb))
+    assert "train" not in again.timings
