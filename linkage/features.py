@@ -89,3 +89,118 @@ def person_features(mentions: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
         )
     )
     return out.select(PERSON_FEATURES).collect()
+
+
+# ---------------------------------------------------------------- businesses
+
+BUSINESS_FEATURES = (
+    "mention_id",
+    "source_id",
+    "role",
+    "name",
+    "name_core",
+    "name_stem",
+    "name_form",
+    "name_head",
+    "name_tail",
+    "name_city",
+    "uscc_any",
+    "uscc_key",
+    "legal_rep_name",
+    "province",
+    "city",
+    "district",
+)
+
+# Legal forms, longest first so 股份有限公司 is not read as 有限公司.
+LEGAL_FORM_RE = r"(股份有限公司|有限责任公司|有限公司|公司|商行|工作室)$"
+_BRACKET_RE = r"[（(]([^（）()]*)[）)]"
+_CITY_SUFFIX_RE = r"(市|地区|自治州|盟)$"
+
+
+def _city_prefix_re() -> str:
+    from connectors.parsing.regions import regions
+
+    cities = regions()["city"].unique().str.replace(_CITY_SUFFIX_RE, "").drop_nulls().to_list()
+    cities = sorted({c for c in cities if len(c) >= 2}, key=lambda s: (-len(s), s))
+    return "^(" + "|".join(cities) + ")"
+
+
+def business_features(
+    mentions: pl.LazyFrame | pl.DataFrame, legal_reps: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """Business mentions with the derived comparison columns (``BUSINESS_FEATURES``).
+
+    - ``name_core``: the name without brackets (（北京） or (北京)), without its legal
+      form (有限公司, 有限责任公司, 股份有限公司, 公司, 商行, 工作室) and without a leading
+      city name: the part sources agree on when they write the name differently;
+      ``name_head`` / ``name_tail``: its first / last three characters (blocking keys
+      that survive a one-character typo at the other end);
+    - ``name_city``: the city the name states (a prefix or a bracket);
+    - ``uscc_any``: the valid USCC, else the code as delivered (a transposition stays
+      one or two edits away); ``uscc_key``: its first 8 and last 4 characters;
+    - ``legal_rep_name``: the hanzi name of the legal representative named on the same
+      row (``legal_reps``: ``mention_id, legal_rep_name``), where the source has one.
+    """
+    m = mentions.lazy().filter(pl.col("entity_type") == "business")
+    name = pl.col("name").str.replace_all(r"\s", "")
+    bracket_city = name.str.extract(_BRACKET_RE, 1)
+    no_bracket = name.str.replace_all(_BRACKET_RE, "")
+    stem = no_bracket.str.replace(LEGAL_FORM_RE, "")
+    city_re = _city_prefix_re()
+    prefix_city = stem.str.extract(city_re, 1)
+    # Twice: a city added in front of a name that starts with a city-like word
+    # (成都 + 黄石金承) reduces to the same core as the name without it.
+    core = stem.str.replace(city_re, "").str.replace(city_re, "")
+    # A name that is nothing but a city (or a form) keeps its stem.
+    core = pl.when(core.str.len_chars() > 0).then(core).otherwise(stem)
+    uscc_any = pl.coalesce("uscc", "uscc_raw")
+    out = m.with_columns(
+        name.alias("name"),
+        core.alias("name_core"),
+        stem.alias("name_stem"),
+        no_bracket.str.extract(LEGAL_FORM_RE, 1).alias("name_form"),
+        pl.coalesce(prefix_city, bracket_city.str.replace(_CITY_SUFFIX_RE, "")).alias("name_city"),
+        uscc_any.alias("uscc_any"),
+        (uscc_any.str.slice(0, 8) + uscc_any.str.slice(-4)).alias("uscc_key"),
+    ).with_columns(
+        pl.col("name_core").str.slice(0, 3).alias("name_head"),
+        pl.col("name_core").str.slice(-3).alias("name_tail"),
+    )
+    if legal_reps is not None and legal_reps.height:
+        reps = legal_reps.lazy().group_by("mention_id").agg(pl.col("legal_rep_name").min())
+        out = out.join(reps, on="mention_id", how="left")
+    else:
+        out = out.with_columns(pl.lit(None, pl.String).alias("legal_rep_name"))
+    out = out.with_columns(
+        pl.when(pl.col(c).str.len_chars() > 0).then(pl.col(c)).alias(c)
+        for c in (
+            "name",
+            "name_core",
+            "name_stem",
+            "name_head",
+            "name_tail",
+            "uscc_any",
+            "uscc_key",
+        )
+    )
+    return out.select(BUSINESS_FEATURES).collect()
+
+
+def legal_rep_names(relationships: pl.LazyFrame, mentions: pl.LazyFrame) -> pl.DataFrame:
+    """``mention_id, legal_rep_name``: the legal representative's hanzi name per business
+    mention, from the relationship rows (``role = 'legal_rep'``)."""
+    rel = relationships.filter(pl.col("role") == "legal_rep").select(
+        "mention_id", "related_mention_id"
+    )
+    names = mentions.select(
+        pl.col("mention_id").alias("related_mention_id"),
+        pl.coalesce("name_native", "name_latin").alias("legal_rep_name"),
+    )
+    return (
+        rel.join(names, on="related_mention_id")
+        .select("mention_id", "legal_rep_name")
+        .drop_nulls()
+        .unique()
+        .collect()
+    )

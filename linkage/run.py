@@ -3,8 +3,8 @@
 Persons: derived features (:mod:`linkage.features`) → Splink model
 (:mod:`linkage.model`, trained unless a saved model is given) → pairwise
 predictions → connected components at the threshold → duplicate-free guard
-(:mod:`linkage.clusters`). Businesses: for now the deterministic rule of
-:mod:`linkage.baseline` (exact USCC or exact name), then the same guard.
+(:mod:`linkage.clusters`). Businesses: the same steps with the business features
+and model (name core, USCC, legal representative, address).
 """
 
 from __future__ import annotations
@@ -18,16 +18,19 @@ import polars as pl
 
 from connectors import lake
 from connectors.catalog import load_specs
-from linkage.baseline import RULES, key_edges
 from linkage.clusters import connected_components, guard_keys, offending_clusters, split_offending
-from linkage.features import person_features
+from linkage.features import business_features, legal_rep_names, person_features
 from linkage.model import (
+    BusinessModelConfig,
     PersonModelConfig,
+    business_blocking_rules,
+    business_settings,
     count_candidate_pairs,
     make_linker,
     person_blocking_rules,
     person_settings,
     train,
+    train_business,
 )
 from tessera.config import Home
 
@@ -73,55 +76,56 @@ def link(
     *,
     entity_type: str = "person",
     model_path: Path | None = None,
-    config: PersonModelConfig | None = None,
+    config: PersonModelConfig | BusinessModelConfig | None = None,
     count_blocking: bool = False,
 ) -> LinkResult:
-    """Cluster every ``entity_type`` mention of ``home``. For persons, a saved model at
-    ``model_path`` is used if it exists; else a model is trained (seeded) and saved
-    there (default ``lake/linkage/person_model.json``). ``count_blocking`` adds the
-    exact candidate pairs per blocking rule (slower)."""
-    config = config or PersonModelConfig()
+    """Cluster every ``entity_type`` mention of ``home`` (``person`` or ``business``).
+    A saved model at ``model_path`` is used if it exists; else a model is trained
+    (seeded) and saved there (default ``lake/linkage/<entity_type>_model.json``).
+    ``count_blocking`` adds the exact candidate pairs per blocking rule (slower)."""
+    if entity_type not in ("person", "business"):
+        raise ValueError(f"unknown entity type {entity_type!r}")
+    person = entity_type == "person"
+    if config is None:
+        config = PersonModelConfig() if person else BusinessModelConfig()
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    mentions = lake.mentions(home).filter(pl.col("entity_type") == entity_type).collect()
-    if entity_type == "business":
-        edges = pl.concat([key_edges(mentions, k) for k in RULES["business"]]).with_columns(
-            pl.lit(float("inf")).alias("match_weight"), pl.lit(1.0).alias("match_probability")
-        )
-        timings["features"] = time.perf_counter() - t
-        t = time.perf_counter()
-        clusters = connected_components(mentions["mention_id"], edges)
-        clusters, refused, n_bad = _guard(home, mentions, clusters, edges)
-        timings["cluster"] = time.perf_counter() - t
-        return LinkResult(
-            entity_type,
-            clusters,
-            edges,
-            edges.height,
-            mentions.height,
-            timings,
-            guard_refused_edges=refused,
-            guard_split_clusters=n_bad,
-        )
-    if entity_type != "person":
-        raise ValueError(f"unknown entity type {entity_type!r}")
-
-    features = person_features(mentions)
+    all_mentions = lake.mentions(home)
+    mentions = all_mentions.filter(pl.col("entity_type") == entity_type).collect()
+    if person:
+        features = person_features(mentions)
+        settings: Any = person_settings(config)  # type: ignore[arg-type]
+        rules = person_blocking_rules()
+    else:
+        reps = legal_rep_names(lake.relationships(home), all_mentions)
+        features = business_features(mentions, reps)
+        settings = business_settings(config)  # type: ignore[arg-type]
+        rules = business_blocking_rules()
     timings["features"] = time.perf_counter() - t
-    model_path = model_path or home.lake / "linkage" / "person_model.json"
+    model_path = model_path or home.lake / "linkage" / f"{entity_type}_model.json"
     trained = model_path.exists()
-    linker, db_api = make_linker(features, model_path if trained else person_settings(config))
+    linker, db_api = make_linker(
+        features, model_path if trained else settings, name=f"{entity_type}_mentions"
+    )
     blocking: list[dict[str, Any]] = []
     if count_blocking:
         t = time.perf_counter()
         table = db_api.register(
-            features.to_arrow(), dataset_display_name="person_mentions_blocking"
+            features.to_arrow(), dataset_display_name=f"{entity_type}_mentions_blocking"
         )
-        blocking = count_candidate_pairs(table, person_blocking_rules())
+        blocking = count_candidate_pairs(table, rules)
         timings["blocking_analysis"] = time.perf_counter() - t
     if not trained:
         t = time.perf_counter()
-        train(linker, config)
+        if person:
+            train(linker, config)  # type: ignore[arg-type]
+        else:
+            # Trained on its own linkers (u on one mention per USCC); reload the result.
+            linker, db_api = make_linker(
+                features,
+                train_business(linker, config, features),  # type: ignore[arg-type]
+                name=f"{entity_type}_mentions",
+            )
         model_path.parent.mkdir(parents=True, exist_ok=True)
         linker.misc.save_model_to_json(str(model_path), overwrite=True)
         timings["train"] = time.perf_counter() - t

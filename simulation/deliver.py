@@ -24,7 +24,7 @@ from connectors.parsing.names import hanzi_latin
 from connectors.parsing.regions import regions
 from connectors.spec import RELATED_ROLES, SourceSpec
 from simulation.formats import write_delivery
-from simulation.profiles import FactGen, SimProfile
+from simulation.profiles import ErrorRates, FactGen, SimProfile
 from simulation.render import render_column
 from simulation.world import World, word_lists
 
@@ -214,6 +214,127 @@ def _pick_mask(rng: np.random.Generator, n: int, rate: float) -> pl.Series:
     return pl.Series(rng.random(n) < rate)
 
 
+# Legal forms a business name may end in, and the ones a source may write instead.
+_FORM_RE = r"(股份有限公司|有限责任公司|有限公司|公司|商行|工作室)$"
+_COMPANY_FORMS = ("有限公司", "有限责任公司", "股份有限公司", "公司")
+_CITY_SUFFIX_RE = r"(市|地区|自治州|盟)$"
+
+
+def corrupt_business(
+    rows: pl.DataFrame, e: ErrorRates, rng: np.random.Generator, prefix: str = ""
+) -> pl.DataFrame:
+    """A business's name, USCC and address as a careless source writes them.
+
+    Name variants (at ``biz_name_variant``, one of three kinds): the legal form
+    changed or dropped (有限公司 → 有限责任公司 / 公司 / nothing); the city prefix dropped
+    or added (阿克苏X商行 ↔ X商行); the city moved into brackets before the legal form,
+    full- or half-width (X（阿克苏）商行, X(阿克苏)商行). At ``biz_name_typo`` one
+    character of the name is replaced (by a homophone where the name pool has one).
+    The USCC has two adjacent characters transposed at ``uscc_error`` (it then fails
+    its check and stays as ``uscc_raw``) and is missing at ``uscc_missing``. A stale
+    address (``stale_address``) is a former one: another business's address.
+    """
+    c = lambda name: f"{prefix}{name}"  # noqa: E731
+    n = rows.height
+    cols = set(rows.columns)
+    chars = np.array(word_lists()["name_chars"], dtype=object)
+    forms = np.array(_COMPANY_FORMS, dtype=object)
+    draws = pl.DataFrame(
+        {
+            "_variant": rng.random(n) < e.biz_name_variant,
+            "_kind": rng.integers(0, 3, size=n),
+            "_form_new": forms[rng.integers(0, len(forms), size=n)].astype(str),
+            "_drop_form": rng.random(n) < 0.25,
+            "_half": rng.random(n) < 0.5,
+            "_typo": rng.random(n) < e.biz_name_typo,
+            "_tpos": rng.random(n),
+            "_r": rng.integers(0, 1 << 30, size=n),
+            "_typo_char": chars[rng.integers(0, len(chars), size=n)].astype(str),
+            "_uscc_err": rng.random(n) < e.uscc_error,
+            "_upos": rng.integers(2, 16, size=n),
+            "_uscc_miss": rng.random(n) < e.uscc_missing,
+            "_stale": rng.random(n) < e.stale_address,
+            "_other": rng.permutation(n) if n else np.zeros(0, dtype=np.int64),
+        }
+    )
+    tmp = pl.concat(
+        [rows.select(pl.col(c("name")).alias("_name"), pl.col(c("city")).alias("_city")), draws],
+        how="horizontal",
+    )
+    name = pl.col("_name")
+    city = pl.col("_city").str.replace(_CITY_SUFFIX_RE, "")
+    form = name.str.extract(_FORM_RE, 1).fill_null("")
+    stem = name.str.slice(0, name.str.len_chars() - form.str.len_chars())
+    has_city = (city.str.len_chars() > 0) & stem.str.starts_with(city)
+    core = pl.when(has_city).then(stem.str.slice(city.str.len_chars())).otherwise(stem)
+    is_company = form.is_in(_COMPANY_FORMS)
+    new_form = (
+        pl.when(pl.col("_drop_form") | ~is_company)
+        .then(pl.lit(""))
+        .when(pl.col("_form_new") == form)
+        .then(pl.lit("公司"))
+        .otherwise(pl.col("_form_new"))
+    )
+    bracket = (
+        pl.when(pl.col("_half"))
+        .then(pl.lit("(") + city + pl.lit(")"))
+        .otherwise(pl.lit("（") + city + pl.lit("）"))
+    )
+    variant = (
+        pl.when(pl.col("_kind") == 0)
+        .then(stem + new_form)
+        .when(pl.col("_kind") == 1)
+        .then(pl.when(has_city).then(core + form).otherwise(city + name))
+        .otherwise(core + bracket + form)
+    )
+    tmp = tmp.with_columns(
+        pl.when(pl.col("_variant") & city.is_not_null() & name.is_not_null())
+        .then(variant)
+        .otherwise(name)
+        .alias("_name")
+    )
+    # One character of the name (not of the legal form) replaced.
+    length = (name.str.len_chars() - form.str.len_chars()).clip(1)
+    pos = (pl.col("_tpos") * length).floor().cast(pl.Int64)
+    tmp = tmp.with_columns(name.str.slice(pos, 1).alias("char"), pos.alias("_pos"))
+    tmp = tmp.join(_homophones(), on="char", how="left", maintain_order="left").with_columns(
+        pl.coalesce(
+            pl.col("alts").list.get(
+                pl.col("_r") % pl.col("alts").list.len().clip(1), null_on_oob=True
+            ),
+            pl.col("_typo_char"),
+        ).alias("_alt")
+    )
+    p = pl.col("_pos")
+    typo_name = name.str.slice(0, p) + pl.col("_alt") + name.str.slice(p + 1)
+    new_name = tmp.select(
+        pl.when(pl.col("_typo") & name.is_not_null()).then(typo_name).otherwise(name)
+    ).to_series()
+    out = rows.with_columns(new_name.alias(c("name")))
+    if c("uscc") in cols:
+        v = pl.col(c("uscc"))
+        up = pl.Series(draws["_upos"])
+        swapped = (
+            v.str.slice(0, up) + v.str.slice(up + 1, 1) + v.str.slice(up, 1) + v.str.slice(up + 2)
+        )
+        out = out.with_columns(
+            pl.when(draws["_uscc_miss"])
+            .then(None)
+            .when(draws["_uscc_err"])
+            .then(swapped)
+            .otherwise(v)
+            .alias(c("uscc"))
+        )
+    addr = [c(a) for a in ADDRESS_COLS if c(a) in cols]
+    if addr and n:
+        other = out.select(addr)[draws["_other"]]
+        stale = draws["_stale"]
+        out = out.with_columns(
+            pl.when(stale).then(other[a]).otherwise(pl.col(a)).alias(a) for a in addr
+        )
+    return out
+
+
 def corrupt(
     rows: pl.DataFrame, profile: SimProfile, rng: np.random.Generator, prefix: str = ""
 ) -> pl.DataFrame:
@@ -223,6 +344,8 @@ def corrupt(
     c = lambda name: f"{prefix}{name}"  # noqa: E731
     cols = set(rows.columns)
     out = rows
+    if c("uscc") in cols and c("name") in cols and n:
+        out = corrupt_business(rows, e, rng, prefix)
     if c("given_native") in cols and n:
         hp = _homophones()
         chars = np.array(word_lists()["name_chars"], dtype=object)

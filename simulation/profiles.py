@@ -35,6 +35,11 @@ class ErrorRates:
     stale_address: float = 0.0
     stale_phone: float = 0.0
     duplicate: float = 0.0
+    # Businesses (the subject of a business source, or an employer named on a person row):
+    biz_name_variant: float = 0.0  # legal form changed/dropped, city prefix dropped/added/bracketed
+    biz_name_typo: float = 0.0  # one character of the name replaced (a homophone where one exists)
+    uscc_error: float = 0.0  # two adjacent characters of the USCC transposed (fails its check)
+    uscc_missing: float = 0.0  # USCC not recorded
 
     def as_dict(self) -> dict[str, float]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -68,6 +73,9 @@ CAREFUL = ErrorRates(
     stale_address=0.02,
     stale_phone=0.05,
     duplicate=0.001,
+    biz_name_variant=0.05,
+    biz_name_typo=0.005,
+    uscc_error=0.005,
 )
 ORDINARY = ErrorRates(
     typo=0.01,
@@ -78,6 +86,10 @@ ORDINARY = ErrorRates(
     stale_address=0.1,
     stale_phone=0.1,
     duplicate=0.005,
+    biz_name_variant=0.3,
+    biz_name_typo=0.03,
+    uscc_error=0.03,
+    uscc_missing=0.1,
 )
 SLOPPY = ErrorRates(
     typo=0.03,
@@ -88,4 +100,8 @@ SLOPPY = ErrorRates(
     stale_address=0.25,
     stale_phone=0.2,
     duplicate=0.02,
+    biz_name_variant=0.5,
+    biz_name_typo=0.06,
+    uscc_error=0.05,
+    uscc_missing=0.3,
 )

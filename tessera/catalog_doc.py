@@ -14,6 +14,10 @@ ERROR_COLUMNS = (
     ("stale_address", "stale address"),
     ("stale_phone", "stale phone"),
     ("duplicate", "duplicate row"),
+    ("biz_name_variant", "firm name variant"),
+    ("biz_name_typo", "firm name typo"),
+    ("uscc_error", "USCC transposed"),
+    ("uscc_missing", "USCC missing"),
 )
 
 INTRO = """# Source systems and their corruption profile
@@ -35,7 +39,13 @@ What each error does:
 - **missing field**: birth date, phone, email, sex, street, postcode, birth place
   dropped independently at this rate (the ID at a fifth of it);
 - **stale address / phone**: the person's former address or phone where they had one;
-- **duplicate row**: the same record entered twice (deltas get a second key).
+- **duplicate row**: the same record entered twice (deltas get a second key);
+- **firm name variant** (businesses, and employers named on person rows): legal form
+  changed or dropped (有限公司 / 有限责任公司 / 股份有限公司 / 公司), city prefix dropped or
+  added, or the city put in full- or half-width brackets;
+- **firm name typo**: one character of the firm's name replaced (a homophone where one exists);
+- **USCC transposed / missing**: two adjacent characters of the unified social credit
+  code swapped (it then fails its check and is kept as `uscc_raw`), or no code recorded.
 
 Deliberate faults (switch off with `tessera simulate --no-faults`) are planned by the
 seed, never on the first day when there are several: two deliveries with malformed
