@@ -17,6 +17,7 @@ PERSON_MENTION_FIELDS: dict[str, pl.DataType] = {
     "surname_latin": pl.String(),
     "given_latin": pl.String(),
     "dob": pl.Date(),
+    "dob_raw": pl.String(),  # an impossible date as delivered (lenient date rules)
     "sex": pl.String(),
     "birth_place": pl.String(),
     "id_number": pl.String(),

@@ -243,7 +243,8 @@ def _attributes(
     attr_cols = [c for c in good.columns if c.startswith("attr:")]
     if not attr_cols and not extra_cols:
         return None
-    parts = raw_good.select(extra_cols).with_columns(
+    base = raw_good.select(extra_cols) if extra_cols else pl.DataFrame(height=good.height)
+    parts = base.with_columns(
         good[c].cast(pl.String).alias(c.removeprefix("attr:")) for c in attr_cols
     )
     return parts.select(pl.struct(pl.all()).struct.json_encode().alias("attributes")).to_series()

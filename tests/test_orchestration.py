@@ -8,9 +8,14 @@ import polars as pl
 from connectors.catalog import builtin_specs
 from connectors.lake import records
 from orchestration.definitions import build_definitions
+from orchestration.linkage import LINKAGE_KEYS
 from orchestration.resources import TesseraHome
 from orchestration.sources import build_source_assets
 from tessera.config import Home
+
+# Measured on the tiny world (600 persons, seed 11, 3 days): see the test below.
+PERSON_P_FLOOR = 0.998
+PERSON_R_FLOOR = 0.97
 
 
 def test_definitions_hold_raw_and_staged_per_source(tmp_path) -> None:
@@ -19,7 +24,46 @@ def test_definitions_hold_raw_and_staged_per_source(tmp_path) -> None:
     for spec in builtin_specs():
         assert f"raw/{spec.id}" in keys and f"staged/{spec.id}" in keys
     groups = {a.group_names_by_key[k] for a in defs.assets for k in a.keys}  # type: ignore[union-attr]
-    assert groups == {"municipal", "court", "commercial", "transport"}
+    assert groups == {"municipal", "court", "commercial", "transport", "linkage"}
+
+
+def test_definitions_hold_the_linkage_assets(tmp_path) -> None:
+    defs = build_definitions(Home(tmp_path))
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    for name in ("person_mentions", "person_model", "person_predictions", "person_clusters",
+                 "business_clusters", "evaluation"):  # fmt: skip
+        assert f"linkage/{name}" in keys
+    for key in LINKAGE_KEYS:
+        node = graph.get(key)
+        assert node.group_name == "linkage" and node.description, key
+    staged = {dg.AssetKey(["staged", s.id]) for s in builtin_specs()}
+    assert staged <= set(graph.get(dg.AssetKey(["linkage", "person_mentions"])).parent_keys)
+    assert staged <= set(graph.get(dg.AssetKey(["linkage", "business_clusters"])).parent_keys)
+
+
+def test_materialise_everything_and_evaluate(fresh_copy: Home) -> None:
+    """The whole graph (48 sources, then linkage) on the tiny world; the evaluation
+    carries the accuracy figures (floors measured on this world, see docs/febrl.md)."""
+    defs = build_definitions(fresh_copy)
+    result = dg.materialize(
+        list(defs.assets),  # type: ignore[arg-type]
+        resources={"tessera": TesseraHome(path=str(fresh_copy.root))},
+    )
+    assert result.success
+    mats = {e.asset_key.to_user_string(): e for e in result.get_asset_materialization_events()}
+    for key in LINKAGE_KEYS:
+        assert key.to_user_string() in mats, key
+    pred = mats["linkage/person_predictions"].materialization.metadata
+    assert (
+        pred["candidate_pairs"].value > 0 and "match weight" in pred["match_weight_histogram"].value
+    )
+    md = mats["linkage/evaluation"].materialization.metadata
+    assert md["person_model_pairwise_precision"].value >= PERSON_P_FLOOR
+    assert md["person_model_pairwise_recall"].value >= PERSON_R_FLOOR
+    assert md["person_model_pairwise_recall"].value > md["person_naive_pairwise_recall"].value
+    assert md["business_model_pairwise_f1"].value >= 0.99
+    assert "| person | model |" in md["scores"].value
 
 
 def test_materialise_a_source(fresh_copy: Home) -> None:

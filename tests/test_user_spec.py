@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import polars as pl
 import pytest
 
@@ -97,3 +99,19 @@ def test_user_spec_cannot_shadow_a_builtin(tmp_path) -> None:
     )
     with pytest.raises(SpecError, match="clashes"):
         load_specs(home.sources_dir)
+
+
+def test_attribute_columns_without_undeclared_columns(tmp_path) -> None:
+    """A spec with attr: columns on a file that carries nothing undeclared (regression)."""
+    home = Home(tmp_path).ensure()
+    spec = SPEC.replace('field = "fact:branch"', 'field = "attr:branch"')
+    (home.sources_dir / "library.toml").write_text(spec, encoding="utf-8")
+    day = home.landing / "library_members" / "2026-01-05"
+    day.mkdir(parents=True)
+    rows = [r.rsplit("^", 1)[0] for r in ROWS[:3]]  # drop the undeclared Notes column
+    (day / "members.txt").write_bytes(("\n".join(rows) + "\n").encode("gb18030"))
+    specs = [s for s in load_specs(home.sources_dir) if s.id == "library_members"]
+    report = ingest(home, specs)
+    assert report.totals()["staged"] == 2
+    m = mentions(home).sort("name_latin").collect()
+    assert [json.loads(a)["branch"] for a in m["attributes"]] == ["西城分馆", "东城分馆"]

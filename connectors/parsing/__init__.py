@@ -15,12 +15,16 @@ rule                   outputs
 text                   f (String, stripped)
 int / decimal          f (Int64 / Float64)
 date:*                 f (Date)
+date:ymd_lenient       f (Date, null if impossible), f_raw (the impossible value)
 sex:*                  f ('M' / 'F')
 name:hanzi             name_native, surname_native, given_native, name_latin,
                        surname_latin, given_latin (field ``name``);
                        f_native, f_latin (field ``surname`` / ``given``)
 name:pinyin_*          name_latin, surname_latin, given_latin (field ``name``);
                        f_latin (field ``surname`` / ``given``)
+name:latin             the same columns, for non-pinyin Latin-script names:
+                       lower-cased and trimmed as given, never segmented;
+                       field ``name`` fills only name_latin
 id:full / id:masked    id_number, id_raw, id_dob, id_masked (field
                        ``id_number``; another field f gives f, f_raw, f_dob,
                        f_masked)
@@ -62,6 +66,7 @@ _PARSERS: dict[str, _Parser] = {
     **{r: parse_simple for r in SEX_CODES},
     "name:hanzi": parse_name,
     **{r: parse_name for r in LATIN_STYLES},
+    "name:latin": parse_name,
     "id:full": parse_id,
     "id:masked": parse_id,
     "phone:plain": parse_phone,

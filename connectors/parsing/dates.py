@@ -2,6 +2,12 @@
 
 Each style is strict about its layout (a ``dmy`` column holding ``2024-01-31``
 is an error, not a guess); impossible dates (``2024-02-30``) are errors.
+
+``date:ymd_lenient`` is ``date:ymd`` for sources whose dates carry data errors
+(Febrl's ``19551192``): the layout (8 digits) is still enforced, but a value of
+that layout that is not a real date is data, not a parse failure. Its outputs
+are ``{field}`` (null when impossible) and ``{field}_raw`` (the value as
+delivered when it is not a real date, else null), like ``id_raw`` / ``phone_raw``.
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ STYLES: dict[str, str] = {
     "date:cn": "YYYY年M月D日",
     "date:epoch": "unix seconds",
     "date:epoch_ms": "unix milliseconds",
+    "date:ymd_lenient": "YYYYMMDD; impossible dates kept raw",
 }
+LENIENT: dict[str, str] = {"date:ymd_lenient": "date:ymd"}
 
 # style → (shape regex with groups year, month, day)
 _SHAPES: dict[str, str] = {
@@ -64,6 +72,15 @@ def _date_expr(rule: str, value: pl.Expr) -> pl.Expr:
 
 
 def parse_date(rule: str, field: str, v: pl.Series) -> pl.DataFrame:
+    if rule in LENIENT:
+        strict = LENIENT[rule]
+        out = pl.DataFrame({"v": v}).with_columns(date_expr(strict).alias(field))
+        shape_ok = V.str.contains(_SHAPES[strict])
+        return out.select(
+            pl.col(field),
+            pl.when(pl.col(field).is_null() & shape_ok).then(V).alias(f"{field}_raw"),
+            error_when(~shape_ok, f"date '{{}}' is not {rule} ({STYLES[strict]})"),
+        )
     out = pl.DataFrame({"v": v}).with_columns(date_expr(rule).alias(field))
     return out.select(
         pl.col(field),
@@ -78,7 +95,7 @@ def render_date(rule: str, d: pl.Expr) -> pl.Expr:
     y = d.dt.year().cast(pl.String).str.zfill(4)
     m = d.dt.month().cast(pl.String)
     dd = d.dt.day().cast(pl.String)
-    if rule == "date:ymd":
+    if rule in ("date:ymd", "date:ymd_lenient"):
         return pl.concat_str([y, m.str.zfill(2), dd.str.zfill(2)])
     if rule == "date:iso":
         return pl.concat_str([y, m.str.zfill(2), dd.str.zfill(2)], separator="-")

@@ -19,6 +19,10 @@ first: 欧阳娜娜 → ``ou yang na na`` (surname ``ou yang``, given ``na na``)
   orthography rule (GB/T 16159): an apostrophe precedes an a/o/e-initial
   syllable inside a word (``XI'AN``), which keeps the split exact. A source
   that drops apostrophes gets the standard reading (``XIAN`` → ``xian``).
+- ``name:latin``: a non-pinyin name in Latin script, as given (``mitchell``,
+  ``O'Brien``, ``Jean-Luc``): lower-cased, trimmed, inner whitespace collapsed,
+  never segmented into syllables. For field ``name`` the whole name is kept in
+  ``name_latin`` and its parts are left null (the order is unknown).
 """
 
 from __future__ import annotations
@@ -57,13 +61,18 @@ LATIN_STYLES = (
     "name:pinyin_upper",
     "name:pinyin_lower",
 )
+PLAIN_LATIN = "name:latin"
 _HINT = {
     "name:hanzi": "Chinese characters",
     "name:pinyin_ticket": "SURNAME/GIVEN",
     "name:pinyin_western": "Given Surname",
     "name:pinyin_upper": "SURNAME GIVEN",
     "name:pinyin_lower": "surname given, pinyin",
+    "name:latin": "Latin letters",
 }
+# name:latin: letters of any Latin-script language, marks, apostrophes, hyphens,
+# periods and spaces (polars / Rust regex).
+_LATIN_NAME = r"^[\p{Latin}\p{M}'’\-. ]+$"
 _DOTS = r"[·•・‧∙．.]"
 _HANZI = r"^[\p{Han}·]+$"  # polars (Rust) regex
 
@@ -212,7 +221,31 @@ def _names(field: str) -> tuple[str, str, str]:
 def parse_name(rule: str, field: str, v: pl.Series) -> pl.DataFrame:
     if rule == "name:hanzi":
         return _parse_hanzi(field, v)
+    if rule == "name:latin":
+        return _parse_plain_latin(field, v)
     return _parse_latin(rule, field, v)
+
+
+def _parse_plain_latin(field: str, v: pl.Series) -> pl.DataFrame:
+    """``name:latin``: lower-case, NFC, trimmed, single spaces; no segmentation."""
+    norm = V.str.normalize("NFC").str.to_lowercase().str.replace_all(r"\s+", " ")
+    df = pl.DataFrame({"v": v}).with_columns(norm.alias("_n"))
+    df = df.with_columns(
+        error_when(
+            ~pl.col("_n").str.contains(_LATIN_NAME),
+            f"name '{{}}' is not name:latin ({_HINT['name:latin']})",
+        )
+    )
+    value = pl.when(pl.col(ERROR).is_null()).then(pl.col("_n"))
+    if field in ("surname", "given"):
+        return df.select(value.alias(f"{field}_latin"), ERROR)
+    full, sur, giv = _names(field)
+    return df.select(
+        value.alias(f"{full}_latin"),
+        pl.lit(None, dtype=pl.String).alias(f"{sur}_latin"),
+        pl.lit(None, dtype=pl.String).alias(f"{giv}_latin"),
+        ERROR,
+    )
 
 
 def _parse_hanzi(field: str, v: pl.Series) -> pl.DataFrame:
@@ -331,6 +364,7 @@ def render_name(rule: str, field: str) -> pl.Expr:
             return pl.col(f"{field}_native")
         lat = pl.col(f"{field}_latin")
         return {
+            "name:latin": lat,
             "name:pinyin_ticket": _compact(lat).str.to_uppercase(),
             "name:pinyin_upper": _compact(lat).str.to_uppercase(),
             "name:pinyin_western": _capital(_compact(lat)),
@@ -353,7 +387,7 @@ def render_name(rule: str, field: str) -> pl.Expr:
         out = pl.concat_str(
             [_capital(_compact(gl)), _capital(_compact(sl))], separator=" ", ignore_nulls=True
         )
-    elif rule == "name:pinyin_lower":
+    elif rule in ("name:pinyin_lower", "name:latin"):
         out = pl.concat_str([sl, gl], separator=" ", ignore_nulls=True)
     else:
         raise KeyError(rule)
