@@ -21,7 +21,8 @@ from tessera.config import Home
 def _scan(paths: list[Path], schema: dict) -> pl.LazyFrame:
     if not paths:
         return pl.LazyFrame(schema=schema)
-    return pl.scan_parquet(paths, schema=schema)
+    # Files staged before a column was added to the canonical schema get it as nulls.
+    return pl.scan_parquet(paths, schema=schema, missing_columns="insert")
 
 
 def staged_files(home: Home, kind: str) -> list[Path]:

@@ -1,45 +1,132 @@
 """Run linkage for every entity type and score it: what ``tessera link`` and
 ``tessera eval`` print (and later the Dagster assets' metadata).
 
-Clusters are written to ``lake/linkage/<type>_clusters.parquet`` and the scored
-pairs that hold them to ``lake/linkage/<type>_edges.parquet``.
+Per entity type, after the model (:func:`linkage.run.link`), :func:`settle` runs
+the rest (the Dagster assets should call it too): the human decisions
+are applied (:mod:`linkage.decisions`), every cluster gets its stable entity ID
+(:mod:`linkage.stable_ids`, events appended to ``decisions.duckdb``), and the
+edges that hold each entity together are explained (:mod:`linkage.explain`).
+Written to ``lake/linkage/``:
+
+- ``<type>_clusters.parquet``: ``mention_id, cluster_id`` (the cluster ID is the entity ID)
+- ``<type>_entities.parquet``: ``mention_id, entity_id`` (the current map, read by the next run)
+- ``<type>_edges.parquet``: the model's scored pairs at or above its threshold
+- ``<type>_evidence.parquet``: the kept edges with per-comparison contributions
+- ``<type>_review.parquet``: candidates for the review queue
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import polars as pl
 
+from connectors import lake
+from connectors.catalog import load_specs
 from linkage.baseline import baseline_clusters
+from linkage.clusters import guard_keys
+from linkage.decisions import (
+    REVIEW_BAND,
+    active_decisions,
+    apply_decisions,
+    event_reasons,
+    issued_ids,
+    record_id_events,
+    review_candidates,
+)
 from linkage.evaluate import evaluate
-from linkage.run import link
+from linkage.explain import kept_edges, model_evidence, rule_evidence, score_with_contributions
+from linkage.run import LinkResult, link
+from linkage.stable_ids import assign_entity_ids
 from tessera.config import Home
 
 ENTITY_TYPES = ("person", "business")
 
 
+def duplicate_free_keys(home: Home, entity_type: str) -> pl.DataFrame:
+    """The duplicate-free guard's keys (``mention_id, source_id, guard_key``), so a
+    cluster rebuilt for a cannot-link keeps the guard's rule too."""
+    mentions = lake.mentions(home).filter(pl.col("entity_type") == entity_type).collect()
+    recs = lake.records(home).select("source_id", "record_key", "mention_id").unique().collect()
+    dup_free = [s.id for s in load_specs(home.sources_dir) if s.duplicate_free]
+    return guard_keys(mentions, recs, dup_free)
+
+
 def link_all(home: Home) -> dict[str, Any]:
-    """Link persons and businesses; returns per type: mentions, candidate pairs,
-    pairs per mention, clusters, guard actions and seconds per step."""
-    out: dict[str, Any] = {}
+    """Link persons and businesses and settle each (:func:`settle`); returns per
+    type what :func:`settle` returns."""
+    return {etype: settle(home, link(home, entity_type=etype)) for etype in ENTITY_TYPES}
+
+
+def settle(home: Home, res: LinkResult) -> dict[str, Any]:
+    """Everything after the model for one entity type: honour the human decisions,
+    keep entity IDs stable (events to ``decisions.duckdb``), explain every kept
+    edge, collect review candidates, and write ``lake/linkage/<type>_*.parquet``.
+    Returns: mentions, candidate pairs, pairs per mention, clusters, guard and
+    decision actions, ID events, evidence and review counts, seconds per step."""
+    etype = res.entity_type
     target = home.lake / "linkage"
     target.mkdir(parents=True, exist_ok=True)
-    for etype in ENTITY_TYPES:
-        res = link(home, entity_type=etype)
-        res.clusters.write_parquet(target / f"{etype}_clusters.parquet")
-        res.edges.write_parquet(target / f"{etype}_edges.parquet")
-        out[etype] = {
-            "mentions": res.mentions,
-            "candidate_pairs": res.candidate_pairs,
-            "pairs_per_mention": round(res.pairs_per_mention, 2),
-            "clusters": res.clusters["cluster_id"].n_unique(),
-            "guard_split_clusters": res.guard_split_clusters,
-            "guard_refused_edges": res.guard_refused_edges,
-            "seconds": {k: round(v, 2) for k, v in res.timings.items()},
-            "model": str(res.model_path) if res.model_path else None,
-        }
-    return out
+    timings = dict(res.timings)
+
+    t = time.perf_counter()
+    active = active_decisions(home, etype)
+    clusters, drep = apply_decisions(
+        res.clusters, res.edges, active, duplicate_free_keys(home, etype) if active.height else None
+    )
+    timings["decisions"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    ent_path = target / f"{etype}_entities.parquet"
+    previous = pl.read_parquet(ent_path) if ent_path.exists() else None
+    ids = assign_entity_ids(etype, clusters, previous, issued_ids(home, etype))
+    n_events = record_id_events(home, etype, event_reasons(ids.events, ids.entities, active))
+    entities = ids.entities
+    timings["stable_ids"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    kept = kept_edges(entities, res.edges, drep.must_edges)
+    if res.model_path is not None and res.model_path.exists():
+        scored = score_with_contributions(
+            home, etype, res.model_path, threshold_match_probability=REVIEW_BAND[0]
+        )
+        evidence = model_evidence(kept, scored)
+    else:
+        scored = res.edges.select(
+            "mention_id_l", "mention_id_r", "match_weight", "match_probability"
+        ).clear()
+        evidence = rule_evidence(home, kept)
+    review = review_candidates(entities, scored, kept)
+    timings["explain"] = time.perf_counter() - t
+
+    entities.write_parquet(ent_path)
+    entities.select("mention_id", pl.col("entity_id").alias("cluster_id")).write_parquet(
+        target / f"{etype}_clusters.parquet"
+    )
+    res.edges.write_parquet(target / f"{etype}_edges.parquet")
+    evidence.write_parquet(target / f"{etype}_evidence.parquet")
+    review.write_parquet(target / f"{etype}_review.parquet")
+    events = ids.events.group_by("kind").len()
+    return {
+        "mentions": res.mentions,
+        "candidate_pairs": res.candidate_pairs,
+        "pairs_per_mention": round(res.pairs_per_mention, 2),
+        "clusters": entities["entity_id"].n_unique(),
+        "guard_split_clusters": res.guard_split_clusters,
+        "guard_refused_edges": res.guard_refused_edges,
+        "decisions": drep.as_dict(),
+        "entity_ids": {
+            "kept": ids.kept,
+            "issued": ids.issued,
+            "events": dict(zip(events["kind"].to_list(), events["len"].to_list(), strict=True)),
+            "events_recorded": n_events,
+        },
+        "evidence_edges": evidence.height,
+        "review_candidates": review.height,
+        "seconds": {k: round(v, 2) for k, v in timings.items()},
+        "model": str(res.model_path) if res.model_path else None,
+    }
 
 
 def has_truth(home: Home) -> bool:

@@ -13,6 +13,7 @@ No ``from __future__ import annotations`` here: Dagster checks the type of the
 ``context`` parameter at definition time.
 """
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -228,28 +229,32 @@ def build_linkage_assets(specs: list[SourceSpec] | tuple[SourceSpec, ...]) -> li
     def person_clusters(
         context: dg.AssetExecutionContext, tessera: TesseraHome
     ) -> dg.MaterializeResult:
-        """Person clusters (``mention_id, cluster_id``) from ``linkage.run.link`` with the
-        saved model: connected components at the model's threshold, then the
-        duplicate-free guard. Written with the edges that hold them to
-        ``lake/linkage/person_clusters.parquet`` / ``person_edges.parquet``."""
+        """Person entities: ``linkage.run.link`` with the saved model (connected
+        components at the model's threshold, the duplicate-free guard), then
+        ``linkage.report.settle``: human decisions honoured, stable entity ids,
+        evidence per kept pair, review queue. Written to ``lake/linkage/person_*.parquet``."""
+        from linkage.report import settle
         from linkage.run import link
 
         home = tessera.home()
         paths = _paths(home)
         res = link(home, entity_type="person", model_path=paths["model"])
-        res.clusters.write_parquet(paths["person_clusters"])
-        res.edges.write_parquet(paths["person_edges"])
+        # Decisions, stable entity ids, evidence and the review queue: the same
+        # step as `tessera link`, which writes the clusters (cluster_id = entity id).
+        settled = settle(home, res)
+        clusters = pl.read_parquet(paths["person_clusters"])
         return dg.MaterializeResult(
             metadata={
-                "dagster/row_count": res.clusters.height,
+                "dagster/row_count": clusters.height,
+                "entities": clusters["cluster_id"].n_unique(),
+                "settle": dg.MetadataValue.json(json.loads(json.dumps(settled, default=str))),
                 "mentions": res.mentions,
-                "clusters": res.clusters["cluster_id"].n_unique(),
                 "candidate_pairs": res.candidate_pairs,
                 "edges_at_threshold": res.edges.height,
                 "guard_split_clusters": res.guard_split_clusters,
                 "guard_refused_edges": res.guard_refused_edges,
                 "seconds": dg.MetadataValue.json({k: round(v, 2) for k, v in res.timings.items()}),
-                "cluster_sizes": dg.MetadataValue.md(_sizes_table(res.clusters)),
+                "cluster_sizes": dg.MetadataValue.md(_sizes_table(clusters)),
             }
         )
 
@@ -257,25 +262,29 @@ def build_linkage_assets(specs: list[SourceSpec] | tuple[SourceSpec, ...]) -> li
     def business_clusters(
         context: dg.AssetExecutionContext, tessera: TesseraHome
     ) -> dg.MaterializeResult:
-        """Business clusters from ``linkage.run.link(entity_type="business")`` (the
-        deterministic rule: same USCC or same name, then the duplicate-free guard),
-        written to ``lake/linkage/business_clusters.parquet``."""
+        """Business entities: ``linkage.run.link(entity_type="business")`` (the
+        Splink business model, then the duplicate-free guard), then
+        ``linkage.report.settle`` as for persons. Written to ``lake/linkage/business_*.parquet``."""
+        from linkage.report import settle
         from linkage.run import link
 
         home = tessera.home()
         paths = _paths(home)
         res = link(home, entity_type="business")
-        res.clusters.write_parquet(paths["business_clusters"])
-        res.edges.write_parquet(paths["business_edges"])
+        # Decisions, stable entity ids, evidence and the review queue: the same
+        # step as `tessera link`, which writes the clusters (cluster_id = entity id).
+        settled = settle(home, res)
+        clusters = pl.read_parquet(paths["business_clusters"])
         return dg.MaterializeResult(
             metadata={
-                "dagster/row_count": res.clusters.height,
+                "dagster/row_count": clusters.height,
+                "entities": clusters["cluster_id"].n_unique(),
+                "settle": dg.MetadataValue.json(json.loads(json.dumps(settled, default=str))),
                 "mentions": res.mentions,
-                "clusters": res.clusters["cluster_id"].n_unique(),
                 "candidate_pairs": res.candidate_pairs,
                 "guard_split_clusters": res.guard_split_clusters,
                 "guard_refused_edges": res.guard_refused_edges,
-                "cluster_sizes": dg.MetadataValue.md(_sizes_table(res.clusters)),
+                "cluster_sizes": dg.MetadataValue.md(_sizes_table(clusters)),
             }
         )
 

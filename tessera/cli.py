@@ -1,6 +1,7 @@
 """The ``tessera`` console script.
 
-Subcommands: ``sources``, ``simulate``, ``ingest``, ``bench``, ``demo``. Every
+Subcommands: ``sources``, ``simulate``, ``ingest``, ``link``, ``eval``, ``review``,
+``decide``, ``why``, ``bench``, ``demo``. Every
 one takes ``--home DIR`` (default ``$TESSERA_HOME`` or ``./data``); ``--json``
 prints machine-readable output instead of tables.
 """
@@ -259,6 +260,15 @@ def cmd_link(args: argparse.Namespace) -> int:
             f"({r['pairs_per_mention']} per mention) → {r['clusters']:,} clusters; "
             f"guard split {r['guard_split_clusters']} cluster(s); seconds {r['seconds']}"
         )
+        d, ids = r["decisions"], r["entity_ids"]
+        console.print(
+            f"   decisions: {d['must_link']} must-link, {d['cannot_link']} cannot-link "
+            f"({d['cannot_split_clusters']} cluster(s) split, {d['refused_edges']} edge(s) refused); "
+            f"entity IDs: {ids['kept']:,} kept, {ids['issued']:,} new, events {ids['events']}; "
+            f"{r['review_candidates']:,} to review"
+        )
+        for c in d["conflicts"]:
+            console.print(f"   [yellow]conflict[/]: {c}")
         if scores:
             console.print("   " + _scores_line("model", scores[etype]["model"]))
             console.print("   " + _scores_line("naive rule", scores[etype]["naive_rule"]))
@@ -283,6 +293,93 @@ def cmd_eval(args: argparse.Namespace) -> int:
         for ml in (s["model"] or {}).get("missed_links", [])[:3]:
             console.print(
                 f"   missed link: {json.dumps(ml, ensure_ascii=False, default=str)[:200]}"
+            )
+    return 0
+
+
+# ------------------------------------------------------------------ review / decide / why
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from linkage.decisions import review_queue
+
+    items = review_queue(_home(args), limit=args.limit)
+    if args.json:
+        _print_json(items)
+        return 0
+    t = Table(title=f"review queue ({len(items)} shown)")
+    for c in ("kind", "weight", "p", "left", "right", "entities"):
+        t.add_column(c)
+
+    def show(m: dict[str, Any]) -> str:
+        vals = [str(v) for k, v in m.items() if v is not None and k != "source_id"]
+        return f"{m.get('source_id')}: " + " | ".join(vals)
+
+    for it in items:
+        w, p = it["match_weight"], it["match_probability"]
+        ents = it["entity_id_l"] + (
+            "" if it["entity_id_l"] == it["entity_id_r"] else f" / {it['entity_id_r']}"
+        )
+        t.add_row(
+            it["kind"],
+            "-" if w is None else f"{w:.2f}",
+            "-" if p is None else f"{p:.3f}",
+            show(it["left"]),
+            show(it["right"]),
+            f"{ents} ({it['size']})",
+        )
+    console.print(t)
+    return 0
+
+
+def cmd_decide(args: argparse.Namespace) -> int:
+    from linkage.decisions import DecisionError, record_decision
+
+    try:
+        d = record_decision(
+            _home(args), args.a, args.b, same=args.same, reason=args.reason, who=args.who
+        )
+    except DecisionError as e:
+        err_console.print(f"[red]refused[/]: {e}")
+        return 2
+    if args.json:
+        _print_json(asdict(d))
+        return 0
+    console.print(
+        f"decision #{d.decision_id}: {d.kind} {d.a} ~ {d.b} ({d.entity_type}, "
+        f"{len(d.mentions_a)}+{len(d.mentions_b)} mentions) by {d.who}: {d.reason}. "
+        "Applied on the next `tessera link`."
+    )
+    return 0
+
+
+def cmd_why(args: argparse.Namespace) -> int:
+    from linkage.explain import why
+
+    pairs = why(_home(args), args.entity_id)
+    if args.json:
+        _print_json(pairs)
+        return 0 if pairs else 1
+    if not pairs:
+        err_console.print(f"no evidence for {args.entity_id} (a single mention, or unknown)")
+        return 1
+    for p in pairs:
+        head = (
+            f"decision #{p['decision_id']}"
+            if p["source"] == "decision"
+            else f"weight {p['match_weight']:.2f} (p {p['match_probability']:.4f})"
+        )
+        console.print(f"[bold]{p['mention_id_l']} ~ {p['mention_id_r']}[/]: {head}")
+        parts = [
+            f"{c['comparison']}={c['level']}"
+            + (f" {c['log2_bf']:+.2f}" if c["log2_bf"] is not None else "")
+            for c in p["contributions"]
+            if c["level"] != "null"
+        ]
+        if parts:
+            prior = p["prior_log2"]
+            console.print(
+                "   " + ", ".join(parts) + (f"; prior {prior:+.2f}" if prior is not None else "")
             )
     return 0
 
@@ -382,6 +479,21 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "eval", "score the saved clusters against the simulated truth, with the naive rule"
     ).set_defaults(fn=cmd_eval)
+    r = add("review", "list uncertain pairs, weak links and large entities to review")
+    r.add_argument("--limit", type=int, default=50, help="at most this many items")
+    r.set_defaults(fn=cmd_review)
+    dc = add("decide", "record a must-link (--same) or cannot-link (--different) decision")
+    dc.add_argument("a", help="a mention ID (M…) or entity ID (E…)")
+    dc.add_argument("b", help="a mention ID (M…) or entity ID (E…)")
+    g = dc.add_mutually_exclusive_group(required=True)
+    g.add_argument("--same", dest="same", action="store_true", help="must-link")
+    g.add_argument("--different", dest="same", action="store_false", help="cannot-link")
+    dc.add_argument("--reason", required=True, help="why (kept with the decision)")
+    dc.add_argument("--who", default=None, help="who decides (default $USER)")
+    dc.set_defaults(fn=cmd_decide)
+    w = add("why", "the pairs and per-comparison evidence that hold an entity together")
+    w.add_argument("entity_id")
+    w.set_defaults(fn=cmd_why)
     b = add("bench", "measure each stage: seconds, rows, peak RSS")
     b.add_argument("--persons", type=int, default=100_000)
     b.add_argument("--days", type=int, default=3)

@@ -1,0 +1,207 @@
+"""Why mentions are one entity: every edge that holds an entity together, with its
+match weight and each comparison's contribution.
+
+Splink's prediction carries per-comparison match weights (``mw_<name>``, the log2
+Bayes factor of the level the pair fell in; ``mw_tf_adj_<name>`` for a
+term-frequency adjustment) and the level (``gamma_<name>``) when the settings
+retain intermediate columns. The person model (:mod:`linkage.model`) does not keep
+them, so :func:`score_with_contributions` re-scores the mentions with the saved
+model and those columns switched on (same model, same features, same blocking: the
+same pairs and weights). Its pairs down to the review band also feed the review queue.
+
+For every pair, ``prior_log2 + Σ <comparison>_log2_bf = match_weight``, where
+``prior_log2`` is log2 of the prior odds λ/(1-λ) and a comparison's contribution
+includes its term-frequency adjustment.
+
+Evidence is ``lake/linkage/<type>_evidence.parquet``: ``mention_id_l,
+mention_id_r, entity_id, source, decision_id, match_weight, match_probability,
+prior_log2`` and per comparison ``<name>_level`` (its label) and ``<name>_log2_bf``.
+``source`` is ``model`` or ``decision`` (a must-link edge, which has no weight of
+its own). Edges of a deterministic rule (no saved model) say which key agreed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from connectors import lake
+from tessera.config import Home
+
+BUSINESS_KEYS = ("uscc", "name")
+
+
+def _levels(settings: dict[str, Any]) -> dict[str, dict[int, str]]:
+    """gamma value → label per comparison: the null level is -1, the others count
+    down from the top (Splink's comparison vector values)."""
+    out: dict[str, dict[int, str]] = {}
+    for c in settings["comparisons"]:
+        levels = [lv for lv in c["comparison_levels"] if not lv.get("is_null_level")]
+        labels = {
+            len(levels) - 1 - i: lv.get("label_for_charts", "") for i, lv in enumerate(levels)
+        }
+        labels[-1] = "null"
+        out[c["output_column_name"]] = labels
+    return out
+
+
+def _features(home: Home, entity_type: str) -> pl.DataFrame:
+    """The model's input, derived as :func:`linkage.run.link` derives it."""
+    from linkage.features import business_features, legal_rep_names, person_features
+
+    all_mentions = lake.mentions(home)
+    mentions = all_mentions.filter(pl.col("entity_type") == entity_type).collect()
+    if entity_type == "person":
+        return person_features(mentions)
+    return business_features(mentions, legal_rep_names(lake.relationships(home), all_mentions))
+
+
+def score_with_contributions(
+    home: Home, entity_type: str, model_path: Path, *, threshold_match_probability: float
+) -> pl.DataFrame:
+    """Every candidate pair at or above ``threshold_match_probability``, scored with
+    the saved model at ``model_path``, with ``prior_log2`` and per comparison
+    ``<name>_level`` and ``<name>_log2_bf``."""
+    from linkage.model import make_linker
+
+    settings = json.loads(Path(model_path).read_text(encoding="utf-8"))
+    settings["retain_intermediate_calculation_columns"] = True
+    settings["retain_matching_columns"] = True
+    linker, _ = make_linker(
+        _features(home, entity_type), settings, name=f"{entity_type}_mentions_explain"
+    )
+    pred = linker.inference.predict(threshold_match_probability=threshold_match_probability)
+    rel = pred.as_duckdbpyrelation()
+    cols = set(rel.columns)
+    levels = _levels(settings)
+    lam = float(settings["probability_two_random_records_match"])
+    exprs: list[pl.Expr] = [
+        pl.col("mention_id_l"),
+        pl.col("mention_id_r"),
+        pl.col("match_weight"),
+        pl.col("match_probability"),
+        pl.lit(math.log2(lam / (1 - lam))).alias("prior_log2"),
+    ]
+    for name, labels in levels.items():
+        mw = pl.col(f"mw_{name}")
+        if f"mw_tf_adj_{name}" in cols:
+            mw = mw + pl.col(f"mw_tf_adj_{name}").fill_null(0.0)
+        exprs += [
+            pl.col(f"gamma_{name}")
+            .replace_strict(labels, return_dtype=pl.String, default=None)
+            .alias(f"{name}_level"),
+            mw.alias(f"{name}_log2_bf"),
+        ]
+    # Only the columns used leave DuckDB (the matching columns stay behind).
+    needed = ["mention_id_l", "mention_id_r", "match_weight", "match_probability"] + [
+        c for c in rel.columns if c.startswith(("gamma_", "mw_"))
+    ]
+    return rel.select(", ".join(needed)).pl().select(exprs)
+
+
+def kept_edges(
+    entities: pl.DataFrame, edges: pl.DataFrame, must_edges: pl.DataFrame | None
+) -> pl.DataFrame:
+    """The edges that hold the final entities together: model edges whose two
+    mentions ended in one entity, plus must-link edges (``source = 'decision'``)."""
+    ent = entities.select("mention_id", "entity_id")
+    model = (
+        edges.select("mention_id_l", "mention_id_r", "match_weight", "match_probability")
+        .join(ent.rename({"mention_id": "mention_id_l"}), on="mention_id_l")
+        .join(ent.rename({"mention_id": "mention_id_r", "entity_id": "e_r"}), on="mention_id_r")
+        .filter(pl.col("entity_id") == pl.col("e_r"))
+        .drop("e_r")
+        .with_columns(pl.lit("model").alias("source"), pl.lit(None, pl.Int64).alias("decision_id"))
+    )
+    if must_edges is None or must_edges.height == 0:
+        return model
+    dec = (
+        must_edges.join(ent.rename({"mention_id": "mention_id_l"}), on="mention_id_l")
+        .join(ent.rename({"mention_id": "mention_id_r", "entity_id": "e_r"}), on="mention_id_r")
+        .filter(pl.col("entity_id") == pl.col("e_r"))
+        .select(
+            "mention_id_l",
+            "mention_id_r",
+            pl.lit(None, pl.Float64).alias("match_weight"),
+            pl.lit(None, pl.Float64).alias("match_probability"),
+            "entity_id",
+            pl.lit("decision").alias("source"),
+            pl.col("decision_id").cast(pl.Int64),
+        )
+    )
+    return pl.concat([model, dec.cast(model.schema)])
+
+
+def model_evidence(kept: pl.DataFrame, scored: pl.DataFrame) -> pl.DataFrame:
+    """Kept edges with the contributions of :func:`score_with_contributions`."""
+    contrib = scored.drop("match_weight", "match_probability")
+    return kept.join(contrib, on=["mention_id_l", "mention_id_r"], how="left").sort(
+        "entity_id", "mention_id_l", "mention_id_r"
+    )
+
+
+def rule_evidence(home: Home, kept: pl.DataFrame) -> pl.DataFrame:
+    """Kept business edges of the deterministic rule (no model, no weights): which
+    rule key agreed (``<key>_level``: exact / differs / null)."""
+    m = (
+        lake.mentions(home)
+        .filter(pl.col("entity_type") == "business")
+        .select("mention_id", *BUSINESS_KEYS)
+        .collect()
+    )
+    out = kept.join(m.rename({"mention_id": "mention_id_l"}), on="mention_id_l").join(
+        m.rename({"mention_id": "mention_id_r"}), on="mention_id_r", suffix="_r"
+    )
+    exprs = []
+    for k in BUSINESS_KEYS:
+        exprs.append(
+            pl.when(pl.col(k).is_null() | pl.col(f"{k}_r").is_null())
+            .then(pl.lit("null"))
+            .when(pl.col(k) == pl.col(f"{k}_r"))
+            .then(pl.lit("exact"))
+            .otherwise(pl.lit("differs"))
+            .alias(f"{k}_level")
+        )
+    return (
+        out.with_columns(exprs)
+        .drop(*BUSINESS_KEYS, *(f"{k}_r" for k in BUSINESS_KEYS))
+        .sort("entity_id", "mention_id_l", "mention_id_r")
+    )
+
+
+def why(home: Home, entity_id: str) -> list[dict[str, Any]]:
+    """The pairs that hold ``entity_id`` together, strongest first: each with its
+    match weight, probability, prior and per-comparison ``contributions`` (level
+    label and log2 Bayes factor), or the decision that joined it."""
+    out: list[dict[str, Any]] = []
+    for p in sorted((home.lake / "linkage").glob("*_evidence.parquet")):
+        ev = (
+            pl.scan_parquet(p)
+            .filter(pl.col("entity_id") == entity_id)
+            .collect()
+            .sort("match_weight", descending=True, nulls_last=False)
+        )
+        names = [c[: -len("_level")] for c in ev.columns if c.endswith("_level")]
+        for r in ev.iter_rows(named=True):
+            item = {
+                k: r[k]
+                for k in (
+                    "mention_id_l",
+                    "mention_id_r",
+                    "source",
+                    "decision_id",
+                    "match_weight",
+                    "match_probability",
+                )
+            }
+            item["prior_log2"] = r.get("prior_log2")
+            item["contributions"] = [
+                {"comparison": n, "level": r[f"{n}_level"], "log2_bf": r.get(f"{n}_log2_bf")}
+                for n in names
+            ]
+            out.append(item)
+    return out

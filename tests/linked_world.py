@@ -1,0 +1,47 @@
+"""A small linked world shared by the decisions, stable-ID and explanation tests:
+simulated, ingested and linked (``link_all``) once per session; each test module
+works on its own copy."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tessera.config import Home
+
+LINKED = {"persons": 1000, "seed": 5, "days": 2}
+_built: dict[Path, Home] = {}
+
+
+def linked_world(tmp_path_factory: pytest.TempPathFactory) -> Home:
+    """The pristine linked world of this session (build once; do not modify)."""
+    base = tmp_path_factory.getbasetemp()
+    if base not in _built:
+        from connectors.catalog import load_specs
+        from connectors.ingest import ingest
+        from linkage.report import link_all
+        from simulation.run import simulate
+        from simulation.world import WorldConfig
+
+        home = Home(tmp_path_factory.mktemp("linked") / "home")
+        mp = pytest.MonkeyPatch()
+        mp.delenv("TESSERA_PG_URL", raising=False)
+        mp.delenv("TESSERA_MYSQL_URL", raising=False)
+        try:
+            simulate(home, WorldConfig(**LINKED))
+            ingest(home, load_specs(home.sources_dir))
+            link_all(home)
+        finally:
+            mp.undo()
+        _built[base] = home
+    return _built[base]
+
+
+def copy_of_linked_world(tmp_path_factory: pytest.TempPathFactory, name: str) -> Home:
+    """A private, writable copy of the linked world."""
+    src = linked_world(tmp_path_factory)
+    home = Home(tmp_path_factory.mktemp(name) / "home")
+    shutil.copytree(src.root, home.root)
+    return home
