@@ -2,9 +2,17 @@
 
 Comparisons work on the derived columns of :mod:`linkage.features`. Training is
 unsupervised and deterministic: the prior from two near-certain rules, u by
-random sampling with a fixed seed, m by expectation maximisation on three
-blocking rules (each leaves the comparisons it blocks on untrained, the others
-train them).
+random sampling with a fixed seed, m by expectation maximisation on five
+blocking rules (ID, name + dob, phone, masked-compatible ID key, phone key; each
+leaves the comparisons it blocks on untrained, the others train them).
+
+A few levels have fixed parameters (``fix_u_probability`` / ``fix_m_probability``,
+each with its reason at the level): random-sampled u counts the true matches
+among random pairs (about prior x m), which caps a rare level's weight near
+1 / prior, so the u of masked-compatible IDs and phones and of a name held by one
+person are set from measured collision rates; and m of levels EM hardly sees
+(a masked phone disagreeing, a sex / email / plate / passport disagreement) are
+fixed so that one never becomes a veto.
 """
 
 from __future__ import annotations
@@ -26,7 +34,10 @@ class PersonModelConfig:
     seed: int = 42
     u_max_pairs: float = 2e6
     prior_recall: float = 0.75
-    threshold_match_probability: float = 0.9
+    # Measured on the 20,000-person world (docs/linkage.md): 0.5 / 0.6 / 0.7 / 0.8 / 0.9
+    # → P 0.99924 / 0.99944 / 0.99951 / 0.99970 / 0.99978, R 0.99468 / 0.99449 /
+    # 0.99436 / 0.99356 / 0.99294.
+    threshold_match_probability: float = 0.7
     em_max_iterations: int = 25
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -42,19 +53,45 @@ def _lvl(cond: str, label: str, **kw: Any) -> dict[str, Any]:
 ELSE = {"sql_condition": "ELSE", "label_for_charts": "else"}
 
 
+def _exact_or_weak_else(col: str) -> Any:
+    """Exact match, else a fixed mild penalty: EM never sees a disagreement on these
+    rare fields among its matches and would make one a veto (m = 0)."""
+    return cl.CustomComparison(
+        output_column_name=col,
+        comparison_levels=[
+            _null(f"{col}_l IS NULL OR {col}_r IS NULL"),
+            _lvl(f"{col}_l = {col}_r", f"{col} exact"),
+            {**ELSE, "m_probability": 0.02, "fix_m_probability": True},
+        ],
+    )
+
+
 def person_comparisons() -> list[Any]:
     """The person comparisons, most specific level first."""
     id_cmp = cl.CustomComparison(
         output_column_name="id",
         comparison_levels=[
             _null("id_key_l IS NULL OR id_key_r IS NULL"),
-            # A masked ID agrees with a full one when its visible parts do: one level,
-            # so EM learns its m from pairs where both IDs are full.
+            _lvl("id_any_l = id_any_r", "id exact"),
+            # A masked ID agrees with another ID on its 10 visible characters (first 6,
+            # last 4): its own level, so a masked agreement is weighed as what it is.
             _lvl(
-                "id_any_l = id_any_r OR ((id_any_l IS NULL OR id_any_r IS NULL) AND id_key_l = id_key_r)",
-                "id exact (or masked-compatible)",
+                "(id_masked_only_l OR id_masked_only_r) AND id_key_l = id_key_r",
+                "id masked-compatible",
+                # Random-sampled u counts true matches (about prior x m) and caps the
+                # weight near 1/prior. Fixed instead: distinct valid IDs sharing first
+                # 6 + last 4 are 2.4e-7 of pairs; 1e-6 leaves room for IDs delivered
+                # on the wrong person, so that a wholly different name still vetoes.
+                u_probability=1e-6,
+                fix_u_probability=True,
             ),
-            _lvl("levenshtein(id_any_l, id_any_r) <= 2", "id 1-2 edits"),
+            # Random sampling never meets two IDs 1-2 edits apart (u left untrained).
+            _lvl(
+                "levenshtein(id_any_l, id_any_r) <= 2",
+                "id 1-2 edits",
+                u_probability=1e-5,
+                fix_u_probability=True,
+            ),
             ELSE,
         ],
     )
@@ -77,11 +114,26 @@ def person_comparisons() -> list[Any]:
         output_column_name="name",
         comparison_levels=[
             _null("name_py_l IS NULL OR name_py_r IS NULL"),
+            # A name only one person carries (``name_py_persons``: one dob / ID key, and
+            # for 2-character names one phone key, among its mentions).
+            _lvl(
+                "name_py_l = name_py_r AND name_py_persons_l = 1",
+                "pinyin exact, one person",
+                # Random sampling counts the true matches (u ~ prior x m). Measured: ~12
+                # of ~13,900 such names are in fact shared (~90 of 1.2e10 pairs); 1e-7.
+                u_probability=1e-7,
+                fix_u_probability=True,
+            ),
             _lvl(
                 "name_native_l = name_native_r",
                 "hanzi exact",
                 tf_adjustment_column="name_native",
                 tf_adjustment_weight=1.0,
+                # The level above takes most exact-name matches, so EM's m here (~0.36)
+                # would be the share of all matches, not of those with a shared name;
+                # with the frequency as u the weight needs the latter (~0.9).
+                m_probability=0.9,
+                fix_m_probability=True,
             ),
             _lvl(
                 "name_py_l = name_py_r",
@@ -91,10 +143,18 @@ def person_comparisons() -> list[Any]:
             ),
             _lvl("name_py_l = name_py_rev_r OR name_py_rev_l = name_py_r", "swapped order"),
             _lvl(
+                "length(name_native_l) = length(name_native_r) AND length(name_native_l) >= 2 "
+                "AND levenshtein(name_native_l, name_native_r) = 1",
+                "hanzi one character differs",
+            ),
+            _lvl(
                 "surname_py_l = surname_py_r AND jaro_winkler_similarity(given_py_l, given_py_r) >= 0.88",
                 "surname exact, given JW>=0.88",
             ),
             _lvl("jaro_winkler_similarity(name_py_l, name_py_r) >= 0.88", "name JW>=0.88"),
+            # A typo that changes a given-name character's reading (metro cards): the
+            # surname still agrees; weak, but no longer a veto against a masked key.
+            _lvl("surname_py_l = surname_py_r", "surname exact only"),
             ELSE,
         ],
     )
@@ -102,10 +162,28 @@ def person_comparisons() -> list[Any]:
         output_column_name="phone",
         comparison_levels=[
             _null("phone_key_l IS NULL OR phone_key_r IS NULL"),
+            _lvl("phone_any_l = phone_any_r", "phone exact"),
             _lvl(
-                "phone_any_l = phone_any_r OR ((phone_any_l IS NULL OR phone_any_r IS NULL) "
-                "AND phone_key_l = phone_key_r)",
-                "phone exact (or masked-compatible)",
+                "(phone_masked_only_l OR phone_masked_only_r) AND phone_key_l = phone_key_r",
+                "phone masked-compatible",
+                # Distinct phones sharing first 3 + last 4: 3.3e-6 of pairs, x ~0.09 of
+                # pairs with a masked side. m fixed too: masked phones seldom reach the
+                # EM blocks (no ID, no dob), which learnt m ~0.001; ~0.09 x ~0.6 agree.
+                u_probability=3e-7,
+                fix_u_probability=True,
+                m_probability=0.05,
+                fix_m_probability=True,
+            ),
+            # Phones go stale: a disagreement is weak evidence against, and weaker still
+            # when one side shows only 7 digits.
+            _lvl(
+                "phone_masked_only_l OR phone_masked_only_r",
+                "masked phone disagrees",
+                # EM sees too few of these among matches (masked phones are rare in its
+                # blocks) and made it near-impossible; fixed at ~ the full-phone rate
+                # (one side masked ~0.09 of pairs x stale ~0.3).
+                m_probability=0.03,
+                fix_m_probability=True,
             ),
             ELSE,
         ],
@@ -124,10 +202,18 @@ def person_comparisons() -> list[Any]:
         dob_cmp,
         name_cmp,
         phone_cmp,
-        cl.ExactMatch("sex"),
-        cl.ExactMatch("email"),
-        cl.ExactMatch("plate"),
-        cl.ExactMatch("passport"),
+        cl.CustomComparison(
+            output_column_name="sex",
+            comparison_levels=[
+                _null("sex_l IS NULL OR sex_r IS NULL"),
+                _lvl("sex_l = sex_r", "sex exact"),
+                # Never disagrees on the EM blocks; a miscoded sex must not veto a link.
+                {**ELSE, "m_probability": 0.005, "fix_m_probability": True},
+            ],
+        ),
+        _exact_or_weak_else("email"),
+        _exact_or_weak_else("plate"),
+        _exact_or_weak_else("passport"),
         address_cmp,
     ]
 
@@ -207,6 +293,13 @@ def train(linker: Linker, config: PersonModelConfig) -> None:
     )
     t.estimate_parameters_using_expectation_maximisation(
         block_on("phone_any"), estimate_without_term_frequencies=True
+    )
+    # Masked-compatible IDs and phones (trains the masked levels of the other one).
+    t.estimate_parameters_using_expectation_maximisation(
+        block_on("id_key"), estimate_without_term_frequencies=True
+    )
+    t.estimate_parameters_using_expectation_maximisation(
+        block_on("phone_key"), estimate_without_term_frequencies=True
     )
 
 
