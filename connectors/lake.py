@@ -52,7 +52,7 @@ def quarantine(home: Home) -> pl.LazyFrame:
 def quarantine_summary(home: Home) -> list[dict]:
     """Quarantined rows grouped by file and reason (reasons shortened to their kind)."""
     q = quarantine(home).with_columns(
-        pl.col("reason").str.replace(r"'[^']*'", "'…'").str.slice(0, 90).alias("reason")
+        pl.col("reason").str.replace(r"'[^']*'", "'…'").str.slice(0, 160).alias("reason")
     )
     df = q.group_by("file", "reason").agg(pl.len().alias("rows")).sort("file", "reason").collect()
     return df.to_dicts()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -384,6 +386,123 @@ def cmd_why(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ warehouse
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from warehouse.publish import publish
+
+    with console.status("publishing…"):
+        out = publish(_home(args))
+    if args.json:
+        _print_json(out)
+        return 0
+    counts = ", ".join(f"{k} {v:,}" for k, v in out["counts"].items())
+    console.print(
+        f"published {out['path']} in {out['seconds']:.1f} s (reference date {out['reference_date']})"
+    )
+    console.print(f"   {counts}")
+    return 0
+
+
+def _evidence_row(r: dict) -> dict:
+    """One linking pair: its weight and the comparisons that said most, in bits."""
+    c = r.get("contributions") or {}
+    parts = sorted(
+        (
+            (c.get(k.replace("_log2_bf", "_level")), v)
+            for k, v in c.items()
+            if k.endswith("_log2_bf") and v
+        ),
+        key=lambda kv: -abs(kv[1]),
+    )
+    return {
+        "pair": f"{r['mention_id_l'][:9]}… ~ {r['mention_id_r'][:9]}…",
+        "weight": f"{r['match_weight']:.1f}",
+        "by": r.get("decided_by") or "",
+        "because": ", ".join(f"{lvl} {bf:+.1f}" for lvl, bf in parts[:4]),
+    }
+
+
+def print_entity_file(doc: dict) -> None:
+    """The per-entity file as rich tables (the same content as ``--json``)."""
+    g = doc["golden"]
+    title = g.get("name_native") or g.get("name") or doc["entity_id"]
+    t = Table(title=f"{title}  ·  {doc['entity_id']}  ·  {doc['entity_type']}", show_header=False)
+    for k, v in g.items():
+        src = doc.get("lineage", {}).get(k)
+        where = (
+            f"{src.get('source')} · {src.get('record')}"
+            if isinstance(src, dict)
+            else str(src or "")
+        )
+        t.add_row(k, json.dumps(v, ensure_ascii=False) if isinstance(v, dict) else str(v), where)
+    t.add_row("mentions", str(doc["n_mentions"]), f"seen {doc['first_seen']} … {doc['last_seen']}")
+    console.print(t)
+    sections = (
+        ("sources", "which systems know them"),
+        ("lists", "lists and status"),
+        ("relationships", "relationships"),
+        ("facts", "timeline (latest first)"),
+        ("evidence", "why these records are one entity"),
+    )
+    for key, heading in sections:
+        rows = doc.get(key) or []
+        if not rows:
+            continue
+        if key == "evidence":
+            rows = [_evidence_row(r) for r in rows]
+        tt = Table(title=heading)
+        cols = list(rows[0].keys())[:8]
+        for c in cols:
+            tt.add_column(c)
+        for r in rows[:15]:
+            tt.add_row(*[str(r.get(c, ""))[:60] for c in cols])
+        console.print(tt)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from warehouse.entity_file import file
+
+    try:
+        doc = file(_home(args), args.entity_id)
+    except KeyError:
+        err_console.print(f"no entity {args.entity_id!r} in the warehouse")
+        return 2
+    if args.json:
+        _print_json(doc)
+    else:
+        print_entity_file(doc)
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from warehouse.search import search
+
+    hits = search(
+        _home(args), args.query, kind=args.kind, dob=args.dob, sex=args.sex, limit=args.limit
+    )
+    if args.json:
+        _print_json(hits)
+        return 0
+    t = Table(title=f"search: {args.query}")
+    for c in ("entity_id", "score", "name", "dob", "sex", "id_number", "phone", "reason"):
+        t.add_column(c)
+    for h in hits:
+        t.add_row(
+            h["entity_id"],
+            f"{h['score']:.3f}",
+            h.get("name_native") or h.get("name") or "",
+            str(h.get("dob") or ""),
+            h.get("sex") or "",
+            h.get("id_number") or h.get("uscc") or "",
+            h.get("phone") or "",
+            h.get("reason") or "",
+        )
+    console.print(t)
+    return 0
+
+
 # ------------------------------------------------------------------ bench / demo
 
 
@@ -447,7 +566,35 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
         console.print("   " + _scores_line("model", scores[etype]["model"]))
         console.print("   " + _scores_line("naive rule", scores[etype]["naive_rule"]))
-    console.print("Next: `tessera sources`, `tessera eval`, or `dagster dev` to see the assets.")
+    from warehouse.entity_file import file
+    from warehouse.publish import connect, publish
+    from warehouse.search import search
+
+    with console.status("publishing…"):
+        pub = publish(home)
+    shown = ", ".join(f"{k} {pub['counts'][k]:,}" for k in ("entities", "facts", "list_entries"))
+    console.print(f"[bold]4. publish[/]: {pub['path']} in {pub['seconds']:.1f} s: {shown}")
+    con = connect(home)
+    try:
+        # An example: the person on a list whom the most systems know.
+        picked = con.execute(
+            "SELECT e.entity_id, e.name_native FROM entities e "
+            "JOIN list_entries l USING (entity_id) JOIN memberships m USING (entity_id) "
+            "WHERE e.entity_type = 'person' GROUP BY ALL "
+            "ORDER BY count(DISTINCT m.source_id) DESC, e.entity_id LIMIT 1"
+        ).fetchall()
+    finally:
+        con.close()
+    if picked:
+        eid, name = picked[0]
+        console.print(f"[bold]5. search[/] {name!r}:")
+        for h in search(home, name, limit=3):
+            console.print(f"   {h['entity_id']}  score {h['score']:.3f}  {h.get('reason', '')}")
+        console.print(f"[bold]6. show[/] {eid}:")
+        print_entity_file(file(home, eid))
+    console.print(
+        "Next: `tessera search NAME`, `tessera show ENTITY_ID`, `tessera eval`, or `dagster dev`."
+    )
     return 1 if rep_i.failures else 0
 
 
@@ -473,6 +620,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-faults", action="store_true", help="deliver without deliberate faults")
     s.set_defaults(fn=cmd_simulate)
     add("ingest", "ingest pending deliveries: raw, staged, quarantine").set_defaults(fn=cmd_ingest)
+    add("publish", "build the DuckDB warehouse and swap it in atomically").set_defaults(
+        fn=cmd_publish
+    )
+    sh = add("show", "the file of one entity: golden record, sources, lists, timeline, evidence")
+    sh.add_argument("entity_id")
+    sh.set_defaults(fn=cmd_show)
+    se = add("search", "search by ID (full or masked), phone, plate, passport, USCC or name")
+    se.add_argument("query")
+    se.add_argument("--kind", choices=["id", "phone", "plate", "passport", "uscc", "email", "name"])
+    se.add_argument("--dob", default=None, help="YYYY-MM-DD, narrows name searches")
+    se.add_argument("--sex", choices=["M", "F"], default=None)
+    se.add_argument("--limit", type=int, default=10)
+    se.set_defaults(fn=cmd_search)
     add(
         "link", "link persons (Splink) and businesses; scores against the truth if present"
     ).set_defaults(fn=cmd_link)
@@ -510,6 +670,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Splink explains its training at WARNING level; the CLI reports its own
+    # figures, so keep the terminal for errors (TESSERA_LOG=INFO to see them).
+    logging.basicConfig(level=os.environ.get("TESSERA_LOG", "ERROR"))
+    logging.getLogger("splink").setLevel(os.environ.get("TESSERA_LOG", "ERROR"))
     try:
         return int(args.fn(args) or 0)
     except KeyboardInterrupt:

@@ -1,0 +1,375 @@
+"""The warehouse: atomic publish, the documented schema, masking, list status,
+search and the entity file, on a small linked world built once for this module."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tessera.config import Home
+from warehouse import schema
+from warehouse.entity_file import file
+from warehouse.publish import PublishError, building_path, connect, publish
+from warehouse.search import KINDS, search
+
+ROOT = Path(__file__).resolve().parents[1]
+WORLD = {"persons": 500, "days": 2, "seed": 3}
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Home:
+    from connectors.catalog import load_specs
+    from connectors.ingest import ingest
+    from linkage.report import link_all
+    from simulation.run import simulate
+    from simulation.world import WorldConfig
+
+    h = Home(tmp_path_factory.mktemp("warehouse") / "home")
+    mp = pytest.MonkeyPatch()
+    mp.delenv("TESSERA_PG_URL", raising=False)
+    mp.delenv("TESSERA_MYSQL_URL", raising=False)
+    try:
+        simulate(h, WorldConfig(**WORLD))
+        ingest(h, load_specs(h.sources_dir))
+        link_all(h)
+    finally:
+        mp.undo()
+    publish(h)
+    return h
+
+
+def _q(home: Home, sql: str, params: list | None = None) -> list[tuple]:
+    con = connect(home)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def person(home: Home) -> dict:
+    """A real person (from the truth, test-only) and the warehouse entity holding
+    most of their mentions."""
+    from linkage.truth import mention_truth
+
+    truth = pl.read_parquet(home.truth / "persons.parquet").with_columns(
+        (pl.col("surname_native") + pl.col("given_native")).alias("name_native")
+    )
+    unique_names = truth.group_by("name_native").len().filter(pl.col("len") == 1)
+    mt = mention_truth(home).rename({"entity_id": "person_id"})
+    con = connect(home)
+    try:
+        members = pl.DataFrame(
+            con.execute("SELECT mention_id, entity_id FROM memberships").fetchall(),
+            schema=["mention_id", "entity_id"],
+            orient="row",
+        )
+        ids = pl.DataFrame(
+            con.execute(
+                "SELECT entity_id, value FROM entity_identifiers WHERE kind = 'id_number'"
+            ).fetchall(),
+            schema=["entity_id", "id_number"],
+            orient="row",
+        )
+    finally:
+        con.close()
+    votes = (
+        mt.join(members, on="mention_id")
+        .group_by("person_id", "entity_id")
+        .len()
+        .sort("len", "entity_id", descending=[True, False])
+        .group_by("person_id", maintain_order=True)
+        .first()
+    )
+    pick = (
+        truth.join(unique_names.select("name_native"), on="name_native")
+        .filter(pl.col("phone").is_not_null() & (pl.col("given_native").str.len_chars() == 2))
+        .join(votes, on="person_id")
+        .join(ids, on=["entity_id", "id_number"])  # linkage kept the ID on that entity
+        .sort("len", "person_id", descending=[True, False])
+    )
+    assert pick.height > 0
+    return pick.row(0, named=True)
+
+
+# -- publish ---------------------------------------------------------------------------
+
+
+def test_publish_builds_every_table_and_records_the_run(home: Home) -> None:
+    counts = dict(_q(home, "SELECT table_name, estimated_size FROM duckdb_tables()"))
+    for t in schema.TABLES:
+        assert t in counts
+    mentions = _q(home, "SELECT count(*), count(DISTINCT mention_id) FROM memberships")[0]
+    assert mentions[0] == mentions[1] > 0  # every mention in exactly one entity
+    assert _q(home, "SELECT count(*) FROM runs")[0][0] >= 1
+    assert not building_path(home).exists()
+
+
+def test_failed_build_leaves_the_old_warehouse(home: Home, monkeypatch) -> None:
+    before = _q(home, "SELECT count(*) FROM entities")[0][0]
+    runs = _q(home, "SELECT count(*) FROM runs")[0][0]
+    real_build = schema.build
+
+    def half_build(con: duckdb.DuckDBPyConnection, ref: object) -> None:
+        real_build(con, ref)
+        con.execute("DELETE FROM entities")  # a half-written warehouse ...
+        raise RuntimeError("disk full")  # ... then the build dies
+
+    monkeypatch.setattr(schema, "build", half_build)
+    with pytest.raises(RuntimeError, match="disk full"):
+        publish(home)
+    assert _q(home, "SELECT count(*) FROM entities")[0][0] == before
+    assert _q(home, "SELECT count(*) FROM runs")[0][0] == runs
+    assert not building_path(home).exists()
+
+
+def test_smoke_check_failure_is_not_published(home: Home, monkeypatch) -> None:
+    before = _q(home, "SELECT count(*) FROM memberships")[0][0]
+    real_build = schema.build
+
+    def losing_build(con: duckdb.DuckDBPyConnection, ref: object) -> None:
+        real_build(con, ref)
+        con.execute(
+            "DELETE FROM memberships WHERE mention_id IN "
+            "(SELECT mention_id FROM memberships LIMIT 3)"
+        )
+
+    monkeypatch.setattr(schema, "build", losing_build)
+    with pytest.raises(PublishError, match="mention in no entity"):
+        publish(home)
+    assert _q(home, "SELECT count(*) FROM memberships")[0][0] == before
+
+
+# -- documentation -----------------------------------------------------------------------
+
+
+def _documented() -> dict[str, list[tuple[str, str]]]:
+    doc = (ROOT / "docs" / "warehouse.md").read_text(encoding="utf-8")
+    out: dict[str, list[tuple[str, str]]] = {}
+    for m in re.finditer(r"^### `(\w+)`\n(.*?)(?=^### |^## |\Z)", doc, re.M | re.S):
+        rows = re.findall(r"^\| `(\w+)` \| ([^|]+?) \|", m.group(2), re.M)
+        out[m.group(1)] = [(c, t.strip()) for c, t in rows]
+    return out
+
+
+def test_doc_matches_the_database(home: Home) -> None:
+    documented = _documented()
+    actual: dict[str, list[tuple[str, str]]] = {}
+    for table, column, dtype in _q(
+        home,
+        "SELECT table_name, column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = 'main' ORDER BY table_name, ordinal_position",
+    ):
+        actual.setdefault(table, []).append((column, dtype))
+    assert sorted(documented) == sorted(actual)
+    for table, cols in actual.items():
+        assert documented[table] == cols, table
+
+
+# -- masking and lists -----------------------------------------------------------------------
+
+
+def test_analyst_views_mask_identifiers(home: Home) -> None:
+    rows = _q(
+        home,
+        "SELECT e.id_number, a.id_number, e.phone, a.phone FROM entities e "
+        "JOIN analyst_entities a USING (entity_id) WHERE e.id_number IS NOT NULL",
+    )
+    assert rows
+    for full_id, masked_id, full_phone, masked_phone in rows:
+        assert masked_id == full_id[:6] + "********" + full_id[-4:]
+        if full_phone is not None:
+            assert masked_phone == full_phone[3:6] + "****" + full_phone[-4:]
+    leaks = _q(
+        home,
+        "SELECT count(*) FROM analyst_identifiers WHERE "
+        "(kind = 'id_number' AND regexp_matches(value, '^[0-9]{17}[0-9X]$')) OR "
+        "(kind = 'phone' AND regexp_matches(value, '[0-9]{11}'))",
+    )[0][0]
+    assert leaks == 0
+    assert _q(home, "SELECT count(*) FROM analyst_identifiers WHERE kind = 'phone'")[0][0] > 0
+
+
+def test_list_status_against_the_reference_date(home: Home) -> None:
+    entries = _q(home, "SELECT start_date, expiry_date FROM list_entries")
+    assert entries
+    ref = sorted(e[1] for e in entries if e[1] is not None)[len(entries) // 2]
+    publish(home, reference_date=ref)
+    rows = _q(home, "SELECT start_date, expiry_date, status, reference_date FROM list_entries")
+    seen = set()
+    for start, expiry, status, reference in rows:
+        assert reference == ref
+        expected = (
+            "not_started"
+            if start is not None and start > ref
+            else "expired"
+            if expiry is not None and expiry < ref
+            else "active"
+        )
+        assert status == expected
+        seen.add(status)
+    assert {"active", "expired"} <= seen  # the expiry day itself is still active
+    active = _q(home, "SELECT count(*) FROM list_entries WHERE status = 'active'")[0][0]
+    assert _q(home, "SELECT count(*) FROM analyst_list_entries")[0][0] == active
+    early = min(e[0] for e in entries if e[0] is not None) - dt.timedelta(days=1)
+    publish(home, reference_date=early)
+    assert {r[0] for r in _q(home, "SELECT DISTINCT status FROM list_entries")} == {"not_started"}
+    assert _q(home, "SELECT count(*) FROM runs")[0][0] >= 3  # history is carried over
+
+
+# -- search -----------------------------------------------------------------------------
+
+
+def test_search_by_full_and_masked_id(home: Home, person: dict) -> None:
+    hits = search(home, person["id_number"])
+    assert hits[0]["entity_id"] == person["entity_id"] and hits[0]["score"] == 1.0
+    assert hits[0]["id_number"] == person["id_number"][:6] + "********" + person["id_number"][-4:]
+    masked = person["id_number"][:6] + "********" + person["id_number"][-4:]
+    hits = search(home, masked)
+    assert person["entity_id"] in [h["entity_id"] for h in hits]
+    assert all(
+        h["id_number"] is None or h["id_number"] == masked
+        for h in hits
+        if h["reason"] == "ID matches the masked pattern"
+    )
+
+
+def test_search_by_phone(home: Home, person: dict) -> None:
+    con = connect(home)
+    try:
+        phones = [
+            r[0]
+            for r in con.execute(
+                "SELECT value FROM entity_identifiers WHERE entity_id = ? AND kind = 'phone'",
+                [person["entity_id"]],
+            ).fetchall()
+        ]
+    finally:
+        con.close()
+    assert phones
+    national = phones[0].removeprefix("+86")
+    for q in (national, phones[0], f"{national[:3]} {national[3:7]} {national[7:]}"):
+        assert search(home, q)[0]["entity_id"] == person["entity_id"], q
+    hits = search(home, national[:3] + "****" + national[-4:])
+    assert person["entity_id"] in [h["entity_id"] for h in hits]
+
+
+def test_search_by_name_with_typos(home: Home, person: dict) -> None:
+    pinyin = f"{person['surname_latin']} {person['given_latin']}"
+    assert search(home, person["name_native"])[0]["entity_id"] == person["entity_id"]
+    assert search(home, pinyin.replace(" ", ""))[0]["entity_id"] == person["entity_id"]
+    # a pinyin typo: two letters of the given name transposed (or one dropped)
+    given = person["given_latin"].replace(" ", "")
+    typo_given = given[:-2] + given[-1] + given[-2] if given[-1] != given[-2] else given[:-1]
+    typo = f"{person['surname_latin']} {typo_given}"
+    hits = search(home, typo, dob=person["dob"])
+    assert hits[0]["entity_id"] == person["entity_id"], (typo, hits[:3])
+    assert "similar" in hits[0]["reason"] and hits[0]["reason"].endswith("dob agrees")
+    assert all(h["score"] < 1.0 for h in search(home, typo))  # no bonus, no exact match
+    # a hanzi typo: the last character replaced, narrowed by dob and sex
+    typo_native = person["name_native"][:-1] + ("鑫" if person["name_native"][-1] != "鑫" else "淼")
+    hits = search(home, typo_native, dob=person["dob"], sex=person["sex"])
+    assert hits and hits[0]["entity_id"] == person["entity_id"], (typo_native, hits[:3])
+    other_sex = "F" if person["sex"] == "M" else "M"
+    assert person["entity_id"] not in [
+        h["entity_id"] for h in search(home, person["name_native"], sex=other_sex)
+    ]
+
+
+def test_search_by_uscc(home: Home) -> None:
+    entity_id, uscc = _q(
+        home,
+        "SELECT entity_id, uscc FROM entities WHERE uscc IS NOT NULL "
+        "ORDER BY n_mentions DESC, entity_id LIMIT 1",
+    )[0]
+    hits = search(home, uscc.lower())
+    assert hits[0]["entity_id"] == entity_id and hits[0]["reason"] == "uscc exact"
+
+
+@pytest.mark.parametrize(
+    "query, kind",
+    [
+        ("110101%%%%%%%%123X", "id"),
+        ("%" * 18, "id"),
+        ("_" * 18, "id"),
+        ("1%", "phone"),
+        ("138____5678", "phone"),
+        ("%", "plate"),
+        ("_", "email"),
+        ("' OR 1=1 --", "uscc"),
+    ],
+)
+def test_wildcards_are_literal(home: Home, query: str, kind: str) -> None:
+    assert search(home, query, kind=kind) == []
+
+
+_FRAGMENTS = [
+    "'",
+    '"',
+    "; DROP TABLE entities; --",
+    "%",
+    "_",
+    "\\",
+    "' OR '1'='1",
+    "1",
+    "a",
+    "张",
+    ")",
+    "--",
+    "/*",
+]
+
+
+@settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(st.sampled_from(_FRAGMENTS), min_size=1, max_size=5).map("".join))
+def test_injection_looking_input_is_harmless(home: Home, query: str) -> None:
+    size = home.warehouse.stat().st_size
+    n = _q(home, "SELECT count(*) FROM entities")[0][0]
+    for kind in (*KINDS, None):
+        hits = search(home, query, kind=kind, sex=query, dob=None)
+        if kind not in ("name", None):
+            assert hits == [], (kind, query)
+        for h in hits:
+            assert h["score"] >= 0.8
+    assert _q(home, "SELECT count(*) FROM entities")[0][0] == n
+    assert home.warehouse.stat().st_size == size
+
+
+def test_search_connection_is_read_only(home: Home) -> None:
+    con = connect(home)
+    try:
+        with pytest.raises(duckdb.Error):
+            con.execute("DROP TABLE entities")
+    finally:
+        con.close()
+
+
+# -- entity file -----------------------------------------------------------------------------
+
+
+def test_entity_file(home: Home, person: dict) -> None:
+    doc = file(home, person["entity_id"])
+    assert doc["entity_type"] == "person"
+    assert (
+        doc["golden"]["id_number"]
+        == person["id_number"][:6] + "********" + person["id_number"][-4:]
+    )
+    assert doc["lineage"]["id_number"]["source"] in {s["source_id"] for s in doc["sources"]}
+    assert person["name_native"] in {n["name_native"] for n in doc["names"]}
+    assert sum(s["mentions"] for s in doc["sources"]) == doc["n_mentions"] == len(doc["mentions"])
+    assert doc["facts"] and all(isinstance(f["facts"], dict | None) for f in doc["facts"])
+    dates = [f["event_date"] for f in doc["facts"] if f["event_date"]]
+    assert dates == sorted(dates)
+    full = file(home, person["entity_id"], masked=False)
+    assert full["golden"]["id_number"] == person["id_number"]
+    with pytest.raises(KeyError):
+        file(home, "no-such-entity' OR '1'='1")

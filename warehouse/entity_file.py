@@ -1,0 +1,154 @@
+"""The per-entity file: everything the warehouse holds on one person or business.
+
+``file(home, entity_id)`` reads the published warehouse (read-only) and returns
+one JSON-ready document: the golden record with the source and record behind
+each attribute, every name / identifier / address with when and where it was
+seen, the sources that know the entity, its mentions, the facts timeline, list
+entries with their status, relationships and the link evidence that holds the
+entity together. Identifiers are masked unless ``masked=False`` (a role that is
+allowed to see them).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+from typing import Any
+
+import duckdb
+
+from tessera.config import Home
+from warehouse.publish import connect
+from warehouse.schema import ADDRESS_PARTS, GOLDEN_ATTRIBUTES
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, dt.date | dt.datetime):
+        return v.isoformat()
+    if isinstance(v, Decimal):
+        return float(v)
+    return v
+
+
+def _rows(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list[Any], json_cols: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
+    cur = con.execute(sql, params)
+    cols = [d[0] for d in cur.description]
+    out = []
+    for row in cur.fetchall():
+        d = {c: _plain(v) for c, v in zip(cols, row, strict=True)}
+        for c in json_cols:
+            if isinstance(d.get(c), str):
+                d[c] = json.loads(d[c])
+        out.append(d)
+    return out
+
+
+def file(home: Home, entity_id: str, *, masked: bool = True) -> dict[str, Any]:
+    """The file of ``entity_id``; raises ``KeyError`` if the warehouse has no such entity."""
+    entities = "analyst_entities" if masked else "entities"
+    identifiers = "analyst_identifiers" if masked else "entity_identifiers"
+    con = connect(home)
+    try:
+        head = _rows(con, f"SELECT * FROM {entities} WHERE entity_id = ?", [entity_id])
+        if not head:
+            raise KeyError(entity_id)
+        e = head[0]
+        golden: dict[str, Any] = {}
+        lineage: dict[str, dict[str, Any]] = {}
+        for attr in GOLDEN_ATTRIBUTES:
+            if attr == "address":
+                value = {p: e[p] for p in ADDRESS_PARTS}
+                present = any(v is not None for v in value.values())
+            else:
+                value, present = e[attr], e[attr] is not None
+            if present:
+                golden[attr] = value
+                lineage[attr] = {"source": e[f"{attr}_source"], "record": e[f"{attr}_record"]}
+        p = [entity_id]
+        doc: dict[str, Any] = {
+            "entity_id": entity_id,
+            "entity_type": e["entity_type"],
+            "golden": golden,
+            "lineage": lineage,
+            "n_mentions": e["n_mentions"],
+            "first_seen": e["first_seen"],
+            "last_seen": e["last_seen"],
+            "names": _rows(
+                con,
+                "SELECT name_native, name_latin, n_mentions, sources, first_seen, last_seen "
+                "FROM entity_names WHERE entity_id = ? ORDER BY n_mentions DESC, name_native",
+                p,
+            ),
+            "identifiers": _rows(
+                con,
+                f"SELECT kind, value, n_mentions, sources, first_seen, last_seen "
+                f"FROM {identifiers} WHERE entity_id = ? ORDER BY kind, n_mentions DESC, value",
+                p,
+            ),
+            "addresses": _rows(
+                con,
+                "SELECT province, city, district, street, postcode, n_mentions, sources, "
+                "first_seen, last_seen FROM entity_addresses WHERE entity_id = ? "
+                "ORDER BY last_seen DESC NULLS LAST, n_mentions DESC",
+                p,
+            ),
+            "sources": _rows(
+                con,
+                "SELECT m.source_id, s.title, s.domain, count(*) AS mentions, "
+                "min(m.first_seen) AS first_seen, max(m.last_seen) AS last_seen "
+                "FROM memberships m LEFT JOIN sources s USING (source_id) "
+                "WHERE m.entity_id = ? GROUP BY ALL ORDER BY m.source_id",
+                p,
+            ),
+            "mentions": _rows(
+                con,
+                "SELECT mention_id, source_id, role, match_probability, record_key "
+                "FROM memberships WHERE entity_id = ? ORDER BY source_id, mention_id",
+                p,
+            ),
+            "facts": _rows(
+                con,
+                "SELECT event_date, source_id, record_key, fact_type, amount, facts, file, line "
+                "FROM facts WHERE entity_id = ? "
+                "ORDER BY event_date NULLS LAST, source_id, record_key",
+                p,
+                json_cols=("facts",),
+            ),
+            "lists": _rows(
+                con,
+                "SELECT list_type, status, start_date, expiry_date, legal_basis, issuing_body, "
+                "source_id, record_key, reference_date FROM list_entries "
+                "WHERE entity_id = ? ORDER BY start_date",
+                p,
+            ),
+            "relationships": _rows(
+                con,
+                "SELECT 'outgoing' AS direction, r.role, r.related_entity_id AS other_entity_id, "
+                "coalesce(o.name_native, o.name, o.name_latin) AS other_name, r.n_records, "
+                "r.sources, r.first_seen, r.last_seen "
+                "FROM relationships r LEFT JOIN entities o ON o.entity_id = r.related_entity_id "
+                "WHERE r.entity_id = ? "
+                "UNION ALL "
+                "SELECT 'incoming', r.role, r.entity_id, "
+                "coalesce(o.name_native, o.name, o.name_latin), r.n_records, r.sources, "
+                "r.first_seen, r.last_seen "
+                "FROM relationships r LEFT JOIN entities o ON o.entity_id = r.entity_id "
+                "WHERE r.related_entity_id = ? AND r.entity_id <> r.related_entity_id "
+                "ORDER BY 1, 2, 3",
+                [entity_id, entity_id],
+            ),
+            "evidence": _rows(
+                con,
+                "SELECT mention_id_l, mention_id_r, match_weight, match_probability, decided_by, "
+                "decision_id, contributions FROM link_evidence WHERE entity_id = ? "
+                "ORDER BY match_weight DESC",
+                p,
+                json_cols=("contributions",),
+            ),
+        }
+        return {k: _plain(v) for k, v in doc.items()}
+    finally:
+        con.close()

@@ -1,0 +1,323 @@
+"""The warehouse's tables and views, as set-based DuckDB SQL.
+
+:func:`build` runs on a connection where the inputs are registered as temporary
+tables (see :mod:`warehouse.publish`):
+
+- ``_mentions`` (``MENTION_SCHEMA``), ``_records`` (every staged record version),
+  ``_current`` (what each source says now, ``lake.current_records``),
+  ``_relationships`` (``RELATIONSHIP_SCHEMA``), ``_map`` (``mention_id, entity_id``),
+  ``_evidence`` (``entity_type, entity_id, mention_id_l, mention_id_r,
+  match_weight, match_probability, decided_by, decision_id, contributions``)
+  and ``_sources`` (the catalog, with its survivorship ``rank``).
+
+Survivorship (golden record), per entity and attribute, among the values its
+mentions state: lowest source rank first (:func:`source_rank`: duplicate-free
+registries 0, other municipal registries 1, courts 2, transport 3, commercial
+4), then the value stated by most mentions, then the most recently seen, then
+the smallest value (a deterministic tie-break). The address is chosen as one
+tuple (province, city, district, street, postcode), never part by part.
+
+Only identifiers written here (table, column and attribute names) are
+interpolated into SQL; no value ever is.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from connectors.spec import SourceSpec
+
+DOMAIN_RANK = {"municipal": 1, "court": 2, "transport": 3, "commercial": 4}
+OTHER_RANK = 5
+
+# attribute -> SQL expression over a mention row ``m`` (values as VARCHAR)
+ADDRESS_PARTS = ("province", "city", "district", "street", "postcode")
+_ADDRESS_VALUE = (
+    "CASE WHEN coalesce(m.province, m.city, m.district, m.street, m.postcode) IS NOT NULL "
+    "THEN concat_ws(chr(31), " + ", ".join(f"coalesce(m.{p}, '')" for p in ADDRESS_PARTS) + ") END"
+)
+GOLDEN_ATTRIBUTES: dict[str, str] = {
+    "name_native": "m.name_native",
+    "name_latin": "m.name_latin",
+    "dob": "CAST(coalesce(m.dob, m.id_dob) AS VARCHAR)",
+    "sex": "m.sex",
+    "id_number": "m.id_number",
+    "phone": "m.phone",
+    "address": _ADDRESS_VALUE,
+    "name": "m.name",
+    "uscc": "m.uscc",
+    "industry": "m.industry",
+}
+IDENTIFIER_KINDS = (
+    "id_number",
+    "id_masked",
+    "phone",
+    "phone_masked",
+    "plate",
+    "passport",
+    "email",
+    "uscc",
+)
+
+# Masks used by the analyst views (persisted macros, so views can call them).
+MACROS = (
+    "CREATE OR REPLACE MACRO mask_id(v) AS CASE WHEN v IS NULL THEN NULL "
+    "WHEN length(v) = 18 THEN left(v, 6) || '********' || right(v, 4) "
+    "ELSE repeat('*', length(v)) END",
+    "CREATE OR REPLACE MACRO mask_phone(v) AS CASE WHEN v IS NULL THEN NULL "
+    "WHEN contains(v, '*') THEN v "
+    "ELSE left(regexp_replace(v, '^\\+86', ''), 3) || '****' "
+    "|| right(regexp_replace(v, '^\\+86', ''), 4) END",
+    "CREATE OR REPLACE MACRO mask_passport(v) AS CASE WHEN v IS NULL THEN NULL "
+    "ELSE left(v, 1) || repeat('*', greatest(length(v) - 4, 0)) || right(v, 3) END",
+    "CREATE OR REPLACE MACRO mask_email(v) AS CASE WHEN v IS NULL THEN NULL "
+    "ELSE left(v, 1) || '***@' || split_part(v, '@', 2) END",
+    "CREATE OR REPLACE MACRO mask_identifier(kind, v) AS CASE "
+    "WHEN kind = 'id_number' THEN mask_id(v) WHEN kind = 'phone' THEN mask_phone(v) "
+    "WHEN kind = 'passport' THEN mask_passport(v) WHEN kind = 'email' THEN mask_email(v) "
+    "ELSE v END",
+)
+
+
+def source_rank(spec: SourceSpec) -> int:
+    """Survivorship rank of a source: lower wins (registries before commerce)."""
+    if spec.duplicate_free:
+        return 0
+    return DOMAIN_RANK.get(spec.domain, OTHER_RANK)
+
+
+def _seen() -> str:
+    """Per mention: first/last seen and the record that states it most recently.
+
+    A subject mention is dated by its own records; a role mention (a household
+    head, an employer, a legal representative named on someone else's row) by
+    the records that name it, through relationships."""
+    return """
+    CREATE TEMP TABLE _seen AS
+    WITH dated AS (
+        SELECT mention_id, record_key, coalesce(event_date, delivered) AS first_d,
+               delivered AS last_d
+        FROM _records
+        UNION ALL
+        SELECT rel.related_mention_id, r.record_key, coalesce(r.event_date, r.delivered),
+               r.delivered
+        FROM _relationships rel
+        JOIN _records r ON r.source_id = rel.source_id AND r.record_key = rel.record_key
+                       AND r.mention_id = rel.mention_id
+    )
+    SELECT mention_id, min(first_d) AS first_seen, max(last_d) AS last_seen,
+           arg_max(record_key, last_d) AS record_key
+    FROM dated GROUP BY mention_id
+    """
+
+
+def _mention_base() -> str:
+    """Mentions with their entity, source rank and dates: the base of everything else."""
+    return """
+    CREATE TEMP TABLE _mb AS
+    SELECT m.*, e.entity_id, s.rank, d.first_seen, d.last_seen, d.record_key
+    FROM _mentions m
+    JOIN _map e USING (mention_id)
+    LEFT JOIN _sources s ON s.source_id = m.source_id
+    LEFT JOIN _seen d USING (mention_id)
+    """
+
+
+def _golden() -> str:
+    arms = " UNION ALL ".join(
+        f"SELECT m.entity_id, '{attr}' AS attr, {expr} AS value, m.source_id, "
+        f"coalesce(m.rank, {OTHER_RANK}) AS rank, m.last_seen, m.record_key FROM _mb m"
+        for attr, expr in GOLDEN_ATTRIBUTES.items()
+    )
+    return f"""
+    CREATE TEMP TABLE _golden AS
+    WITH a AS (SELECT * FROM ({arms}) WHERE value IS NOT NULL AND value <> ''),
+    v AS (
+        SELECT *,
+            count(*) OVER w AS n_val,
+            min(rank) OVER w AS best_rank,
+            max(last_seen) OVER w AS val_last,
+            row_number() OVER (PARTITION BY entity_id, attr, value
+                               ORDER BY rank, last_seen DESC NULLS LAST, source_id, record_key)
+                AS rn
+        FROM a
+        WINDOW w AS (PARTITION BY entity_id, attr, value)
+    )
+    SELECT entity_id, attr, value, source_id, record_key FROM v WHERE rn = 1
+    QUALIFY row_number() OVER (PARTITION BY entity_id, attr
+                               ORDER BY best_rank, n_val DESC, val_last DESC NULLS LAST, value) = 1
+    """
+
+
+def _entities() -> str:
+    cols = []
+    for attr in GOLDEN_ATTRIBUTES:
+        pick = f"max(g.value) FILTER (WHERE g.attr = '{attr}')"
+        if attr == "address":
+            for i, part in enumerate(ADDRESS_PARTS, start=1):
+                cols.append(f"nullif(split_part({pick}, chr(31), {i}), '') AS {part}")
+        elif attr == "dob":
+            cols.append(f"CAST({pick} AS DATE) AS dob")
+        else:
+            cols.append(f"{pick} AS {attr}")
+        cols.append(f"max(g.source_id) FILTER (WHERE g.attr = '{attr}') AS {attr}_source")
+        cols.append(f"max(g.record_key) FILTER (WHERE g.attr = '{attr}') AS {attr}_record")
+    return f"""
+    CREATE TABLE entities AS
+    WITH stats AS (
+        SELECT entity_id, any_value(entity_type) AS entity_type, count(*) AS n_mentions,
+               count(DISTINCT source_id) AS n_sources, min(first_seen) AS first_seen,
+               max(last_seen) AS last_seen
+        FROM _mb GROUP BY entity_id
+    ),
+    gold AS (SELECT g.entity_id, {", ".join(cols)} FROM _golden g GROUP BY g.entity_id)
+    SELECT s.entity_id, s.entity_type, gold.* EXCLUDE (entity_id),
+           s.n_mentions, s.n_sources, s.first_seen, s.last_seen
+    FROM stats s LEFT JOIN gold USING (entity_id)
+    ORDER BY s.entity_id
+    """
+
+
+_LINEAGE = """count(*) AS n_mentions, list(DISTINCT source_id ORDER BY source_id) AS sources,
+           min(first_seen) AS first_seen, max(last_seen) AS last_seen"""
+
+STATEMENTS_TABLES = {
+    "memberships": """
+    CREATE TABLE memberships AS
+    WITH p AS (
+        SELECT mention_id, max(match_probability) AS p FROM (
+            SELECT mention_id_l AS mention_id, match_probability FROM _evidence
+            UNION ALL SELECT mention_id_r, match_probability FROM _evidence)
+        GROUP BY mention_id
+    )
+    SELECT m.mention_id, m.entity_id, m.entity_type, m.source_id, m.role,
+           p.p AS match_probability, m.record_key, m.first_seen, m.last_seen
+    FROM _mb m LEFT JOIN p USING (mention_id)
+    ORDER BY m.entity_id, m.mention_id
+    """,
+    "entity_names": f"""
+    CREATE TABLE entity_names AS
+    SELECT entity_id, any_value(entity_type) AS entity_type,
+           name_native, name_latin,
+           array_to_string(list_transform(string_split(name_latin, ' '), lambda x: left(x, 1)), '')
+               AS name_initials,
+           {_LINEAGE}
+    FROM (SELECT entity_id, entity_type, coalesce(name_native, name) AS name_native,
+                 name_latin, source_id, first_seen, last_seen FROM _mb)
+    WHERE name_native IS NOT NULL OR name_latin IS NOT NULL
+    GROUP BY entity_id, name_native, name_latin
+    ORDER BY name_initials, entity_id
+    """,
+    "entity_identifiers": "CREATE TABLE entity_identifiers AS SELECT entity_id, "
+    "any_value(entity_type) AS entity_type, kind, value, "
+    + _LINEAGE
+    + " FROM (UNPIVOT (SELECT entity_id, entity_type, source_id, first_seen, last_seen, "
+    + ", ".join(IDENTIFIER_KINDS)
+    + " FROM _mb) ON "
+    + ", ".join(IDENTIFIER_KINDS)
+    + " INTO NAME kind VALUE value) GROUP BY entity_id, kind, value ORDER BY value, entity_id",
+    "entity_addresses": f"""
+    CREATE TABLE entity_addresses AS
+    SELECT entity_id, any_value(entity_type) AS entity_type, {", ".join(ADDRESS_PARTS)},
+           {_LINEAGE}
+    FROM _mb
+    WHERE coalesce({", ".join(ADDRESS_PARTS)}) IS NOT NULL
+    GROUP BY entity_id, {", ".join(ADDRESS_PARTS)}
+    ORDER BY entity_id
+    """,
+    "facts": """
+    CREATE TABLE facts AS
+    SELECT e.entity_id, r.source_id, r.record_key, r.mention_id, r.fact_type, r.event_date,
+           r.amount, r.list_type, r.facts::JSON AS facts, r.op, r.file, r.line, r.delivered,
+           r.ingested_at
+    FROM _current r JOIN _map e USING (mention_id)
+    ORDER BY e.entity_id, r.event_date, r.source_id, r.record_key
+    """,
+    "list_entries": """
+    CREATE TABLE list_entries AS
+    SELECT e.entity_id, r.source_id, r.record_key, r.list_type, r.legal_basis,
+           r.issuing_body, r.start_date, r.expiry_date,
+           CASE WHEN r.start_date > $reference_date THEN 'not_started'
+                WHEN r.expiry_date < $reference_date THEN 'expired'
+                ELSE 'active' END AS status,
+           CAST($reference_date AS DATE) AS reference_date, r.file, r.line
+    FROM _current r JOIN _map e USING (mention_id)
+    WHERE r.list_type IS NOT NULL
+    ORDER BY e.entity_id, r.start_date
+    """,
+    "relationships": """
+    CREATE TABLE relationships AS
+    SELECT a.entity_id, rel.role, b.entity_id AS related_entity_id,
+           count(DISTINCT rel.source_id || ':' || rel.record_key) AS n_records,
+           list(DISTINCT rel.source_id ORDER BY rel.source_id) AS sources,
+           min(coalesce(r.event_date, r.delivered)) AS first_seen, max(r.delivered) AS last_seen
+    FROM _relationships rel
+    JOIN _map a ON a.mention_id = rel.mention_id
+    JOIN _map b ON b.mention_id = rel.related_mention_id
+    LEFT JOIN _records r ON r.source_id = rel.source_id AND r.record_key = rel.record_key
+                        AND r.mention_id = rel.mention_id
+    GROUP BY a.entity_id, rel.role, b.entity_id
+    ORDER BY a.entity_id, rel.role
+    """,
+    "link_evidence": """
+    CREATE TABLE link_evidence AS
+    SELECT entity_id, entity_type, mention_id_l, mention_id_r, match_weight, match_probability,
+           decided_by, decision_id, contributions::JSON AS contributions
+    FROM _evidence ORDER BY entity_id
+    """,
+    "sources": """
+    CREATE TABLE sources AS SELECT * FROM _sources ORDER BY source_id
+    """,
+}
+
+VIEWS = {
+    "analyst_entities": """
+    CREATE VIEW analyst_entities AS
+    SELECT * REPLACE (mask_id(id_number) AS id_number, mask_phone(phone) AS phone)
+    FROM entities
+    """,
+    "analyst_identifiers": """
+    CREATE VIEW analyst_identifiers AS
+    SELECT * REPLACE (mask_identifier(kind, value) AS value) FROM entity_identifiers
+    """,
+    "analyst_list_entries": """
+    CREATE VIEW analyst_list_entries AS SELECT * FROM list_entries WHERE status = 'active'
+    """,
+}
+
+INDEXES = (
+    "CREATE INDEX entities_id ON entities (entity_id)",
+    "CREATE INDEX identifiers_value ON entity_identifiers (value)",
+    "CREATE INDEX names_initials ON entity_names (name_initials)",
+    "CREATE INDEX memberships_entity ON memberships (entity_id)",
+    "CREATE INDEX facts_entity ON facts (entity_id)",
+)
+
+RUNS_DDL = """
+CREATE TABLE runs (
+    published_at TIMESTAMPTZ, reference_date DATE, seconds DOUBLE, counts JSON
+)
+"""
+
+
+def build(con: duckdb.DuckDBPyConnection, reference_date: object) -> None:
+    """Create every table, macro, view and index from the registered inputs."""
+    con.execute(_seen())
+    con.execute(_mention_base())
+    con.execute(_golden())
+    con.execute(_entities())
+    for name, sql in STATEMENTS_TABLES.items():
+        if name == "list_entries":
+            con.execute(sql, {"reference_date": reference_date})
+        else:
+            con.execute(sql)
+    for sql in MACROS:
+        con.execute(sql)
+    for sql in VIEWS.values():
+        con.execute(sql)
+    for sql in INDEXES:
+        con.execute(sql)
+    con.execute(RUNS_DDL)
+
+
+TABLES = ("entities", *STATEMENTS_TABLES, "runs")
