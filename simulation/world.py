@@ -118,6 +118,28 @@ INDUSTRIES = (
     "教育",
     "文化、体育和娱乐业",
 )
+TRADE_TERMS = (
+    "科技",
+    "贸易",
+    "商贸",
+    "实业",
+    "电子",
+    "信息技术",
+    "建筑工程",
+    "餐饮管理",
+    "物流",
+    "文化传媒",
+    "机械设备",
+    "服装",
+    "食品",
+    "家具",
+    "广告",
+    "网络科技",
+    "环保科技",
+    "房地产开发",
+    "农业发展",
+    "汽车销售",
+)
 LEGAL_FORMS = (
     "有限公司",
     "有限责任公司",
@@ -469,9 +491,13 @@ def generate_businesses(
     reg = regions()
     code = addr.join(reg, on=["province", "city", "district"], how="left")["code"]
     city_short = addr["city"].str.replace(r"(市|地区|自治州|盟)$", "")
-    core = _pick(rng, w["company_prefixes"], n).astype(str) + _pick(
-        rng, w["street_words"], n
-    ).astype(str)
+    # [city] + trade name (字号) + industry term + legal form, as real names are
+    # built. Trade names are two name characters (about 225,000 combinations) or
+    # one of Faker's company prefixes, so firms rarely share a name by chance.
+    chars = np.array(w["name_chars"] + w["extra_chars"], dtype=object)
+    two = chars[rng.integers(0, len(chars), size=n)] + chars[rng.integers(0, len(chars), size=n)]
+    trade = np.where(rng.random(n) < 0.2, _pick(rng, w["company_prefixes"], n), two)
+    core = (trade + _pick(rng, TRADE_TERMS, n)).astype(str)
     industry = _pick(rng, INDUSTRIES, n).astype(str)
     form = _pick(rng, LEGAL_FORMS, n).astype(str)
     with_city = rng.random(n) < 0.6
