@@ -149,6 +149,7 @@ BUSINESS_FEATURES = (
     "name_form",
     "name_head",
     "name_tail",
+    "name_skip",
     "name_city",
     "uscc_any",
     "uscc_key",
@@ -180,8 +181,11 @@ def business_features(
     - ``name_core``: the name without brackets (（北京） or (北京)), without its legal
       form (有限公司, 有限责任公司, 股份有限公司, 公司, 商行, 工作室) and without a leading
       city name: the part sources agree on when they write the name differently;
-      ``name_head`` / ``name_tail``: its first / last three characters (blocking keys
-      that survive a one-character typo at the other end);
+      blocking keys that each survive a one-character typo somewhere else:
+      ``name_head`` its first two characters (the trade name, 字号), ``name_tail`` all
+      but its first character, ``name_skip`` all but its second. The end of a name is
+      its industry term (科技, 贸易...), shared by thousands of firms, so it is never
+      a key on its own;
     - ``name_city``: the city the name states (a prefix or a bracket);
     - ``uscc_any``: the valid USCC, else the code as delivered (a transposition stays
       one or two edits away); ``uscc_key``: its first 8 and last 4 characters;
@@ -210,8 +214,9 @@ def business_features(
         uscc_any.alias("uscc_any"),
         (uscc_any.str.slice(0, 8) + uscc_any.str.slice(-4)).alias("uscc_key"),
     ).with_columns(
-        pl.col("name_core").str.slice(0, 3).alias("name_head"),
-        pl.col("name_core").str.slice(-3).alias("name_tail"),
+        pl.col("name_core").str.slice(0, 2).alias("name_head"),
+        pl.col("name_core").str.slice(1).alias("name_tail"),
+        (pl.col("name_core").str.slice(0, 1) + pl.col("name_core").str.slice(2)).alias("name_skip"),
     )
     if legal_reps is not None and legal_reps.height:
         reps = legal_reps.lazy().group_by("mention_id").agg(pl.col("legal_rep_name").min())
@@ -226,6 +231,7 @@ def business_features(
             "name_stem",
             "name_head",
             "name_tail",
+            "name_skip",
             "uscc_any",
             "uscc_key",
         )

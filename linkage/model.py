@@ -386,14 +386,15 @@ def business_comparisons() -> list[Any]:
 
 
 def business_blocking_rules() -> list[Any]:
-    """Candidate pairs for businesses: USCC (or its ends), the name core, or a name
-    end with the legal representative."""
+    """Candidate pairs for businesses: USCC (or its ends), the name core, one of three
+    one-typo-tolerant name keys, or the legal representative with the city."""
     return [
         block_on("uscc_any"),
         block_on("uscc_key"),
         block_on("name_core"),
         block_on("name_head"),
         block_on("name_tail"),
+        block_on("name_skip"),
         block_on("legal_rep_name", "city"),
     ]
 
