@@ -561,7 +561,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         scores = evaluate_all(home, detail=False)
     for etype, r in linked.items():
         console.print(
-            f"[bold]3. link {etype}s[/]: {r['mentions']:,} mentions, {r['candidate_pairs']:,} candidate "
+            f"[bold]3. link {etype} mentions[/]: {r['mentions']:,} mentions, {r['candidate_pairs']:,} candidate "
             f"pairs → {r['clusters']:,} clusters"
         )
         console.print("   " + _scores_line("model", scores[etype]["model"]))

@@ -33,7 +33,7 @@ def test_business_codes_are_valid_and_reps_exist(world) -> None:
     assert b.height == 500
     assert all(uscc.is_valid(x) for x in b["uscc"])
     assert b["uscc"].n_unique() == b.height
-    assert b["legal_rep"].is_in(world.persons["person_id"]).all()
+    assert b["legal_rep"].is_in(world.persons["person_id"].implode()).all()
 
 
 def test_common_names_are_shared(world) -> None:
