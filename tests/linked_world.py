@@ -15,27 +15,33 @@ LINKED = {"persons": 1000, "seed": 5, "days": 2}
 _built: dict[Path, Home] = {}
 
 
+def build_linked_home(home: Home, **world: int) -> Home:
+    """Simulate (embedded databases, whatever the environment says), ingest and link
+    ``home`` for a world of the given ``WorldConfig`` fields."""
+    from connectors.catalog import load_specs
+    from connectors.ingest import ingest
+    from linkage.report import link_all
+    from simulation.run import simulate
+    from simulation.world import WorldConfig
+
+    mp = pytest.MonkeyPatch()
+    mp.delenv("TESSERA_PG_URL", raising=False)
+    mp.delenv("TESSERA_MYSQL_URL", raising=False)
+    try:
+        simulate(home, WorldConfig(**world))
+        ingest(home, load_specs(home.sources_dir))
+        link_all(home)
+    finally:
+        mp.undo()
+    return home
+
+
 def linked_world(tmp_path_factory: pytest.TempPathFactory) -> Home:
     """The pristine linked world of this session (build once; do not modify)."""
     base = tmp_path_factory.getbasetemp()
     if base not in _built:
-        from connectors.catalog import load_specs
-        from connectors.ingest import ingest
-        from linkage.report import link_all
-        from simulation.run import simulate
-        from simulation.world import WorldConfig
-
         home = Home(tmp_path_factory.mktemp("linked") / "home")
-        mp = pytest.MonkeyPatch()
-        mp.delenv("TESSERA_PG_URL", raising=False)
-        mp.delenv("TESSERA_MYSQL_URL", raising=False)
-        try:
-            simulate(home, WorldConfig(**LINKED))
-            ingest(home, load_specs(home.sources_dir))
-            link_all(home)
-        finally:
-            mp.undo()
-        _built[base] = home
+        _built[base] = build_linked_home(home, **LINKED)
     return _built[base]
 
 

@@ -25,22 +25,9 @@ WORLD = {"persons": 500, "days": 2, "seed": 3}
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Home:
-    from connectors.catalog import load_specs
-    from connectors.ingest import ingest
-    from linkage.report import link_all
-    from simulation.run import simulate
-    from simulation.world import WorldConfig
+    from linked_world import build_linked_home
 
-    h = Home(tmp_path_factory.mktemp("warehouse") / "home")
-    mp = pytest.MonkeyPatch()
-    mp.delenv("TESSERA_PG_URL", raising=False)
-    mp.delenv("TESSERA_MYSQL_URL", raising=False)
-    try:
-        simulate(h, WorldConfig(**WORLD))
-        ingest(h, load_specs(h.sources_dir))
-        link_all(h)
-    finally:
-        mp.undo()
+    h = build_linked_home(Home(tmp_path_factory.mktemp("warehouse") / "home"), **WORLD)
     publish(h)
     return h
 
