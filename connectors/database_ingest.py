@@ -15,9 +15,16 @@ from datetime import UTC, date, datetime
 
 import polars as pl
 
-from connectors.canonical import QUARANTINE_SCHEMA, conform
+from connectors.canonical import conform
 from connectors.database import CursorStore, database_url, extract
-from connectors.ingest import FileReport, Ledger, lake_paths, write_parquet_atomic
+from connectors.ingest import (
+    FileReport,
+    Ledger,
+    bronze,
+    lake_paths,
+    with_lineage,
+    write_parquet_atomic,
+)
 from connectors.spec import SourceSpec
 from tessera.config import DatabaseServers, Home
 
@@ -53,19 +60,8 @@ def land_database(
         return [FileReport(spec.id, rel, folder, "skipped")]
     now = datetime.now(UTC)
     paths = lake_paths(home, spec.id, folder, stem)
-    raw = ext.rows.with_columns(
-        pl.lit(spec.id).alias("_source_id"),
-        pl.lit(rel).alias("_file"),
-        pl.lit(now).alias("_ingested_at"),
-    )
-    read_q = conform(
-        ext.quarantine.with_columns(
-            pl.lit(spec.id).alias("source_id"),
-            pl.lit(rel).alias("file"),
-            pl.lit(now).alias("ingested_at"),
-        ),
-        QUARANTINE_SCHEMA,
-    )
+    raw = bronze(ext.rows, spec.id, rel, now)
+    read_q = with_lineage(ext.quarantine, spec.id, rel, now)
     deletions = conform(
         ext.deleted.rename({"key": "record_key"}).with_columns(
             pl.lit(spec.id).alias("source_id"),

@@ -163,6 +163,27 @@ def lake_paths(home: Home, source_id: str, day: str, stem: str) -> dict[str, Pat
     }
 
 
+def with_lineage(quarantine: pl.DataFrame, source_id: str, rel: str, now: datetime) -> pl.DataFrame:
+    """A reader's quarantine rows (line, raw, reason) in the canonical quarantine schema."""
+    return conform(
+        quarantine.with_columns(
+            pl.lit(source_id).alias("source_id"),
+            pl.lit(rel).alias("file"),
+            pl.lit(now).alias("ingested_at"),
+        ),
+        QUARANTINE_SCHEMA,
+    )
+
+
+def bronze(rows: pl.DataFrame, source_id: str, rel: str, now: datetime) -> pl.DataFrame:
+    """Rows as delivered plus their lineage columns."""
+    return rows.with_columns(
+        pl.lit(source_id).alias("_source_id"),
+        pl.lit(rel).alias("_file"),
+        pl.lit(now).alias("_ingested_at"),
+    )
+
+
 def _file_quarantine(spec: SourceSpec, rel: str, reason: str, now: datetime) -> pl.DataFrame:
     return conform(
         pl.DataFrame(
@@ -200,18 +221,8 @@ def land_file(home: Home, spec: SourceSpec, day: date, path: Path, ledger: Ledge
         ledger.append(report)
         return report
     delivery = read_delivery(spec.format, path, [c.name for c in spec.columns])
-    read_q = conform(
-        delivery.quarantine.with_columns(
-            pl.lit(spec.id).alias("source_id"),
-            pl.lit(rel).alias("file"),
-            pl.lit(now).alias("ingested_at"),
-        ),
-        QUARANTINE_SCHEMA,
-    )
-    raw = delivery.rows.with_columns(
-        pl.lit(spec.id).alias("_source_id"),
-        pl.lit(rel).alias("_file"),
-        pl.lit(now).alias("_ingested_at"),
+    read_q = with_lineage(delivery.quarantine, spec.id, rel, now)
+    raw = bronze(delivery.rows, spec.id, rel, now).with_columns(
         pl.lit(day).alias("_delivered"),
     )
     write_parquet_atomic(raw, paths["raw"])
