@@ -1,4 +1,5 @@
-"""``tessera bench``: time each stage in its own process, with its peak RSS.
+"""``tessera bench``: time each stage (simulate, ingest, link, publish) in its own
+process, with its peak RSS.
 
 Each stage runs as ``tessera <stage> --json`` in a child process; seconds are
 wall-clock, peak RSS comes from ``wait4``'s rusage of that child alone. With
@@ -44,9 +45,16 @@ def _run_stage(args: list[str]) -> tuple[float, int, dict]:
 def run_bench(
     persons: int, days: int, seed: int, home: str | None, repeat: int = 1
 ) -> dict[str, Any]:
-    """Simulate then ingest ``repeat`` times on a scratch home; median seconds per stage."""
+    """Simulate, ingest, link and publish ``repeat`` times on a scratch home; median
+    seconds per stage. Rows: file rows delivered, rows read, person mentions linked,
+    entities published."""
     base = Path(home) if home else Path(tempfile.mkdtemp(prefix="tessera-bench-"))
-    samples: dict[str, list[tuple[float, int, int]]] = {"simulate": [], "ingest": []}
+    samples: dict[str, list[tuple[float, int, int]]] = {
+        "simulate": [],
+        "ingest": [],
+        "link": [],
+        "publish": [],
+    }
     for i in range(repeat):
         h = base / f"run{i}"
         if h.exists():
@@ -67,6 +75,11 @@ def run_bench(
         samples["simulate"].append((secs, rss, int(out.get("rows", 0))))
         secs, rss, out = _run_stage(["ingest", "--home", str(h)])
         samples["ingest"].append((secs, rss, int(out.get("totals", {}).get("read", 0))))
+        # Rows: person mentions linked; entities published.
+        secs, rss, out = _run_stage(["link", "--home", str(h)])
+        samples["link"].append((secs, rss, int(out["link"]["person"]["mentions"])))
+        secs, rss, out = _run_stage(["publish", "--home", str(h)])
+        samples["publish"].append((secs, rss, int(out["counts"]["entities"])))
         if i < repeat - 1:
             shutil.rmtree(h, ignore_errors=True)
     stages = []
