@@ -53,16 +53,25 @@ def _lvl(cond: str, label: str, **kw: Any) -> dict[str, Any]:
 ELSE = {"sql_condition": "ELSE", "label_for_charts": "else"}
 
 
+def _agreement(
+    col: str, label: str, *, output: str | None = None, else_level: dict | None = None
+) -> Any:
+    """null / ``col`` agrees / else: the comparison of a field that either agrees or not."""
+    return cl.CustomComparison(
+        output_column_name=output or col,
+        comparison_levels=[
+            _null(f"{col}_l IS NULL OR {col}_r IS NULL"),
+            _lvl(f"{col}_l = {col}_r", label),
+            else_level or ELSE,
+        ],
+    )
+
+
 def _exact_or_weak_else(col: str) -> Any:
     """Exact match, else a fixed mild penalty: EM never sees a disagreement on these
     rare fields among its matches and would make one a veto (m = 0)."""
-    return cl.CustomComparison(
-        output_column_name=col,
-        comparison_levels=[
-            _null(f"{col}_l IS NULL OR {col}_r IS NULL"),
-            _lvl(f"{col}_l = {col}_r", f"{col} exact"),
-            {**ELSE, "m_probability": 0.02, "fix_m_probability": True},
-        ],
+    return _agreement(
+        col, f"{col} exact", else_level={**ELSE, "m_probability": 0.02, "fix_m_probability": True}
     )
 
 
@@ -202,14 +211,11 @@ def person_comparisons() -> list[Any]:
         dob_cmp,
         name_cmp,
         phone_cmp,
-        cl.CustomComparison(
-            output_column_name="sex",
-            comparison_levels=[
-                _null("sex_l IS NULL OR sex_r IS NULL"),
-                _lvl("sex_l = sex_r", "sex exact"),
-                # Never disagrees on the EM blocks; a miscoded sex must not veto a link.
-                {**ELSE, "m_probability": 0.005, "fix_m_probability": True},
-            ],
+        # Never disagrees on the EM blocks; a miscoded sex must not veto a link.
+        _agreement(
+            "sex",
+            "sex exact",
+            else_level={**ELSE, "m_probability": 0.005, "fix_m_probability": True},
         ),
         _exact_or_weak_else("email"),
         _exact_or_weak_else("plate"),
@@ -358,30 +364,9 @@ def business_comparisons() -> list[Any]:
             ELSE,
         ],
     )
-    name_city_cmp = cl.CustomComparison(
-        output_column_name="name_city",
-        comparison_levels=[
-            _null("name_city_l IS NULL OR name_city_r IS NULL"),
-            _lvl("name_city_l = name_city_r", "city in name agrees"),
-            ELSE,
-        ],
-    )
-    form_cmp = cl.CustomComparison(
-        output_column_name="legal_form",
-        comparison_levels=[
-            _null("name_form_l IS NULL OR name_form_r IS NULL"),
-            _lvl("name_form_l = name_form_r", "legal form agrees"),
-            ELSE,
-        ],
-    )
-    rep_cmp = cl.CustomComparison(
-        output_column_name="legal_rep",
-        comparison_levels=[
-            _null("legal_rep_name_l IS NULL OR legal_rep_name_r IS NULL"),
-            _lvl("legal_rep_name_l = legal_rep_name_r", "legal rep exact"),
-            ELSE,
-        ],
-    )
+    name_city_cmp = _agreement("name_city", "city in name agrees")
+    form_cmp = _agreement("name_form", "legal form agrees", output="legal_form")
+    rep_cmp = _agreement("legal_rep_name", "legal rep exact", output="legal_rep")
     address_cmp = cl.CustomComparison(
         output_column_name="address",
         comparison_levels=[
