@@ -4,10 +4,11 @@ match weight and each comparison's contribution.
 Splink's prediction carries per-comparison match weights (``mw_<name>``, the log2
 Bayes factor of the level the pair fell in; ``mw_tf_adj_<name>`` for a
 term-frequency adjustment) and the level (``gamma_<name>``) when the settings
-retain intermediate columns. The person model (:mod:`linkage.model`) does not keep
-them, so :func:`score_with_contributions` re-scores the mentions with the saved
-model and those columns switched on (same model, same features, same blocking: the
-same pairs and weights). Its pairs down to the review band also feed the review queue.
+retain intermediate columns. The models (:mod:`linkage.model`) keep them, and
+:func:`linkage.run.link` turns its one prediction into evidence rows with
+:func:`contributions` (its pairs down to the review band also feed the review
+queue); :func:`score_with_contributions` re-scores with a saved model, for a caller
+with no prediction at hand.
 
 For every pair, ``prior_log2 + Σ <comparison>_log2_bf = match_weight``, where
 ``prior_log2`` is log2 of the prior odds λ/(1-λ) and a comparison's contribution
@@ -60,22 +61,11 @@ def _features(home: Home, entity_type: str) -> pl.DataFrame:
     return business_features(mentions, legal_rep_names(lake.relationships(home), all_mentions))
 
 
-def score_with_contributions(
-    home: Home, entity_type: str, model_path: Path, *, threshold_match_probability: float
-) -> pl.DataFrame:
-    """Every candidate pair at or above ``threshold_match_probability``, scored with
-    the saved model at ``model_path``, with ``prior_log2`` and per comparison
-    ``<name>_level`` and ``<name>_log2_bf``."""
-    from linkage.model import make_linker
-
-    settings = json.loads(Path(model_path).read_text(encoding="utf-8"))
-    settings["retain_intermediate_calculation_columns"] = True
-    settings["retain_matching_columns"] = True
-    linker, _ = make_linker(
-        _features(home, entity_type), settings, name=f"{entity_type}_mentions_explain"
-    )
-    pred = linker.inference.predict(threshold_match_probability=threshold_match_probability)
-    rel = pred.as_duckdbpyrelation()
+def contributions(rel: Any, settings: dict[str, Any]) -> pl.DataFrame:
+    """A Splink prediction (a DuckDB relation with ``gamma_*`` / ``mw_*`` columns)
+    as evidence rows: ``mention_id_l, mention_id_r, match_weight,
+    match_probability, prior_log2`` and per comparison ``<name>_level`` and
+    ``<name>_log2_bf``. Only those columns leave DuckDB."""
     cols = set(rel.columns)
     levels = _levels(settings)
     lam = float(settings["probability_two_random_records_match"])
@@ -96,11 +86,28 @@ def score_with_contributions(
             .alias(f"{name}_level"),
             mw.alias(f"{name}_log2_bf"),
         ]
-    # Only the columns used leave DuckDB (the matching columns stay behind).
     needed = ["mention_id_l", "mention_id_r", "match_weight", "match_probability"] + [
         c for c in rel.columns if c.startswith(("gamma_", "mw_"))
     ]
-    return rel.select(", ".join(needed)).pl().select(exprs)
+    return rel.select(", ".join(f'"{c}"' for c in needed)).pl().select(exprs)
+
+
+def score_with_contributions(
+    home: Home, entity_type: str, model_path: Path, *, threshold_match_probability: float
+) -> pl.DataFrame:
+    """Every candidate pair at or above ``threshold_match_probability``, scored with
+    the saved model at ``model_path``, with :func:`contributions`. :func:`linkage.run.link`
+    returns these with its prediction (``LinkResult.scored``); this re-scores, for a
+    result that lacks them."""
+    from linkage.model import make_linker
+
+    settings = json.loads(Path(model_path).read_text(encoding="utf-8"))
+    settings["retain_intermediate_calculation_columns"] = True
+    linker, _ = make_linker(
+        _features(home, entity_type), settings, name=f"{entity_type}_mentions_explain"
+    )
+    pred = linker.inference.predict(threshold_match_probability=threshold_match_probability)
+    return contributions(pred.as_duckdbpyrelation(), settings)
 
 
 def kept_edges(

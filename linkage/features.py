@@ -15,6 +15,9 @@ or a cheap string function in SQL:
 - ``name_py``: pinyin without spaces (homophones agree), ``name_py_rev``: given
   name then surname (agrees with a swapped-order mention), ``surname_py``,
   ``given_py``.
+- ``name_py_thin``: ``name_py`` of a thin mention (no full ID, no full phone), so
+  a blocking rule can pair thin mentions by name alone with an equi-join.
+- ``uid``: Splink's unique id (see :func:`_uid`).
 - ``name_py_persons``: how many people carry this pinyin name, estimated as the
   number of distinct birth years (or ID region codes, whichever is more) among the
   mentions with the name, and for names of under 3 characters also distinct phone
@@ -30,12 +33,14 @@ from __future__ import annotations
 import polars as pl
 
 PERSON_FEATURES = (
+    "uid",
     "mention_id",
     "source_id",
     "role",
     "name_native",
     "name_py",
     "name_py_rev",
+    "name_py_thin",
     "surname_py",
     "given_py",
     "dob_any",
@@ -54,6 +59,13 @@ PERSON_FEATURES = (
     "city",
     "district",
 )
+
+
+def _uid() -> pl.Expr:
+    """Splink's unique id: the mention id's rank, an integer (joins on it are about
+    twice as fast as on the 21-character mention id) in the same order, so every
+    pair keeps ``mention_id_l < mention_id_r``."""
+    return pl.col("mention_id").rank("ordinal").cast(pl.Int64).alias("uid")
 
 
 def _nospace(col: str) -> pl.Expr:
@@ -134,12 +146,15 @@ def person_features(mentions: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
         )
         .alias("name_py_persons")
     )
+    thin = pl.col("id_any").is_null() & pl.col("phone_any").is_null()
+    out = out.with_columns(pl.when(thin).then(pl.col("name_py")).alias("name_py_thin"), _uid())
     return out.select(PERSON_FEATURES).collect()
 
 
 # ---------------------------------------------------------------- businesses
 
 BUSINESS_FEATURES = (
+    "uid",
     "mention_id",
     "source_id",
     "role",
@@ -236,7 +251,7 @@ def business_features(
             "uscc_key",
         )
     )
-    return out.select(BUSINESS_FEATURES).collect()
+    return out.with_columns(_uid()).select(BUSINESS_FEATURES).collect()
 
 
 def legal_rep_names(relationships: pl.LazyFrame, mentions: pl.LazyFrame) -> pl.DataFrame:

@@ -242,25 +242,24 @@ def person_blocking_rules() -> list[Any]:
         # Only pairs with a thin side: two mentions that both carry a full ID or
         # phone are decided by those, and blocking every same-name pair grows with
         # the square of a name's frequency (24.5M pairs at 100,000 persons).
-        {
-            "blocking_rule": (
-                "l.name_py = r.name_py AND ((l.id_any IS NULL AND l.phone_any IS NULL) "
-                "OR (r.id_any IS NULL AND r.phone_any IS NULL))"
-            ),
-            "sql_dialect": "duckdb",
-        },
+        # Two equi-joins (thin on the left, thin on the right): one join on the name
+        # filtered afterwards would build every same-name pair first.
+        {"blocking_rule": "l.name_py_thin = r.name_py", "sql_dialect": "duckdb"},
+        {"blocking_rule": "l.name_py = r.name_py_thin", "sql_dialect": "duckdb"},
     ]
 
 
 def person_settings(config: PersonModelConfig) -> SettingsCreator:
     return SettingsCreator(
         link_type="dedupe_only",
-        unique_id_column_name="mention_id",
+        unique_id_column_name="uid",
         comparisons=person_comparisons(),
         blocking_rules_to_generate_predictions=person_blocking_rules(),
-        retain_intermediate_calculation_columns=False,
+        # Per-comparison levels (Splink keeps them with the matching columns) and
+        # weights are the evidence (linkage.explain).
+        retain_intermediate_calculation_columns=True,
         retain_matching_columns=True,
-        additional_columns_to_retain=["source_id"],
+        additional_columns_to_retain=["mention_id", "source_id"],
         max_iterations=config.em_max_iterations,
     )
 
@@ -280,7 +279,7 @@ def count_candidate_pairs(linker_input: Any, rules: list[Any]) -> list[dict[str,
         linker_input,
         blocking_rules=rules,
         link_type="dedupe_only",
-        unique_id_column_name="mention_id",
+        unique_id_column_name="uid",
         record_sample_proportion=1.0,
     )
     return [
@@ -396,12 +395,12 @@ def business_blocking_rules() -> list[Any]:
 def business_settings(config: BusinessModelConfig) -> SettingsCreator:
     return SettingsCreator(
         link_type="dedupe_only",
-        unique_id_column_name="mention_id",
+        unique_id_column_name="uid",
         comparisons=business_comparisons(),
         blocking_rules_to_generate_predictions=business_blocking_rules(),
-        retain_intermediate_calculation_columns=False,
+        retain_intermediate_calculation_columns=True,
         retain_matching_columns=True,
-        additional_columns_to_retain=["source_id"],
+        additional_columns_to_retain=["mention_id", "source_id"],
         max_iterations=config.em_max_iterations,
     )
 

@@ -87,7 +87,10 @@ def settle(home: Home, res: LinkResult) -> dict[str, Any]:
 
     t = time.perf_counter()
     kept = kept_edges(entities, res.edges, drep.must_edges)
-    if res.model_path is not None and res.model_path.exists():
+    if res.scored is not None:
+        scored = res.scored
+        evidence = model_evidence(kept, scored)
+    elif res.model_path is not None and res.model_path.exists():
         scored = score_with_contributions(
             home, etype, res.model_path, threshold_match_probability=REVIEW_BAND[0]
         )

@@ -9,6 +9,7 @@ and model (name core, USCC, legal representative, address).
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,8 @@ import polars as pl
 from connectors import lake
 from connectors.catalog import load_specs
 from linkage.clusters import connected_components, guard_keys, offending_clusters, split_offending
+from linkage.decisions import REVIEW_BAND
+from linkage.explain import contributions
 from linkage.features import business_features, legal_rep_names, person_features
 from linkage.model import (
     BusinessModelConfig,
@@ -51,6 +54,9 @@ class LinkResult:
     guard_refused_edges: int = 0
     guard_split_clusters: int = 0
     model_path: Path | None = None
+    # Every scored pair at or above the score floor, with its evidence columns
+    # (linkage.explain.contributions); None for clusters made without a model.
+    scored: pl.DataFrame | None = None
 
     @property
     def pairs_per_mention(self) -> float:
@@ -78,11 +84,17 @@ def link(
     model_path: Path | None = None,
     config: PersonModelConfig | BusinessModelConfig | None = None,
     count_blocking: bool = False,
+    score_floor: float = REVIEW_BAND[0],
 ) -> LinkResult:
     """Cluster every ``entity_type`` mention of ``home`` (``person`` or ``business``).
     A saved model at ``model_path`` is used if it exists; else a model is trained
     (seeded) and saved there (default ``lake/linkage/<entity_type>_model.json``).
-    ``count_blocking`` adds the exact candidate pairs per blocking rule (slower)."""
+    ``count_blocking`` adds the exact candidate pairs per blocking rule (slower).
+
+    Splink predicts once: every candidate pair is scored, the pairs at or above
+    ``score_floor`` are kept with their per-comparison evidence
+    (``LinkResult.scored``, for the evidence and the review queue) and those at
+    or above the model's threshold are the edges that are clustered."""
     if entity_type not in ("person", "business"):
         raise ValueError(f"unknown entity type {entity_type!r}")
     person = entity_type == "person"
@@ -104,8 +116,13 @@ def link(
     timings["features"] = time.perf_counter() - t
     model_path = model_path or home.lake / "linkage" / f"{entity_type}_model.json"
     trained = model_path.exists()
+    if trained:
+        saved = json.loads(model_path.read_text(encoding="utf-8"))
+        # A model saved before the evidence columns were kept in the prediction.
+        saved["retain_intermediate_calculation_columns"] = True
+        saved["retain_matching_columns"] = True
     linker, db_api = make_linker(
-        features, model_path if trained else settings, name=f"{entity_type}_mentions"
+        features, saved if trained else settings, name=f"{entity_type}_mentions"
     )
     blocking: list[dict[str, Any]] = []
     if count_blocking:
@@ -129,15 +146,15 @@ def link(
         model_path.parent.mkdir(parents=True, exist_ok=True)
         linker.misc.save_model_to_json(str(model_path), overwrite=True)
         timings["train"] = time.perf_counter() - t
+    model = linker.misc.save_model_to_json()
 
+    # One prediction: the edges, the evidence and the review queue all come from it.
     t = time.perf_counter()
-    pred = linker.inference.predict()
-    rel = pred.as_duckdbpyrelation()
+    rel = linker.inference.predict().as_duckdbpyrelation()
     candidate_pairs = int(rel.aggregate("count(*)").fetchall()[0][0])
-    edges = (
-        rel.filter(f"match_probability >= {float(config.threshold_match_probability)!r}")
-        .select("mention_id_l, mention_id_r, match_weight, match_probability")
-        .pl()
+    scored = contributions(rel.filter(f"match_probability >= {float(score_floor)!r}"), model)
+    edges = scored.filter(pl.col("match_probability") >= config.threshold_match_probability).select(
+        "mention_id_l", "mention_id_r", "match_weight", "match_probability"
     )
     timings["predict"] = time.perf_counter() - t
 
@@ -156,4 +173,5 @@ def link(
         refused,
         n_bad,
         model_path,
+        scored,
     )
