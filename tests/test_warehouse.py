@@ -28,6 +28,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Home:
     from linked_world import build_linked_home
 
     h = build_linked_home(Home(tmp_path_factory.mktemp("warehouse") / "home"), **WORLD)
+    (h.root / "tessera.toml").write_text('[users]\nroot_admin = "admin"\n', encoding="utf-8")
     publish(h)
     return h
 
@@ -356,7 +357,7 @@ def test_entity_file(home: Home, person: dict) -> None:
     assert doc["facts"] and all(isinstance(f["facts"], dict | None) for f in doc["facts"])
     dates = [f["event_date"] for f in doc["facts"] if f["event_date"]]
     assert dates == sorted(dates)
-    full = file(home, person["entity_id"], masked=False)
+    full = file(home, person["entity_id"], masked=False, user="root_admin")
     assert full["golden"]["id_number"] == person["id_number"]
     with pytest.raises(KeyError):
         file(home, "no-such-entity' OR '1'='1")

@@ -5,8 +5,9 @@ one JSON-ready document: the golden record with the source and record behind
 each attribute, every name / identifier / address with when and where it was
 seen, the sources that know the entity, its mentions, the facts timeline, list
 entries with their status, relationships and the link evidence that holds the
-entity together. Identifiers are masked unless ``masked=False`` (a role that is
-allowed to see them).
+entity together, field corrections (with author and reason) and the human link
+decisions about it. Identifiers are masked and list entries that are expired or
+not yet started are left out unless ``masked=False`` (the admin role).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from typing import Any
 import duckdb
 
 from tessera.config import Home
-from warehouse.publish import connect
 from warehouse.schema import ADDRESS_PARTS, GOLDEN_ATTRIBUTES
 
 
@@ -46,109 +46,149 @@ def _rows(
     return out
 
 
-def file(home: Home, entity_id: str, *, masked: bool = True) -> dict[str, Any]:
-    """The file of ``entity_id``; raises ``KeyError`` if the warehouse has no such entity."""
+def file(
+    home: Home, entity_id: str, *, masked: bool | None = True, user: str | None = None
+) -> dict[str, Any]:
+    """The file of ``entity_id`` as ``user`` (default: the current user), audited.
+    ``masked=False`` needs the admin role; ``None``: as the role allows. Raises
+    ``KeyError`` if the warehouse has no such entity."""
+    from warehouse.session import Session
+
+    with Session(home, user=user) as session:
+        return session.file(entity_id, masked=masked)
+
+
+# Facts that are list records no longer (or not yet) active: hidden with the list entry.
+_HIDDEN_LIST_FACT = (
+    "EXISTS (SELECT 1 FROM list_entries l WHERE l.source_id = f.source_id "
+    "AND l.record_key = f.record_key AND l.entity_id = f.entity_id AND l.status <> 'active')"
+)
+
+
+def read_file(
+    con: duckdb.DuckDBPyConnection, entity_id: str, *, masked: bool = True
+) -> dict[str, Any]:
+    """The file on an open warehouse connection, not audited. ``masked``: identifiers
+    masked, only active list entries (and their facts), corrected values masked."""
     entities = "analyst_entities" if masked else "entities"
     identifiers = "analyst_identifiers" if masked else "entity_identifiers"
-    con = connect(home)
-    try:
-        head = _rows(con, f"SELECT * FROM {entities} WHERE entity_id = ?", [entity_id])
-        if not head:
-            raise KeyError(entity_id)
-        e = head[0]
-        golden: dict[str, Any] = {}
-        lineage: dict[str, dict[str, Any]] = {}
-        for attr in GOLDEN_ATTRIBUTES:
-            if attr == "address":
-                value = {p: e[p] for p in ADDRESS_PARTS}
-                present = any(v is not None for v in value.values())
-            else:
-                value, present = e[attr], e[attr] is not None
-            if present:
-                golden[attr] = value
-                lineage[attr] = {"source": e[f"{attr}_source"], "record": e[f"{attr}_record"]}
-        p = [entity_id]
-        doc: dict[str, Any] = {
-            "entity_id": entity_id,
-            "entity_type": e["entity_type"],
-            "golden": golden,
-            "lineage": lineage,
-            "n_mentions": e["n_mentions"],
-            "first_seen": e["first_seen"],
-            "last_seen": e["last_seen"],
-            "names": _rows(
-                con,
-                "SELECT name_native, name_latin, n_mentions, sources, first_seen, last_seen "
-                "FROM entity_names WHERE entity_id = ? ORDER BY n_mentions DESC, name_native",
-                p,
-            ),
-            "identifiers": _rows(
-                con,
-                f"SELECT kind, value, n_mentions, sources, first_seen, last_seen "
-                f"FROM {identifiers} WHERE entity_id = ? ORDER BY kind, n_mentions DESC, value",
-                p,
-            ),
-            "addresses": _rows(
-                con,
-                "SELECT province, city, district, street, postcode, n_mentions, sources, "
-                "first_seen, last_seen FROM entity_addresses WHERE entity_id = ? "
-                "ORDER BY last_seen DESC NULLS LAST, n_mentions DESC",
-                p,
-            ),
-            "sources": _rows(
-                con,
-                "SELECT m.source_id, s.title, s.domain, count(*) AS mentions, "
-                "min(m.first_seen) AS first_seen, max(m.last_seen) AS last_seen "
-                "FROM memberships m LEFT JOIN sources s USING (source_id) "
-                "WHERE m.entity_id = ? GROUP BY ALL ORDER BY m.source_id",
-                p,
-            ),
-            "mentions": _rows(
-                con,
-                "SELECT mention_id, source_id, role, match_probability, record_key "
-                "FROM memberships WHERE entity_id = ? ORDER BY source_id, mention_id",
-                p,
-            ),
-            "facts": _rows(
-                con,
-                "SELECT event_date, source_id, record_key, fact_type, amount, facts, file, line "
-                "FROM facts WHERE entity_id = ? "
-                "ORDER BY event_date NULLS LAST, source_id, record_key",
-                p,
-                json_cols=("facts",),
-            ),
-            "lists": _rows(
-                con,
-                "SELECT list_type, status, start_date, expiry_date, legal_basis, issuing_body, "
-                "source_id, record_key, reference_date FROM list_entries "
-                "WHERE entity_id = ? ORDER BY start_date",
-                p,
-            ),
-            "relationships": _rows(
-                con,
-                "SELECT 'outgoing' AS direction, r.role, r.related_entity_id AS other_entity_id, "
-                "coalesce(o.name_native, o.name, o.name_latin) AS other_name, r.n_records, "
-                "r.sources, r.first_seen, r.last_seen "
-                "FROM relationships r LEFT JOIN entities o ON o.entity_id = r.related_entity_id "
-                "WHERE r.entity_id = ? "
-                "UNION ALL "
-                "SELECT 'incoming', r.role, r.entity_id, "
-                "coalesce(o.name_native, o.name, o.name_latin), r.n_records, r.sources, "
-                "r.first_seen, r.last_seen "
-                "FROM relationships r LEFT JOIN entities o ON o.entity_id = r.entity_id "
-                "WHERE r.related_entity_id = ? AND r.entity_id <> r.related_entity_id "
-                "ORDER BY 1, 2, 3",
-                [entity_id, entity_id],
-            ),
-            "evidence": _rows(
-                con,
-                "SELECT mention_id_l, mention_id_r, match_weight, match_probability, decided_by, "
-                "decision_id, contributions FROM link_evidence WHERE entity_id = ? "
-                "ORDER BY match_weight DESC",
-                p,
-                json_cols=("contributions",),
-            ),
-        }
-        return {k: _plain(v) for k, v in doc.items()}
-    finally:
-        con.close()
+    lists = "analyst_list_entries" if masked else "list_entries"
+    hide = f"AND NOT {_HIDDEN_LIST_FACT}" if masked else ""
+    corrected = (
+        "CASE WHEN attribute IN ('id_number', 'phone') THEN mask_identifier(attribute, value) "
+        "ELSE value END"
+        if masked
+        else "value"
+    )
+    head = _rows(con, f"SELECT * FROM {entities} WHERE entity_id = ?", [entity_id])
+    if not head:
+        raise KeyError(entity_id)
+    e = head[0]
+    golden: dict[str, Any] = {}
+    lineage: dict[str, dict[str, Any]] = {}
+    for attr in GOLDEN_ATTRIBUTES:
+        if attr == "address":
+            value = {p: e[p] for p in ADDRESS_PARTS}
+            present = any(v is not None for v in value.values())
+        else:
+            value, present = e[attr], e[attr] is not None
+        if present:
+            golden[attr] = value
+            lineage[attr] = {"source": e[f"{attr}_source"], "record": e[f"{attr}_record"]}
+    p = [entity_id]
+    doc: dict[str, Any] = {
+        "entity_id": entity_id,
+        "entity_type": e["entity_type"],
+        "golden": golden,
+        "lineage": lineage,
+        "n_mentions": e["n_mentions"],
+        "first_seen": e["first_seen"],
+        "last_seen": e["last_seen"],
+        "names": _rows(
+            con,
+            "SELECT name_native, name_latin, n_mentions, sources, first_seen, last_seen "
+            "FROM entity_names WHERE entity_id = ? ORDER BY n_mentions DESC, name_native",
+            p,
+        ),
+        "identifiers": _rows(
+            con,
+            f"SELECT kind, value, n_mentions, sources, first_seen, last_seen "
+            f"FROM {identifiers} WHERE entity_id = ? ORDER BY kind, n_mentions DESC, value",
+            p,
+        ),
+        "addresses": _rows(
+            con,
+            "SELECT province, city, district, street, postcode, n_mentions, sources, "
+            "first_seen, last_seen FROM entity_addresses WHERE entity_id = ? "
+            "ORDER BY last_seen DESC NULLS LAST, n_mentions DESC",
+            p,
+        ),
+        "sources": _rows(
+            con,
+            "SELECT m.source_id, s.title, s.domain, count(*) AS mentions, "
+            "min(m.first_seen) AS first_seen, max(m.last_seen) AS last_seen "
+            "FROM memberships m LEFT JOIN sources s USING (source_id) "
+            "WHERE m.entity_id = ? GROUP BY ALL ORDER BY m.source_id",
+            p,
+        ),
+        "mentions": _rows(
+            con,
+            "SELECT mention_id, source_id, role, match_probability, record_key "
+            "FROM memberships WHERE entity_id = ? ORDER BY source_id, mention_id",
+            p,
+        ),
+        "facts": _rows(
+            con,
+            "SELECT event_date, source_id, record_key, fact_type, amount, facts, file, line "
+            f"FROM facts f WHERE entity_id = ? {hide} "
+            "ORDER BY event_date NULLS LAST, source_id, record_key",
+            p,
+            json_cols=("facts",),
+        ),
+        "lists": _rows(
+            con,
+            "SELECT list_type, status, start_date, expiry_date, legal_basis, issuing_body, "
+            f"source_id, record_key, reference_date FROM {lists} "
+            "WHERE entity_id = ? ORDER BY start_date",
+            p,
+        ),
+        "corrections": _rows(
+            con,
+            f"SELECT correction_id, attribute, {corrected} AS value, who, reason, corrected_at, "
+            "applied FROM corrections WHERE entity_id = ? ORDER BY correction_id",
+            p,
+        ),
+        "decisions": _rows(
+            con,
+            "SELECT decision_id, kind, a, b, who, reason, decided_at FROM human_decisions d "
+            "WHERE ? IN (d.a, d.b) OR EXISTS (SELECT 1 FROM memberships m "
+            "WHERE m.entity_id = ? AND list_contains(d.mention_ids, m.mention_id)) "
+            "ORDER BY decision_id",
+            [entity_id, entity_id],
+        ),
+        "relationships": _rows(
+            con,
+            "SELECT 'outgoing' AS direction, r.role, r.related_entity_id AS other_entity_id, "
+            "coalesce(o.name_native, o.name, o.name_latin) AS other_name, r.n_records, "
+            "r.sources, r.first_seen, r.last_seen "
+            "FROM relationships r LEFT JOIN entities o ON o.entity_id = r.related_entity_id "
+            "WHERE r.entity_id = ? "
+            "UNION ALL "
+            "SELECT 'incoming', r.role, r.entity_id, "
+            "coalesce(o.name_native, o.name, o.name_latin), r.n_records, r.sources, "
+            "r.first_seen, r.last_seen "
+            "FROM relationships r LEFT JOIN entities o ON o.entity_id = r.entity_id "
+            "WHERE r.related_entity_id = ? AND r.entity_id <> r.related_entity_id "
+            "ORDER BY 1, 2, 3",
+            [entity_id, entity_id],
+        ),
+        "evidence": _rows(
+            con,
+            "SELECT mention_id_l, mention_id_r, match_weight, match_probability, decided_by, "
+            "decision_id, contributions FROM link_evidence WHERE entity_id = ? "
+            "ORDER BY match_weight DESC",
+            p,
+            json_cols=("contributions",),
+        ),
+    }
+    return {k: _plain(v) for k, v in doc.items()}

@@ -23,7 +23,7 @@ import polars as pl
 from connectors import lake
 from connectors.catalog import load_specs
 from tessera.config import Home
-from warehouse import schema
+from warehouse import corrections, matching, schema
 
 ENTITY_TYPES = ("person", "business")
 _EVIDENCE_FIXED = (
@@ -126,14 +126,18 @@ def _sources(home: Home) -> pl.DataFrame:
 
 
 def _register_inputs(con: duckdb.DuckDBPyConnection, home: Home) -> dict[str, pl.DataFrame]:
+    mentions = lake.mentions(home).collect()
     inputs = {
-        "_mentions": lake.mentions(home).collect(),
+        "_mentions": mentions,
         "_records": lake.records(home).collect(),
         "_current": lake.current_records(home).collect(),
         "_relationships": lake.relationships(home).collect(),
         "_map": _entity_map(home),
         "_evidence": _evidence(home),
         "_sources": _sources(home),
+        "_corrections": corrections.corrections_frame(home),
+        "_decisions": corrections.decisions_frame(home),
+        **matching.match_inputs(home, mentions),
     }
     for name, frame in inputs.items():
         con.register(f"{name}_frame", frame)

@@ -7,8 +7,13 @@ tables (see :mod:`warehouse.publish`):
   ``_current`` (what each source says now, ``lake.current_records``),
   ``_relationships`` (``RELATIONSHIP_SCHEMA``), ``_map`` (``mention_id, entity_id``),
   ``_evidence`` (``entity_type, entity_id, mention_id_l, mention_id_r,
-  match_weight, match_probability, decided_by, decision_id, contributions``)
-  and ``_sources`` (the catalog, with its survivorship ``rank``).
+  match_weight, match_probability, decided_by, decision_id, contributions``),
+  ``_sources`` (the catalog, with its survivorship ``rank``), ``_corrections``
+  and ``_decisions`` (:mod:`warehouse.corrections`), ``_person_features``,
+  ``_business_features`` and ``_models`` (:mod:`warehouse.matching`).
+
+Field corrections override survivorship: the newest correction per entity and
+attribute becomes the golden value, with ``<attr>_source = 'correction'``.
 
 Survivorship (golden record), per entity and attribute, among the values its
 mentions state: lowest source rank first (:func:`source_rank`: duplicate-free
@@ -26,6 +31,7 @@ from __future__ import annotations
 import duckdb
 
 from connectors.spec import SourceSpec
+from warehouse import matching
 
 DOMAIN_RANK = {"municipal": 1, "court": 2, "transport": 3, "commercial": 4}
 OTHER_RANK = 5
@@ -149,6 +155,19 @@ def _golden() -> str:
     """
 
 
+CORRECTIONS = (
+    """CREATE TEMP TABLE _latest_corrections AS
+    SELECT * FROM _corrections WHERE entity_id IN (SELECT entity_id FROM _map)
+    QUALIFY row_number() OVER (PARTITION BY entity_id, attribute ORDER BY correction_id DESC) = 1
+    """,
+    """DELETE FROM _golden WHERE EXISTS (SELECT 1 FROM _latest_corrections c
+        WHERE c.entity_id = _golden.entity_id AND c.attribute = _golden.attr)""",
+    """INSERT INTO _golden
+    SELECT entity_id, attribute, value, 'correction', 'correction #' || correction_id
+    FROM _latest_corrections""",
+)
+
+
 def _entities() -> str:
     cols = []
     for attr in GOLDEN_ATTRIBUTES:
@@ -268,6 +287,20 @@ STATEMENTS_TABLES = {
     "sources": """
     CREATE TABLE sources AS SELECT * FROM _sources ORDER BY source_id
     """,
+    "corrections": """
+    CREATE TABLE corrections AS
+    SELECT c.*, c.correction_id IN (SELECT correction_id FROM _latest_corrections) AS applied
+    FROM _corrections c ORDER BY correction_id
+    """,
+    "human_decisions": """
+    CREATE TABLE human_decisions AS SELECT * FROM _decisions ORDER BY decision_id
+    """,
+    "person_match_features": matching.features_sql("person"),
+    "business_match_features": matching.features_sql("business"),
+    "match_models": """
+    CREATE TABLE match_models AS
+    SELECT entity_type, settings::JSON AS settings, levels::JSON AS levels FROM _models
+    """,
 }
 
 VIEWS = {
@@ -305,6 +338,8 @@ def build(con: duckdb.DuckDBPyConnection, reference_date: object) -> None:
     con.execute(_seen())
     con.execute(_mention_base())
     con.execute(_golden())
+    for sql in CORRECTIONS:
+        con.execute(sql)
     con.execute(_entities())
     for name, sql in STATEMENTS_TABLES.items():
         if name == "list_entries":

@@ -22,7 +22,9 @@ different is dropped) and rank it: an agreeing dob adds 0.1 to the score (and le
 a name down to 0.6 similarity through), an agreeing sex 0.02; an entity whose dob
 is unknown is kept but gets no bonus. Results are ranked by score, then by how many mentions
 the entity has; each carries a ``reason``. Identifiers in the results are masked
-(they come from ``analyst_entities``). Every user value is a bound parameter.
+(they come from ``analyst_entities``) unless the role is admin. Every user value is
+a bound parameter. :func:`search` is audited; :func:`run_search` is the query on an
+open connection.
 """
 
 from __future__ import annotations
@@ -31,11 +33,11 @@ import datetime as dt
 import re
 from typing import Any
 
+import duckdb
 import polars as pl
 
 from connectors.parsing.names import parse_name, syllabify
 from tessera.config import Home
-from warehouse.publish import connect
 
 KINDS = ("id", "phone", "plate", "passport", "uscc", "email", "name")
 NAME_THRESHOLD = 0.8  # a name result needs this similarity ...
@@ -195,13 +197,34 @@ def search(
     dob: dt.date | str | None = None,
     sex: str | None = None,
     limit: int = 20,
+    user: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Entities matching ``query`` (an identifier or a name), best first.
+    """Entities matching ``query`` (an identifier or a name), best first, as ``user``
+    (default: the current user, :mod:`warehouse.access`); audited (one row in the
+    audit log, :mod:`warehouse.audit`).
 
     ``kind`` forces the interpretation (one of :data:`KINDS`; default: guessed).
-    Each result: ``entity_id, entity_type, score, reason`` and the masked golden
-    record (``name_native, name_latin, name, dob, sex, id_number, phone, uscc,
-    n_sources``)."""
+    Each result: ``entity_id, entity_type, score, reason`` and the golden record
+    (``name_native, name_latin, name, dob, sex, id_number, phone, uscc,
+    n_sources``), identifiers masked unless the role is admin."""
+    from warehouse.session import Session
+
+    with Session(home, user=user) as session:
+        return session.search(query, kind=kind, dob=dob, sex=sex, limit=limit)
+
+
+def run_search(
+    con: duckdb.DuckDBPyConnection,
+    query: str,
+    *,
+    kind: str | None = None,
+    dob: dt.date | str | None = None,
+    sex: str | None = None,
+    limit: int = 20,
+    masked: bool = True,
+) -> list[dict[str, Any]]:
+    """The search itself on an open (read-only) warehouse connection, not audited:
+    :func:`search` and :class:`warehouse.session.Session` call it."""
     if kind is not None and kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
     if not isinstance(query, str) or not query.strip():
@@ -213,6 +236,7 @@ def search(
     if isinstance(dob, str):
         dob = dt.date.fromisoformat(dob)
     min_score = NAME_THRESHOLD if kind == "name" else 0.0
+    view = "analyst_entities" if masked else "entities"
     sql = f"""
     WITH hits AS ({" UNION ALL ".join(arms)}),
     best AS (SELECT entity_id, max(score) AS score, arg_max(reason, score) AS reason
@@ -221,7 +245,7 @@ def search(
         SELECT b.*, e.*  EXCLUDE (entity_id),
                coalesce(e.dob = CAST(? AS DATE), false) AS dob_ok,
                coalesce(e.sex = CAST(? AS VARCHAR), false) AS sex_ok
-        FROM best b JOIN analyst_entities e USING (entity_id)
+        FROM best b JOIN {view} e USING (entity_id)
         WHERE (CAST(? AS DATE) IS NULL OR e.dob IS NULL OR e.dob = CAST(? AS DATE))
           AND (CAST(? AS VARCHAR) IS NULL OR e.sex IS NULL OR e.sex = CAST(? AS VARCHAR))
     )
@@ -236,10 +260,6 @@ def search(
     ORDER BY 3 DESC, n_mentions DESC, entity_id
     LIMIT ?
     """
-    con = connect(home)
-    try:
-        cur = con.execute(sql, [*params, dob, sex, dob, dob, sex, sex, int(limit)])
-        cols = [d[0] for d in cur.description]
-        return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
-    finally:
-        con.close()
+    cur = con.execute(sql, [*params, dob, sex, dob, dob, sex, sex, int(limit)])
+    cols = [d[0] for d in cur.description]
+    return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
