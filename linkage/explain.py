@@ -36,17 +36,17 @@ from tessera.config import Home
 BUSINESS_KEYS = ("uscc", "name")
 
 
-def _levels(settings: dict[str, Any]) -> dict[str, dict[int, str]]:
-    """gamma value → label per comparison: the null level is -1, the others count
-    down from the top (Splink's comparison vector values)."""
-    out: dict[str, dict[int, str]] = {}
-    for c in settings["comparisons"]:
-        levels = [lv for lv in c["comparison_levels"] if not lv.get("is_null_level")]
-        labels = {
-            len(levels) - 1 - i: lv.get("label_for_charts", "") for i, lv in enumerate(levels)
-        }
-        labels[-1] = "null"
-        out[c["output_column_name"]] = labels
+def level_weights(linker: Any) -> dict[str, dict[float, str]]:
+    """Per comparison, each level's log2 Bayes factor → its label, as Splink scores
+    it (the weights it writes into its SQL, defaults included), so a prediction
+    needs only its ``mw_*`` columns to say which level a pair fell in. Levels that
+    share a weight are labelled together (``a | b``); the null level weighs 0."""
+    out: dict[str, dict[float, str]] = {}
+    for r in linker._settings_obj._parameters_as_detailed_records:
+        weight = 0.0 if r.is_null_level else float(r.log2_bayes_factor)
+        label = "null" if r.is_null_level else r.label_for_charts
+        levels = out.setdefault(r.comparison_name, {})
+        levels[weight] = f"{levels[weight]} | {label}" if weight in levels else label
     return out
 
 
@@ -61,35 +61,50 @@ def _features(home: Home, entity_type: str) -> pl.DataFrame:
     return business_features(mentions, legal_rep_names(lake.relationships(home), all_mentions))
 
 
-def contributions(rel: Any, settings: dict[str, Any]) -> pl.DataFrame:
-    """A Splink prediction (a DuckDB relation with ``gamma_*`` / ``mw_*`` columns)
-    as evidence rows: ``mention_id_l, mention_id_r, match_weight,
-    match_probability, prior_log2`` and per comparison ``<name>_level`` and
-    ``<name>_log2_bf``. Only those columns leave DuckDB."""
+def contributions(rel: Any, linker: Any, ids: pl.DataFrame | None = None) -> pl.DataFrame:
+    """A Splink prediction (a DuckDB relation with ``mw_*`` columns) of ``linker`` as
+    evidence rows: ``mention_id_l, mention_id_r, match_weight, match_probability,
+    prior_log2`` and per comparison ``<name>_level`` and ``<name>_log2_bf``. Only
+    those columns leave DuckDB. A prediction keyed by an integer unique id (not
+    ``mention_id``) is mapped back through ``ids`` (that id column, ``mention_id``)."""
     cols = set(rel.columns)
-    levels = _levels(settings)
-    lam = float(settings["probability_two_random_records_match"])
+    weights = level_weights(linker)
+    lam = float(linker._settings_obj._probability_two_random_records_match)
+    uid = linker._settings_obj.column_info_settings.unique_id_column_name
+    keyed = "mention_id_l" in cols
+    key_l, key_r = ("mention_id_l", "mention_id_r") if keyed else (f"{uid}_l", f"{uid}_r")
     exprs: list[pl.Expr] = [
-        pl.col("mention_id_l"),
-        pl.col("mention_id_r"),
+        pl.col(key_l),
+        pl.col(key_r),
         pl.col("match_weight"),
         pl.col("match_probability"),
         pl.lit(math.log2(lam / (1 - lam))).alias("prior_log2"),
     ]
-    for name, labels in levels.items():
+    for name, labels in weights.items():
+        if f"mw_{name}" not in cols:  # the prior's own record
+            continue
         mw = pl.col(f"mw_{name}")
         if f"mw_tf_adj_{name}" in cols:
             mw = mw + pl.col(f"mw_tf_adj_{name}").fill_null(0.0)
         exprs += [
-            pl.col(f"gamma_{name}")
+            pl.col(f"mw_{name}")
             .replace_strict(labels, return_dtype=pl.String, default=None)
             .alias(f"{name}_level"),
             mw.alias(f"{name}_log2_bf"),
         ]
-    needed = ["mention_id_l", "mention_id_r", "match_weight", "match_probability"] + [
-        c for c in rel.columns if c.startswith(("gamma_", "mw_"))
+    needed = [key_l, key_r, "match_weight", "match_probability"] + [
+        c for c in rel.columns if c.startswith("mw_")
     ]
-    return rel.select(", ".join(f'"{c}"' for c in needed)).pl().select(exprs)
+    out = rel.select(", ".join(f'"{c}"' for c in needed)).pl().select(exprs)
+    if keyed:
+        return out
+    if ids is None:
+        raise ValueError(f"the prediction is keyed by {uid!r}: pass ids ({uid}, mention_id)")
+    m = ids.select(pl.col(uid), pl.col("mention_id"))
+    out = out.join(m.rename({uid: key_l, "mention_id": "mention_id_l"}), on=key_l).join(
+        m.rename({uid: key_r, "mention_id": "mention_id_r"}), on=key_r
+    )
+    return out.select("mention_id_l", "mention_id_r", *out.columns[2:-2])
 
 
 def score_with_contributions(
@@ -102,12 +117,10 @@ def score_with_contributions(
     from linkage.model import make_linker
 
     settings = json.loads(Path(model_path).read_text(encoding="utf-8"))
-    settings["retain_intermediate_calculation_columns"] = True
-    linker, _ = make_linker(
-        _features(home, entity_type), settings, name=f"{entity_type}_mentions_explain"
-    )
+    features = _features(home, entity_type)
+    linker, _ = make_linker(features, settings, name=f"{entity_type}_mentions_explain")
     pred = linker.inference.predict(threshold_match_probability=threshold_match_probability)
-    return contributions(pred.as_duckdbpyrelation(), settings)
+    return contributions(pred.as_duckdbpyrelation(), linker, features)
 
 
 def kept_edges(

@@ -15,8 +15,9 @@ or a cheap string function in SQL:
 - ``name_py``: pinyin without spaces (homophones agree), ``name_py_rev``: given
   name then surname (agrees with a swapped-order mention), ``surname_py``,
   ``given_py``.
-- ``name_py_thin``: ``name_py`` of a thin mention (no full ID, no full phone), so
-  a blocking rule can pair thin mentions by name alone with an equi-join.
+- ``name_py_thin``: ``name_py`` of a thin mention (no full ID, no full phone) whose
+  name at most ``THIN_NAME_MAX_PERSONS`` people carry, so a blocking rule can pair
+  thin mentions by name alone with an equi-join.
 - ``uid``: Splink's unique id (see :func:`_uid`).
 - ``name_py_persons``: how many people carry this pinyin name, estimated as the
   number of distinct birth years (or ID region codes, whichever is more) among the
@@ -59,6 +60,9 @@ PERSON_FEATURES = (
     "city",
     "district",
 )
+
+
+THIN_NAME_MAX_PERSONS = 3
 
 
 def _uid() -> pl.Expr:
@@ -146,8 +150,15 @@ def person_features(mentions: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
         )
         .alias("name_py_persons")
     )
+    # Thin mentions are paired by name alone only where few people carry the name: a
+    # name held by more cannot link on its own (20,000-person world: pairing thin
+    # mentions of every name cost 123,000 more pairs, gained 0.0005 recall and lost
+    # 0.0014 precision before the guard).
     thin = pl.col("id_any").is_null() & pl.col("phone_any").is_null()
-    out = out.with_columns(pl.when(thin).then(pl.col("name_py")).alias("name_py_thin"), _uid())
+    few = pl.col("name_py_persons") <= THIN_NAME_MAX_PERSONS
+    out = out.with_columns(
+        pl.when(thin & few).then(pl.col("name_py")).alias("name_py_thin"), _uid()
+    )
     return out.select(PERSON_FEATURES).collect()
 
 

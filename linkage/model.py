@@ -232,7 +232,12 @@ def person_blocking_rules() -> list[Any]:
         block_on("phone_any"),
         block_on("phone_key"),
         block_on("name_py", "dob_any"),
-        {"blocking_rule": "l.name_py = r.name_py_rev", "sql_dialect": "duckdb"},
+        # Swapped order with the same dob: the swapped name alone pairs 李伟 with
+        # every 魏丽 (4.9M pairs at 1M mentions) for 0.0001 recall at 20,000 persons.
+        {
+            "blocking_rule": "l.name_py = r.name_py_rev AND l.dob_any = r.dob_any",
+            "sql_dialect": "duckdb",
+        },
         block_on("name_native", "district"),
         block_on("plate"),
         block_on("passport"),
@@ -255,11 +260,11 @@ def person_settings(config: PersonModelConfig) -> SettingsCreator:
         unique_id_column_name="uid",
         comparisons=person_comparisons(),
         blocking_rules_to_generate_predictions=person_blocking_rules(),
-        # Per-comparison levels (Splink keeps them with the matching columns) and
-        # weights are the evidence (linkage.explain).
+        # Per-comparison weights are the evidence (linkage.explain maps each to its
+        # level); neither the compared values nor the mention ids are carried
+        # through the scoring (uid maps back to mention_id afterwards).
         retain_intermediate_calculation_columns=True,
-        retain_matching_columns=True,
-        additional_columns_to_retain=["mention_id", "source_id"],
+        retain_matching_columns=False,
         max_iterations=config.em_max_iterations,
     )
 
@@ -399,8 +404,7 @@ def business_settings(config: BusinessModelConfig) -> SettingsCreator:
         comparisons=business_comparisons(),
         blocking_rules_to_generate_predictions=business_blocking_rules(),
         retain_intermediate_calculation_columns=True,
-        retain_matching_columns=True,
-        additional_columns_to_retain=["mention_id", "source_id"],
+        retain_matching_columns=False,
         max_iterations=config.em_max_iterations,
     )
 

@@ -120,7 +120,6 @@ def link(
         saved = json.loads(model_path.read_text(encoding="utf-8"))
         # A model saved before the evidence columns were kept in the prediction.
         saved["retain_intermediate_calculation_columns"] = True
-        saved["retain_matching_columns"] = True
     linker, db_api = make_linker(
         features, saved if trained else settings, name=f"{entity_type}_mentions"
     )
@@ -146,13 +145,15 @@ def link(
         model_path.parent.mkdir(parents=True, exist_ok=True)
         linker.misc.save_model_to_json(str(model_path), overwrite=True)
         timings["train"] = time.perf_counter() - t
-    model = linker.misc.save_model_to_json()
 
     # One prediction: the edges, the evidence and the review queue all come from it.
     t = time.perf_counter()
-    rel = linker.inference.predict().as_duckdbpyrelation()
-    candidate_pairs = int(rel.aggregate("count(*)").fetchall()[0][0])
-    scored = contributions(rel.filter(f"match_probability >= {float(score_floor)!r}"), model)
+    # The blocked pairs are materialised (and counted) first; predict reuses them and
+    # keeps only the pairs at or above the floor.
+    blocked = linker.inference.compute_blocked_pairs_for_predict()
+    candidate_pairs = int(blocked.as_duckdbpyrelation().aggregate("count(*)").fetchall()[0][0])
+    pred = linker.inference.predict(threshold_match_probability=score_floor)
+    scored = contributions(pred.as_duckdbpyrelation(), linker, features)
     edges = scored.filter(pl.col("match_probability") >= config.threshold_match_probability).select(
         "mention_id_l", "mention_id_r", "match_weight", "match_probability"
     )
