@@ -1,7 +1,8 @@
 """Connected components over pairwise links, and the duplicate-free guard.
 
-Components come from Splink's ``cluster_pairwise_predictions_at_threshold`` on
-DuckDB (set-based, no Python loop per row).
+Components come from SciPy's sparse-graph ``connected_components`` (no Python
+loop per row), named as Splink's ``cluster_pairwise_predictions_at_threshold``
+names them (the smallest member).
 
 The guard: a ``duplicate_free`` source (a register that never holds two records
 of one entity) must not put two of its mentions in one cluster. A cluster that
@@ -14,32 +15,42 @@ loop is over their edges only, not over the whole graph.
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
-from splink import DuckDBAPI
-from splink.clustering import cluster_pairwise_predictions_at_threshold
+from scipy.sparse import coo_matrix, csgraph
 
 CLUSTERS_SCHEMA = {"mention_id": pl.String(), "cluster_id": pl.String()}
 
 
 def connected_components(nodes: pl.Series | list[str], edges: pl.DataFrame) -> pl.DataFrame:
     """Clusters (``mention_id, cluster_id``) of ``nodes`` joined by ``edges``
-    (``mention_id_l, mention_id_r``); every node appears once, singletons included."""
-    node_df = pl.DataFrame({"mention_id": pl.Series(nodes, dtype=pl.String)}).unique()
-    e = (
-        edges.select("mention_id_l", "mention_id_r")
-        .filter(pl.col("mention_id_l") != pl.col("mention_id_r"))
+    (``mention_id_l, mention_id_r``); every node appears once, singletons included.
+    The cluster ID is the smallest mention ID in the cluster (as Splink's
+    ``cluster_pairwise_predictions_at_threshold`` names it); the components come
+    from SciPy's sparse-graph ``connected_components`` over integer node numbers
+    (2.5M edges in well under a second; Splink's iterative SQL took 8-18 s)."""
+    node_df = (
+        pl.DataFrame({"mention_id": pl.Series(nodes, dtype=pl.String)})
         .unique()
+        .sort("mention_id")
+        .with_row_index("i")
     )
-    if e.height == 0:
-        return node_df.with_columns(pl.col("mention_id").alias("cluster_id"))
-    db_api = DuckDBAPI()
-    out = cluster_pairwise_predictions_at_threshold(
-        node_df.to_arrow(), e.to_arrow(), db_api=db_api, node_id_column_name="mention_id"
+    e = edges.select("mention_id_l", "mention_id_r").filter(
+        pl.col("mention_id_l") != pl.col("mention_id_r")
     )
-    return (
-        out.as_duckdbpyrelation()
-        .pl()
-        .select(pl.col("mention_id"), pl.col("cluster_id").cast(pl.String))
+    idx = node_df.select("mention_id", "i")
+    e = e.join(idx.rename({"mention_id": "mention_id_l", "i": "a"}), on="mention_id_l").join(
+        idx.rename({"mention_id": "mention_id_r", "i": "b"}), on="mention_id_r"
+    )
+    n = node_df.height
+    graph = coo_matrix(
+        (np.ones(e.height, dtype=np.int8), (e["a"].to_numpy(), e["b"].to_numpy())), shape=(n, n)
+    )
+    _, labels = csgraph.connected_components(graph, directed=False)
+    out = node_df.with_columns(pl.Series("component", labels))
+    # Nodes are sorted, so the first of each component is its smallest mention ID.
+    return out.select(
+        "mention_id", pl.col("mention_id").first().over("component").alias("cluster_id")
     )
 
 

@@ -82,6 +82,45 @@ def _distinct_per_name(col: str | pl.Expr) -> pl.Expr:
     return e.n_unique().over("name_py") - e.is_null().any().over("name_py").cast(pl.UInt32)
 
 
+def name_statistics(features: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame:
+    """``features`` with ``name_py_persons`` and ``name_py_thin`` (re)computed over
+    its own rows, grouped by ``name_py``. Needs ``name_py, name_native, dob_any,
+    id_key, id_any, phone_key, phone_any``. :func:`person_features` computes them over
+    every mention; the incremental path over every mention of the names a day's
+    new mentions carry (the statistic of a name depends on that name's rows only),
+    which gives the same values for those names."""
+    out = features.lazy().with_columns(
+        pl.max_horizontal(
+            _distinct_per_name(pl.col("dob_any").dt.year()),
+            _distinct_per_name(pl.col("id_key").str.slice(0, 6)),
+        )
+        .clip(lower_bound=1)
+        .cast(pl.Int32)
+        .alias("name_py_persons"),
+        pl.col("name_native").str.len_chars().max().over("name_py").alias("_name_len"),
+    )
+    # Two-character names are common enough that people with no dated mention share
+    # them: for those, distinct phone keys count as well (a stale phone only makes the
+    # name look more common).
+    out = out.with_columns(
+        pl.when(pl.col("_name_len").fill_null(0) >= 3)
+        .then(pl.col("name_py_persons"))
+        .otherwise(
+            pl.max_horizontal(pl.col("name_py_persons"), _distinct_per_name("phone_key"))
+            .clip(lower_bound=1)
+            .cast(pl.Int32)
+        )
+        .alias("name_py_persons")
+    ).drop("_name_len")
+    # Thin mentions are paired by name alone only where few people carry the name: a
+    # name held by more cannot link on its own (20,000-person world: pairing thin
+    # mentions of every name cost 123,000 more pairs, gained 0.0005 recall and lost
+    # 0.0014 precision before the guard).
+    thin = pl.col("id_any").is_null() & pl.col("phone_any").is_null()
+    few = pl.col("name_py_persons") <= THIN_NAME_MAX_PERSONS
+    return out.with_columns(pl.when(thin & few).then(pl.col("name_py")).alias("name_py_thin"))
+
+
 def person_features(mentions: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
     """Person mentions with the derived comparison columns (``PERSON_FEATURES``)."""
     m = mentions.lazy().filter(pl.col("entity_type") == "person")
@@ -128,37 +167,8 @@ def person_features(mentions: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
         (pl.col("phone_any").is_null() & pl.col("phone_key").is_not_null()).alias(
             "phone_masked_only"
         ),
-        pl.max_horizontal(
-            _distinct_per_name(pl.col("dob_any").dt.year()),
-            _distinct_per_name(pl.col("id_key").str.slice(0, 6)),
-        )
-        .clip(lower_bound=1)
-        .cast(pl.Int32)
-        .alias("name_py_persons"),
-        pl.col("name_native").str.len_chars().max().over("name_py").alias("_name_len"),
     )
-    # Two-character names are common enough that people with no dated mention share
-    # them: for those, distinct phone keys count as well (a stale phone only makes the
-    # name look more common).
-    out = out.with_columns(
-        pl.when(pl.col("_name_len").fill_null(0) >= 3)
-        .then(pl.col("name_py_persons"))
-        .otherwise(
-            pl.max_horizontal(pl.col("name_py_persons"), _distinct_per_name("phone_key"))
-            .clip(lower_bound=1)
-            .cast(pl.Int32)
-        )
-        .alias("name_py_persons")
-    )
-    # Thin mentions are paired by name alone only where few people carry the name: a
-    # name held by more cannot link on its own (20,000-person world: pairing thin
-    # mentions of every name cost 123,000 more pairs, gained 0.0005 recall and lost
-    # 0.0014 precision before the guard).
-    thin = pl.col("id_any").is_null() & pl.col("phone_any").is_null()
-    few = pl.col("name_py_persons") <= THIN_NAME_MAX_PERSONS
-    out = out.with_columns(
-        pl.when(thin & few).then(pl.col("name_py")).alias("name_py_thin"), _uid()
-    )
+    out = name_statistics(out).with_columns(_uid())
     return out.select(PERSON_FEATURES).collect()
 
 
@@ -176,6 +186,10 @@ BUSINESS_FEATURES = (
     "name_head",
     "name_tail",
     "name_skip",
+    "name_drop2",
+    "name_drop3",
+    "name_drop4",
+    "name_core_firms",
     "name_city",
     "uscc_any",
     "uscc_key",
@@ -212,6 +226,13 @@ def business_features(
       but its first character, ``name_skip`` all but its second. The end of a name is
       its industry term (科技, 贸易...), shared by thousands of firms, so it is never
       a key on its own;
+    - ``name_core_firms``: how many firms carry the core (distinct USCC keys seen on
+      at least two of its mentions, at least 1): a core only one firm carries is
+      strong evidence, one several carry is weak;
+    - ``name_drop2/3/4``: the core without its first 2, 3 or 4 characters, for a
+      name of 6+ characters whose prefix is no known city: a typo in the city
+      (旭沙七喜机械设备科技) leaves the city in the core, and these keys meet the
+      other mentions' core (七喜机械设备科技);
     - ``name_city``: the city the name states (a prefix or a bracket);
     - ``uscc_any``: the valid USCC, else the code as delivered (a transposition stays
       one or two edits away); ``uscc_key``: its first 8 and last 4 characters;
@@ -261,6 +282,24 @@ def business_features(
             "uscc_any",
             "uscc_key",
         )
+    )
+    # Firms per name core: distinct USCC keys among its mentions (at least 1). The
+    # drop keys are only for names whose prefix is not a known city (a typo in
+    # the city, 旭沙 for 长沙, leaves it in the core).
+    # A key seen once is most often a mistyped code (20,000 persons: 215 of 239 cores
+    # with two keys were one firm), so only keys seen twice count.
+    seen_twice = pl.col("uscc_key").is_not_null() & (pl.len().over("name_core", "uscc_key") >= 2)
+    firms = pl.col("uscc_key").filter(seen_twice).n_unique().over("name_core")
+    no_city = pl.col("name_city").is_null() & (pl.col("name_core").str.len_chars() >= 6)
+    out = out.with_columns(
+        pl.when(pl.col("name_core").is_not_null())
+        .then(pl.max_horizontal(firms, pl.lit(1)))
+        .cast(pl.Int32)
+        .alias("name_core_firms"),
+        *(
+            pl.when(no_city).then(pl.col("name_core").str.slice(k)).alias(f"name_drop{k}")
+            for k in (2, 3, 4)
+        ),
     )
     return out.with_columns(_uid()).select(BUSINESS_FEATURES).collect()
 

@@ -17,6 +17,7 @@ fixed so that one never becomes a veto.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,9 @@ class PersonModelConfig:
     # 0.99436 / 0.99356 / 0.99294.
     threshold_match_probability: float = 0.7
     em_max_iterations: int = 25
+    # u and m are estimated on at most this many mentions (whole names, chosen by a
+    # stable hash, so a name's mentions stay together); the prior on all of them.
+    train_max_mentions: int = 300_000
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -297,12 +301,55 @@ def count_candidate_pairs(linker_input: Any, rules: list[Any]) -> list[dict[str,
     ]
 
 
-def train(linker: Linker, config: PersonModelConfig) -> None:
-    """Unsupervised training with fixed seeds."""
-    t = linker.training
-    t.estimate_probability_two_random_records_match(
+def _estimate_prior(linker: Linker, config: PersonModelConfig) -> None:
+    linker.training.estimate_probability_two_random_records_match(
         [block_on("id_any"), block_on("name_native", "dob_any")], recall=config.prior_recall
     )
+
+
+def training_sample(features: pl.DataFrame, max_mentions: int) -> pl.DataFrame:
+    """At most about ``max_mentions`` mentions for estimating u and m: every mention
+    of the names whose CRC-32 falls in the kept share (mentions without a name by
+    their id), so the pairs EM learns from (same name, ID, phone) stay whole. The
+    same features give the same sample."""
+    if features.height <= max_mentions:
+        return features
+    keep = max_mentions / features.height
+    key = pl.coalesce("name_py", "mention_id")
+    names = features.select(key.alias("k")).unique()
+    names = names.with_columns(
+        pl.col("k")
+        .map_elements(lambda v: zlib.crc32(v.encode()) % 100_000, return_dtype=pl.Int64)
+        .alias("bucket")
+    )
+    kept = names.filter(pl.col("bucket") < int(keep * 100_000))["k"]
+    return features.filter(key.is_in(kept.implode()))
+
+
+def train(linker: Linker, config: PersonModelConfig, features: pl.DataFrame | None = None) -> dict:
+    """Unsupervised training with fixed seeds; returns the trained settings. The prior
+    λ on ``linker``'s mentions; u (random sampling) and m (EM) on a
+    :func:`training_sample` of ``features`` when they exceed
+    ``config.train_max_mentions``, else on ``linker`` itself. λ comes from all
+    mentions: a sample of names keeps about as many matches per mention but far
+    fewer pairs, so its own λ would be too high."""
+    _estimate_prior(linker, config)
+    if features is None or features.height <= config.train_max_mentions:
+        _train_u_m(linker, config)
+        return linker.misc.save_model_to_json()
+    untrained = linker.misc.save_model_to_json()
+    sample = training_sample(features, config.train_max_mentions)
+    sample_linker, _ = make_linker(sample, untrained, name="person_mentions_sample")
+    _train_u_m(sample_linker, config)
+    trained = sample_linker.misc.save_model_to_json()
+    trained["probability_two_random_records_match"] = untrained[
+        "probability_two_random_records_match"
+    ]
+    return trained
+
+
+def _train_u_m(linker: Linker, config: PersonModelConfig) -> None:
+    t = linker.training
     t.estimate_u_using_random_sampling(max_pairs=config.u_max_pairs, seed=config.seed)
     t.estimate_parameters_using_expectation_maximisation(
         block_on("id_any"), estimate_without_term_frequencies=True
@@ -345,7 +392,15 @@ def business_comparisons() -> list[Any]:
         output_column_name="uscc",
         comparison_levels=[
             _null("uscc_any_l IS NULL OR uscc_any_r IS NULL"),
-            _lvl("uscc_any_l = uscc_any_r", "uscc exact"),
+            # u is sampled on one mention per USCC, where no two codes agree, so it
+            # was left at Splink's default (weight ~10, below a 1-2 edit match).
+            # Distinct firms share a valid code only by a delivery error.
+            _lvl(
+                "uscc_any_l = uscc_any_r",
+                "uscc exact",
+                u_probability=1e-7,
+                fix_u_probability=True,
+            ),
             # A transposition is two edits; only scored on candidate pairs (18 characters).
             _lvl("levenshtein(uscc_any_l, uscc_any_r) <= 2", "uscc 1-2 edits"),
             ELSE,
@@ -357,7 +412,45 @@ def business_comparisons() -> list[Any]:
             _null("name_core_l IS NULL OR name_core_r IS NULL"),
             # No term-frequency adjustment: a business name core is near-unique, and its
             # frequency counts the same firm's mentions, not other firms.
-            _lvl("name_core_l = name_core_r", "core exact"),
+            # A core only one firm carries (one USCC key seen twice among its
+            # mentions): 15,651 such cores at 140,000 persons, 8 in fact shared.
+            _lvl(
+                "name_core_l = name_core_r AND name_core_firms_l = 1",
+                "core exact, one firm",
+                u_probability=1e-6,
+                fix_u_probability=True,
+            ),
+            # A core several firms carry (name_core_firms > 1: 412 of 424 such cores
+            # at 140,000 persons are in fact shared): alone it leaves a choice of
+            # firms, so its weight (~7) links only with another agreement (the city
+            # in the name, the legal form and the city, the USCC).
+            _lvl(
+                "name_core_l = name_core_r",
+                "core exact, several firms",
+                m_probability=0.9,
+                fix_m_probability=True,
+                u_probability=0.007,
+                fix_u_probability=True,
+            ),
+            # Hanzi typos substitute one character; Jaro-Winkler on 4-8 characters
+            # scores those below 0.9 when the first one is hit.
+            _lvl(
+                "length(name_core_l) = length(name_core_r) AND length(name_core_l) >= 4 "
+                "AND levenshtein(name_core_l, name_core_r) = 1",
+                "core one character differs",
+                # Random sampling seldom meets such a pair: u set from the
+                # measured share of distinct firms' cores one substitution apart.
+                u_probability=1e-5,
+                fix_u_probability=True,
+            ),
+            # A mistyped city left in front of the core.
+            _lvl(
+                "least(length(name_core_l), length(name_core_r)) >= 4 AND "
+                "(ends_with(name_core_l, name_core_r) OR ends_with(name_core_r, name_core_l))",
+                "core ends with the other",
+                u_probability=1e-5,
+                fix_u_probability=True,
+            ),
             # The stem keeps the city: a typo inside the city prefix leaves it close.
             _lvl(
                 "jaro_winkler_similarity(name_core_l, name_core_r) >= 0.9 "
@@ -376,7 +469,10 @@ def business_comparisons() -> list[Any]:
         comparison_levels=[
             _null("city_l IS NULL OR city_r IS NULL"),
             _lvl("district_l = district_r AND city_l = city_r", "district"),
-            _lvl("city_l = city_r", "city"),
+            # Same city, district differing or unknown on one side: EM saw it among
+            # matches almost never and made it a veto (weight -136 at 140,000
+            # persons); fixed at a mild share.
+            _lvl("city_l = city_r", "city", m_probability=0.1, fix_m_probability=True),
             ELSE,
         ],
     )
@@ -385,7 +481,8 @@ def business_comparisons() -> list[Any]:
 
 def business_blocking_rules() -> list[Any]:
     """Candidate pairs for businesses: USCC (or its ends), the name core, one of three
-    one-typo-tolerant name keys, or the legal representative with the city."""
+    one-typo-tolerant name keys, the legal representative with the city, or one core
+    equal to the other without its first 2-4 characters (a mistyped city prefix)."""
     return [
         block_on("uscc_any"),
         block_on("uscc_key"),
@@ -394,6 +491,11 @@ def business_blocking_rules() -> list[Any]:
         block_on("name_tail"),
         block_on("name_skip"),
         block_on("legal_rep_name", "city"),
+        *(
+            {"blocking_rule": f"l.{a} = r.{b}", "sql_dialect": "duckdb"}
+            for k in (2, 3, 4)
+            for a, b in ((f"name_drop{k}", "name_core"), ("name_core", f"name_drop{k}"))
+        ),
     ]
 
 

@@ -113,8 +113,12 @@ def link(
         features = business_features(mentions, reps)
         settings = business_settings(config)  # type: ignore[arg-type]
         rules = business_blocking_rules()
+    target = home.lake / "linkage"
+    target.mkdir(parents=True, exist_ok=True)
+    # Kept for the incremental path and for search by example at publish.
+    features.write_parquet(target / f"{entity_type}_features.parquet")
     timings["features"] = time.perf_counter() - t
-    model_path = model_path or home.lake / "linkage" / f"{entity_type}_model.json"
+    model_path = model_path or target / f"{entity_type}_model.json"
     trained = model_path.exists()
     if trained:
         saved = json.loads(model_path.read_text(encoding="utf-8"))
@@ -133,15 +137,13 @@ def link(
         timings["blocking_analysis"] = time.perf_counter() - t
     if not trained:
         t = time.perf_counter()
+        # Each trains on linkers of its own (a sample of names for persons, one
+        # mention per USCC for business u); predict with the result.
         if person:
-            train(linker, config)  # type: ignore[arg-type]
+            trained_settings = train(linker, config, features)  # type: ignore[arg-type]
         else:
-            # Trained on its own linkers (u on one mention per USCC); reload the result.
-            linker, db_api = make_linker(
-                features,
-                train_business(linker, config, features),  # type: ignore[arg-type]
-                name=f"{entity_type}_mentions",
-            )
+            trained_settings = train_business(linker, config, features)  # type: ignore[arg-type]
+        linker, db_api = make_linker(features, trained_settings, name=f"{entity_type}_mentions")
         model_path.parent.mkdir(parents=True, exist_ok=True)
         linker.misc.save_model_to_json(str(model_path), overwrite=True)
         timings["train"] = time.perf_counter() - t
