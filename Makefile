@@ -18,6 +18,7 @@ install: $(STAMP)
 
 demo: install
 	$(BIN)/tessera demo --home $(HOME_DIR)
+	$(BIN)/tessera advance --home $(HOME_DIR) --days 2
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -13,17 +13,19 @@ No ``from __future__ import annotations`` here: Dagster checks the type of the
 ``context`` parameter at definition time.
 """
 
-import json
+import importlib.util
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import dagster as dg
 import polars as pl
 
 from connectors import lake
 from connectors.spec import SourceSpec
-from orchestration.resources import TesseraHome
+from orchestration.metadata import column_schema, jsonable, md_table, preview
+from orchestration.resources import QualityThresholds, TesseraHome
+from tessera import quality as qc
 from tessera.config import Home
 
 GROUP = "linkage"
@@ -44,6 +46,133 @@ LINKAGE_KEYS = (
     BUSINESS_CLUSTERS,
     EVALUATION,
 )
+
+
+INCREMENTAL_MODULE = "linkage.incremental"
+PREVIEW_FEATURES = ("mention_id", "source_id", "name_native", "name_latin", "dob", "sex",
+                    "id_number", "phone", "city")  # fmt: skip
+
+
+class LinkConfig(dg.Config):
+    """How the cluster assets link: ``auto`` links a day's new mentions against the
+    existing entities when a previous link exists (and the incremental library is
+    installed), else relinks everything; ``full`` always relinks everything (the
+    weekly relink, or on demand); ``incremental`` asks for the incremental path
+    (still a full link when there is no previous one)."""
+
+    mode: Literal["auto", "full", "incremental"] = "auto"
+
+
+def incremental_available() -> bool:
+    """Whether :mod:`linkage.incremental` exists in this installation."""
+    return importlib.util.find_spec(INCREMENTAL_MODULE) is not None
+
+
+def previous_link_exists(home: Home, entity_type: str) -> bool:
+    return (home.lake / "linkage" / f"{entity_type}_entities.parquet").exists()
+
+
+def choose_mode(home: Home, entity_type: str, mode: str) -> str:
+    """``full`` or ``incremental`` for one entity type (see :class:`LinkConfig`)."""
+    if mode == "full" or not previous_link_exists(home, entity_type):
+        return "full"
+    return "incremental" if incremental_available() else "full"
+
+
+def run_link(
+    context: dg.AssetExecutionContext, home: Home, entity_type: str, mode: str,
+    model_path: Path | None = None,
+) -> tuple[str, dict[str, Any]]:  # fmt: skip
+    """Link one entity type the chosen way; returns (mode used, what the library
+    reported). Full: ``linkage.run.link`` then ``linkage.report.settle``;
+    incremental: ``linkage.incremental.link_incremental``."""
+    chosen = choose_mode(home, entity_type, mode)
+    if mode == "incremental" and chosen == "full":
+        context.log.warning(
+            f"{entity_type}: incremental linking asked for, but "
+            + (
+                "there is no previous link"
+                if incremental_available()
+                else f"{INCREMENTAL_MODULE} is not installed"
+            )  # fmt: skip
+            + ": linking everything"
+        )
+    if chosen == "incremental":
+        from linkage.incremental import link_incremental  # type: ignore[import-not-found]
+
+        return chosen, dict(link_incremental(home, entity_type))
+    from linkage.report import settle
+    from linkage.run import link
+
+    res = link(home, entity_type=entity_type, model_path=model_path)
+    # Decisions, stable entity ids, evidence and the review queue: the same
+    # step as `tessera link`, which writes the clusters (cluster_id = entity id).
+    settled = settle(home, res)
+    settled["guard_refused_edges"] = res.guard_refused_edges
+    settled["edges_at_threshold"] = res.edges.height
+    return chosen, settled
+
+
+def cluster_checks(
+    home: Home, entity_type: str, limits: qc.LinkageThresholds
+) -> list[dg.AssetCheckResult]:
+    """The over-merge guards of one entity type (blocking): entity size and
+    duplicate-free sources."""
+    size = qc.oversized_entities(home, entity_type, limits.max_entity_mentions)
+    dup = qc.duplicate_free_violations(home, entity_type)
+    return [
+        dg.AssetCheckResult(
+            check_name="entity_size",
+            passed=size["over_limit"] == 0,
+            metadata={
+                "largest_entity_mentions": size["largest"],
+                "entities_over_limit": size["over_limit"],
+                "limit": limits.max_entity_mentions,
+                "examples": md_table(size["examples"], ("entity", "mentions")),
+            },
+        ),
+        dg.AssetCheckResult(
+            check_name="duplicate_free_sources",
+            passed=dup["entities"] == 0,
+            metadata={
+                "entities_with_two_records_of_one_register": dup["entities"],
+                "examples": ", ".join(dup["examples"]) or "none",
+            },
+        ),
+    ]
+
+
+def _cluster_check_specs(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec(
+            "entity_size",
+            asset=key,
+            blocking=True,
+            description="No entity holds more mentions than a person or business can "
+            "(QualityThresholds.max_entity_mentions): an over-merge must not reach the warehouse.",
+        ),
+        dg.AssetCheckSpec(
+            "duplicate_free_sources",
+            asset=key,
+            blocking=True,
+            description="No entity holds two different records of a duplicate-free register "
+            "(such a register never knows one entity twice).",
+        ),
+    ]
+
+
+def _edges_histogram(home: Home, entity_type: str) -> dg.MetadataValue:
+    path = home.lake / "linkage" / f"{entity_type}_edges.parquet"
+    if not path.exists():
+        return dg.MetadataValue.md("no edges")
+    return dg.MetadataValue.md(weight_histogram(pl.read_parquet(path)["match_weight"]))
+
+
+def _largest(clusters: pl.DataFrame) -> dg.MetadataValue:
+    top = (
+        clusters.group_by("cluster_id").len().sort(["len", "cluster_id"], descending=[True, False])
+    )
+    return md_table(top.head(5).iter_rows(), ("entity", "mentions"))
 
 
 def linkage_dir(home: Home) -> Path:
@@ -132,6 +261,10 @@ def build_linkage_assets(specs: list[SourceSpec] | tuple[SourceSpec, ...]) -> li
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": features.height,
+                "dagster/column_schema": column_schema(dict(features.schema)),
+                "preview": preview(
+                    features.select(c for c in PREVIEW_FEATURES if c in features.columns)
+                ),
                 "sources": per_source.height,
                 "mentions_per_source": dg.MetadataValue.md(
                     "| source | mentions |\n|---|---:|\n"
@@ -170,6 +303,7 @@ def build_linkage_assets(specs: list[SourceSpec] | tuple[SourceSpec, ...]) -> li
                 )
         return dg.MaterializeResult(
             metadata={
+                "dagster/row_count": len(rows) - 2,  # m/u parameters, one per comparison level
                 "path": str(paths["model"]),
                 "probability_two_random_records_match": float(
                     settings.get("probability_two_random_records_match", 0.0)
@@ -199,17 +333,28 @@ def build_linkage_assets(specs: list[SourceSpec] | tuple[SourceSpec, ...]) -> li
         paths = _paths(home)
         features = pl.read_parquet(paths["features"])
         linker, _ = make_linker(features, paths["model"])
-        pred = (
+        scored = (
             linker.inference.predict()
             .as_duckdbpyrelation()
-            .select("mention_id_l, mention_id_r, match_weight, match_probability")
+            .select("uid_l, uid_r, match_weight, match_probability")
             .pl()
+        )
+        # Splink joins on the integer ``uid``; the lake speaks mention ids.
+        ids = features.select("uid", "mention_id")
+        pred = (
+            scored.join(ids.rename({"uid": "uid_l", "mention_id": "mention_id_l"}), on="uid_l")
+            .join(ids.rename({"uid": "uid_r", "mention_id": "mention_id_r"}), on="uid_r")
+            .select("mention_id_l", "mention_id_r", "match_weight", "match_probability")
         )
         pred.write_parquet(paths["predictions"])
         threshold = PersonModelConfig().threshold_match_probability
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": pred.height,
+                "dagster/column_schema": column_schema(dict(pred.schema)),
+                "preview": preview(
+                    pred.sort((pl.col("match_probability") - threshold).abs()).head(5)
+                ),
                 "candidate_pairs": pred.height,
                 "pairs_per_mention": round(pred.height / max(features.height, 1), 2),
                 "threshold_match_probability": threshold,
@@ -224,77 +369,104 @@ def build_linkage_assets(specs: list[SourceSpec] | tuple[SourceSpec, ...]) -> li
         key=PERSON_CLUSTERS,
         deps=[PERSON_PREDICTIONS, PERSON_MODEL],
         kinds={"splink", "duckdb", "parquet"},
+        check_specs=_cluster_check_specs(PERSON_CLUSTERS),
         **common,
     )
     def person_clusters(
-        context: dg.AssetExecutionContext, tessera: TesseraHome
+        context: dg.AssetExecutionContext,
+        config: LinkConfig,
+        tessera: TesseraHome,
+        quality: QualityThresholds,
     ) -> dg.MaterializeResult:
-        """Person entities: ``linkage.run.link`` with the saved model (connected
-        components at the model's threshold, the duplicate-free guard), then
-        ``linkage.report.settle``: human decisions honoured, stable entity ids,
-        evidence per kept pair, review queue. Written to ``lake/linkage/person_*.parquet``."""
-        from linkage.report import settle
-        from linkage.run import link
-
+        """Person entities. Full link: ``linkage.run.link`` with the saved model
+        (connected components at the model's threshold, the duplicate-free guard),
+        then ``linkage.report.settle``: human decisions honoured, stable entity ids,
+        evidence per kept pair, review queue. Incremental link (a previous link
+        exists, ``mode`` auto or incremental): the new mentions only, scored against
+        the existing entities (``linkage.incremental``). Written to
+        ``lake/linkage/person_*.parquet``. Checks (blocking): entity size and
+        duplicate-free registers."""
         home = tessera.home()
         paths = _paths(home)
-        res = link(home, entity_type="person", model_path=paths["model"])
-        # Decisions, stable entity ids, evidence and the review queue: the same
-        # step as `tessera link`, which writes the clusters (cluster_id = entity id).
-        settled = settle(home, res)
+        mode, stats = run_link(context, home, "person", config.mode, paths["model"])
         clusters = pl.read_parquet(paths["person_clusters"])
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": clusters.height,
+                "mode": mode,
                 "entities": clusters["cluster_id"].n_unique(),
-                "settle": dg.MetadataValue.json(json.loads(json.dumps(settled, default=str))),
-                "mentions": res.mentions,
-                "candidate_pairs": res.candidate_pairs,
-                "edges_at_threshold": res.edges.height,
-                "guard_split_clusters": res.guard_split_clusters,
-                "guard_refused_edges": res.guard_refused_edges,
-                "seconds": dg.MetadataValue.json({k: round(v, 2) for k, v in res.timings.items()}),
+                "settle": jsonable(stats),
+                "mentions": stats.get("mentions", clusters.height),
+                "candidate_pairs": stats.get("candidate_pairs", 0),
+                "edges_at_threshold": stats.get("edges_at_threshold", 0),
+                "guard_split_clusters": stats.get("guard_split_clusters", 0),
+                "guard_refused_edges": stats.get("guard_refused_edges", 0),
+                "seconds": jsonable(stats.get("seconds", {})),
                 "cluster_sizes": dg.MetadataValue.md(_sizes_table(clusters)),
-            }
+                "largest_entities": _largest(clusters),
+                "match_weight_histogram": _edges_histogram(home, "person"),
+            },
+            check_results=cluster_checks(home, "person", quality.linkage()),
         )
 
-    @dg.asset(key=BUSINESS_CLUSTERS, deps=staged, kinds={"polars", "parquet"}, **common)
+    @dg.asset(
+        key=BUSINESS_CLUSTERS,
+        deps=staged,
+        kinds={"splink", "polars", "parquet"},
+        check_specs=_cluster_check_specs(BUSINESS_CLUSTERS),
+        **common,
+    )
     def business_clusters(
-        context: dg.AssetExecutionContext, tessera: TesseraHome
+        context: dg.AssetExecutionContext,
+        config: LinkConfig,
+        tessera: TesseraHome,
+        quality: QualityThresholds,
     ) -> dg.MaterializeResult:
         """Business entities: ``linkage.run.link(entity_type="business")`` (the
         Splink business model, then the duplicate-free guard), then
-        ``linkage.report.settle`` as for persons. Written to ``lake/linkage/business_*.parquet``."""
-        from linkage.report import settle
-        from linkage.run import link
-
+        ``linkage.report.settle`` as for persons; incremental as for persons when a
+        previous link exists. Written to ``lake/linkage/business_*.parquet``.
+        Checks (blocking): entity size and duplicate-free registers."""
         home = tessera.home()
         paths = _paths(home)
-        res = link(home, entity_type="business")
-        # Decisions, stable entity ids, evidence and the review queue: the same
-        # step as `tessera link`, which writes the clusters (cluster_id = entity id).
-        settled = settle(home, res)
+        mode, stats = run_link(context, home, "business", config.mode)
         clusters = pl.read_parquet(paths["business_clusters"])
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": clusters.height,
+                "mode": mode,
                 "entities": clusters["cluster_id"].n_unique(),
-                "settle": dg.MetadataValue.json(json.loads(json.dumps(settled, default=str))),
-                "mentions": res.mentions,
-                "candidate_pairs": res.candidate_pairs,
-                "guard_split_clusters": res.guard_split_clusters,
-                "guard_refused_edges": res.guard_refused_edges,
+                "settle": jsonable(stats),
+                "mentions": stats.get("mentions", clusters.height),
+                "candidate_pairs": stats.get("candidate_pairs", 0),
+                "guard_split_clusters": stats.get("guard_split_clusters", 0),
+                "guard_refused_edges": stats.get("guard_refused_edges", 0),
                 "cluster_sizes": dg.MetadataValue.md(_sizes_table(clusters)),
-            }
+                "largest_entities": _largest(clusters),
+                "match_weight_histogram": _edges_histogram(home, "business"),
+            },
+            check_results=cluster_checks(home, "business", quality.linkage()),
         )
 
     @dg.asset(
         key=EVALUATION,
         deps=[PERSON_CLUSTERS, BUSINESS_CLUSTERS],
         kinds={"polars"},
+        check_specs=[
+            dg.AssetCheckSpec(
+                "accuracy_against_truth",
+                asset=EVALUATION,
+                blocking=True,
+                description="Where the simulated truth exists: person and business pairwise "
+                "precision and recall at or above the floors (QualityThresholds). A broken "
+                "model must not be published. Passes with a note when there is no truth.",
+            )
+        ],
         **common,
     )
-    def evaluation(context: dg.AssetExecutionContext, tessera: TesseraHome) -> dg.MaterializeResult:
+    def evaluation(
+        context: dg.AssetExecutionContext, tessera: TesseraHome, quality: QualityThresholds
+    ) -> dg.MaterializeResult:
         """Accuracy of the saved person and business clusters against the simulated truth
         (``linkage.evaluate.evaluate``), next to the naive rule
         (``linkage.baseline.baseline_clusters``): pairwise and B-cubed precision, recall
@@ -306,7 +478,16 @@ def build_linkage_assets(specs: list[SourceSpec] | tuple[SourceSpec, ...]) -> li
         home = tessera.home()
         paths = _paths(home)
         if not any(home.truth.glob("*/*.parquet")):
-            return dg.MaterializeResult(metadata={"truth": "none: nothing to score against"})
+            return dg.MaterializeResult(
+                metadata={"truth": "none: nothing to score against", "dagster/row_count": 0},
+                check_results=[
+                    dg.AssetCheckResult(
+                        check_name="accuracy_against_truth",
+                        passed=True,
+                        metadata={"truth": "none: nothing to score against"},
+                    )
+                ],
+            )
         scores: dict[str, dict[str, Any]] = {}
         metadata: dict[str, Any] = {}
         for etype in ("person", "business"):
@@ -324,7 +505,36 @@ def build_linkage_assets(specs: list[SourceSpec] | tuple[SourceSpec, ...]) -> li
             metadata[f"{etype}_entities"] = int(model["entities"])
             metadata[f"{etype}_true_pairs"] = int(model["pairwise"]["true_pairs"])
         metadata["scores"] = dg.MetadataValue.md(_scores_table(scores))
-        return dg.MaterializeResult(metadata=metadata)
+        metadata["dagster/row_count"] = sum(len(by) for by in scores.values())
+        limits = quality.linkage()
+        below = [
+            f"{etype} pairwise {k} {s['model']['pairwise'][k]:.5f} < {floor}"
+            for etype, s in scores.items()
+            for k, floor in (
+                ("precision", limits.min_pairwise_precision),
+                ("recall", limits.min_pairwise_recall),
+            )
+            if s["model"]["pairwise"][k] < floor
+        ]
+        return dg.MaterializeResult(
+            metadata=metadata,
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="accuracy_against_truth",
+                    passed=not below,
+                    metadata={
+                        "below_floor": "; ".join(below) or "none",
+                        "min_pairwise_precision": limits.min_pairwise_precision,
+                        "min_pairwise_recall": limits.min_pairwise_recall,
+                        **{
+                            k: v
+                            for k, v in metadata.items()
+                            if k.endswith("pairwise_precision") or k.endswith("pairwise_recall")
+                        },  # fmt: skip
+                    },
+                )
+            ],
+        )
 
     return [
         person_mentions,

@@ -54,7 +54,9 @@ def run_bench(
         "ingest": [],
         "link": [],
         "publish": [],
+        "queries": [],  # warehouse/bench_queries.py: latency percentiles in "query_latency"
     }
+    query_latency: dict[str, Any] = {}
     for i in range(repeat):
         h = base / f"run{i}"
         if h.exists():
@@ -80,6 +82,8 @@ def run_bench(
         samples["link"].append((secs, rss, int(out["link"]["person"]["mentions"])))
         secs, rss, out = _run_stage(["publish", "--home", str(h)])
         samples["publish"].append((secs, rss, int(out["counts"]["entities"])))
+        secs, rss, query_latency = _run_stage(["bench-queries", "--home", str(h)])
+        samples["queries"].append((secs, rss, int(query_latency["queries"])))
         if i < repeat - 1:
             shutil.rmtree(h, ignore_errors=True)
     stages = []
@@ -106,6 +110,7 @@ def run_bench(
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "stages": stages,
+        "query_latency": query_latency,
     }
     outdir = Path("bench/results")
     if outdir.parent.is_dir():
@@ -113,6 +118,41 @@ def run_bench(
         (outdir / f"bench-{persons}.json").write_text(
             json.dumps(result, indent=2), encoding="utf-8"
         )
+    if not home:
+        shutil.rmtree(base, ignore_errors=True)
+    return result
+
+
+def bench_pipeline(persons: int, days: int, seed: int, home: str | None) -> dict[str, Any]:
+    """The ``pipeline`` stage: simulate, then the whole Dagster graph with ``tessera run``
+    (ingest every day, full link, evaluation, checks, publish) in a child process;
+    seconds, peak RSS and the entities published. Written to
+    ``bench/results/pipeline-<persons>.json``."""
+    base = Path(home) if home else Path(tempfile.mkdtemp(prefix="tessera-pbench-"))
+    h = base / "pipeline"
+    if h.exists():
+        shutil.rmtree(h)
+    sim = ["simulate", "--home", str(h), "--persons", str(persons), "--days", str(days),
+           "--seed", str(seed)]  # fmt: skip
+    _run_stage(sim)
+    secs, rss, out = _run_stage(["run", "--home", str(h)])
+    result = {
+        "persons": persons,
+        "days": days,
+        "seed": seed,
+        "stage": "pipeline",
+        "seconds": round(secs, 2),
+        "peak_rss_mib": round(rss / 2**20, 1),
+        "entities": sum(v for k, v in out.get("publish", {}).items()
+                        if k.endswith("_entities") and not k.startswith("changed_")),  # fmt: skip
+        "runs": [{k: r[k] for k in ("run", "seconds", "materialised")} for r in out["runs"]],
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    outdir = Path("bench/results")
+    if outdir.parent.is_dir():
+        outdir.mkdir(exist_ok=True)
+        (outdir / f"pipeline-{persons}.json").write_text(json.dumps(result, indent=2), "utf-8")
     if not home:
         shutil.rmtree(base, ignore_errors=True)
     return result

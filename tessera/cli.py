@@ -462,13 +462,16 @@ def print_entity_file(doc: dict) -> None:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from warehouse.entity_file import file
+    from tessera.cli_access import guarded, session
 
-    try:
-        doc = file(_home(args), args.entity_id)
-    except KeyError:
-        err_console.print(f"no entity {args.entity_id!r} in the warehouse")
-        return 2
+    @guarded
+    def read(args: argparse.Namespace) -> dict:
+        with session(args) as s:
+            return s.file(args.entity_id)
+
+    doc = read(args)
+    if isinstance(doc, int):
+        return doc
     if args.json:
         _print_json(doc)
     else:
@@ -477,11 +480,24 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from warehouse.search import search
+    from tessera.cli_access import cmd_search_example, guarded, session
 
-    hits = search(
-        _home(args), args.query, kind=args.kind, dob=args.dob, sex=args.sex, limit=args.limit
-    )
+    if args.example:
+        return cmd_search_example(args)
+    if not args.query:
+        err_console.print("give a QUERY or --example field=value …")
+        return 2
+
+    @guarded
+    def run(args: argparse.Namespace) -> list:
+        with session(args) as s:
+            return s.search(
+                args.query, kind=args.kind, dob=args.dob, sex=args.sex, limit=args.limit
+            )
+
+    hits = run(args)
+    if isinstance(hits, int):
+        return hits
     if args.json:
         _print_json(hits)
         return 0
@@ -507,8 +523,12 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from tessera.bench import run_bench
+    from tessera.bench import bench_pipeline, run_bench
 
+    if args.pipeline:  # the whole Dagster graph (`tessera run`) in a child process
+        result = bench_pipeline(args.persons, args.days, args.seed, args.home)
+        _print_json(result)
+        return 0
     result = run_bench(args.persons, args.days, args.seed, args.home, args.repeat)
     if args.json:
         _print_json(result)
@@ -625,14 +645,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sh = add("show", "the file of one entity: golden record, sources, lists, timeline, evidence")
     sh.add_argument("entity_id")
+    sh.add_argument("--user", default=None, help="who is asking (default $TESSERA_USER or OS user)")
     sh.set_defaults(fn=cmd_show)
     se = add("search", "search by ID (full or masked), phone, plate, passport, USCC or name")
-    se.add_argument("query")
+    se.add_argument("query", nargs="?", default=None)
     se.add_argument("--kind", choices=["id", "phone", "plate", "passport", "uscc", "email", "name"])
     se.add_argument("--dob", default=None, help="YYYY-MM-DD, narrows name searches")
     se.add_argument("--sex", choices=["M", "F"], default=None)
     se.add_argument("--limit", type=int, default=10)
+    se.add_argument(
+        "--example", action="append", default=[], metavar="FIELD=VALUE",
+        help="search by example, scored with the Splink model (repeat: name=张伟 dob=1990-01-01 …)",
+    )  # fmt: skip
+    se.add_argument("--entity-type", choices=["person", "business"], default="person")
+    se.add_argument("--user", default=None, help="who is asking (default $TESSERA_USER or OS user)")
     se.set_defaults(fn=cmd_search)
+    from tessera.cli_access import register as register_access
+
+    register_access(add)
     add(
         "link", "link persons (Splink) and businesses; scores against the truth if present"
     ).set_defaults(fn=cmd_link)
@@ -659,12 +689,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--days", type=int, default=3)
     b.add_argument("--seed", type=int, default=7)
     b.add_argument("--repeat", type=int, default=1, help="runs per stage (median reported)")
+    b.add_argument("--pipeline", action="store_true", help="only the `pipeline` stage: tessera run")
     b.set_defaults(fn=cmd_bench)
     d = add("demo", "simulate a default world and run everything that exists")
     d.add_argument("--persons", type=int, default=20_000)
     d.add_argument("--seed", type=int, default=42)
     d.add_argument("--days", type=int, default=7)
     d.set_defaults(fn=cmd_demo)
+    from tessera.cli_pipeline import add_commands
+
+    add_commands(add)  # run, ui, advance (the Dagster pipeline)
     return p
 
 

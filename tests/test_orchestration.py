@@ -1,4 +1,6 @@
-"""Dagster: the definitions load, one raw and one staged asset per source, materialisable."""
+"""Dagster: the definitions load, one raw and one staged asset per source (delta file
+drops partitioned by delivery day), checks, jobs, schedules and the sensor, materialisable.
+The whole graph end to end is in tests/test_pipeline.py."""
 
 from __future__ import annotations
 
@@ -7,15 +9,12 @@ import polars as pl
 
 from connectors.catalog import builtin_specs
 from connectors.lake import records
-from orchestration.definitions import build_definitions
+from orchestration.automation import delivery_days
+from orchestration.definitions import build_definitions, resources
 from orchestration.linkage import LINKAGE_KEYS
-from orchestration.resources import TesseraHome
-from orchestration.sources import build_source_assets
+from orchestration.sources import build_source_assets, is_daily
+from orchestration.warehouse import WAREHOUSE_KEYS
 from tessera.config import Home
-
-# Measured on the tiny world (600 persons, seed 11, 3 days): see the test below.
-PERSON_P_FLOOR = 0.998
-PERSON_R_FLOOR = 0.97
 
 
 def test_definitions_hold_raw_and_staged_per_source(tmp_path) -> None:
@@ -24,15 +23,21 @@ def test_definitions_hold_raw_and_staged_per_source(tmp_path) -> None:
     for spec in builtin_specs():
         assert f"raw/{spec.id}" in keys and f"staged/{spec.id}" in keys
     groups = {a.group_names_by_key[k] for a in defs.assets for k in a.keys}  # type: ignore[union-attr]
-    assert groups == {"municipal", "court", "commercial", "transport", "linkage"}
+    assert groups == {"municipal", "court", "commercial", "transport", "linkage", "warehouse"}
 
 
 def test_definitions_hold_the_linkage_assets(tmp_path) -> None:
     defs = build_definitions(Home(tmp_path))
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    for name in ("person_mentions", "person_model", "person_predictions", "person_clusters",
-                 "business_clusters", "evaluation"):  # fmt: skip
+    for name in (
+        "person_mentions",
+        "person_model",
+        "person_predictions",
+        "person_clusters",
+        "business_clusters",
+        "evaluation",
+    ):
         assert f"linkage/{name}" in keys
     for key in LINKAGE_KEYS:
         node = graph.get(key)
@@ -42,35 +47,9 @@ def test_definitions_hold_the_linkage_assets(tmp_path) -> None:
     assert staged <= set(graph.get(dg.AssetKey(["linkage", "business_clusters"])).parent_keys)
 
 
-def test_materialise_everything_and_evaluate(fresh_copy: Home) -> None:
-    """The whole graph (48 sources, then linkage) on the tiny world; the evaluation
-    carries the accuracy figures (floors measured on this world, see docs/febrl.md)."""
-    defs = build_definitions(fresh_copy)
-    result = dg.materialize(
-        list(defs.assets),  # type: ignore[arg-type]
-        resources={"tessera": TesseraHome(path=str(fresh_copy.root))},
-    )
-    assert result.success
-    mats = {e.asset_key.to_user_string(): e for e in result.get_asset_materialization_events()}
-    for key in LINKAGE_KEYS:
-        assert key.to_user_string() in mats, key
-    pred = mats["linkage/person_predictions"].materialization.metadata
-    assert (
-        pred["candidate_pairs"].value > 0 and "match weight" in pred["match_weight_histogram"].value
-    )
-    md = mats["linkage/evaluation"].materialization.metadata
-    assert md["person_model_pairwise_precision"].value >= PERSON_P_FLOOR
-    assert md["person_model_pairwise_recall"].value >= PERSON_R_FLOOR
-    assert md["person_model_pairwise_recall"].value > md["person_naive_pairwise_recall"].value
-    assert md["business_model_pairwise_f1"].value >= 0.99
-    assert "| person | model |" in md["scores"].value
-
-
 def test_materialise_a_source(fresh_copy: Home) -> None:
     spec = next(s for s in builtin_specs() if s.id == "rail_tickets")
-    result = dg.materialize(
-        build_source_assets(spec), resources={"tessera": TesseraHome(path=str(fresh_copy.root))}
-    )
+    result = dg.materialize(build_source_assets(spec), resources=resources(fresh_copy))
     assert result.success
     mats = {e.asset_key.to_user_string(): e for e in result.get_asset_materialization_events()}
     raw_md = mats["raw/rail_tickets"].materialization.metadata
@@ -85,6 +64,64 @@ def test_materialise_a_source(fresh_copy: Home) -> None:
     assert staged_md["dagster/row_count"].value == staged > 0
     assert raw_md["dagster/row_count"].value == staged + staged_md["rows_quarantined"].value
     assert "dagster/column_schema" in raw_md
+
+
+def test_materialise_one_delivery_day(fresh_copy: Home) -> None:
+    """A delta source's day partition lands and stages that day's files only; the
+    checks come with the materialisation, accounting passes."""
+    spec = next(s for s in builtin_specs() if s.id == "rail_tickets")
+    assert is_daily(spec)
+    result = dg.materialize(
+        build_source_assets(spec, delivery_days(fresh_copy)),
+        partition_key="2026-01-02",
+        resources=resources(fresh_copy),
+    )
+    assert result.success
+    days = (
+        records(fresh_copy)
+        .filter(pl.col("source_id") == "rail_tickets")
+        .select(pl.col("delivered").unique())
+        .collect()["delivered"]
+        .to_list()
+    )
+    assert [d.isoformat() for d in days] == ["2026-01-02"]
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks["file_accounting"] is True
+    assert set(checks) == {
+        "file_accounting",
+        "validity_rates",
+        "schema_drift",
+        "duplicate_deliveries",
+    }
+
+
+def test_definitions_hold_checks_jobs_schedules_and_sensor(tmp_path) -> None:
+    defs = build_definitions(Home(tmp_path))
+    graph = defs.resolve_asset_graph()
+    for key in WAREHOUSE_KEYS:
+        assert graph.get(key).group_name == "warehouse" and graph.get(key).description
+    checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
+    for spec in builtin_specs():
+        assert (f"staged/{spec.id}", "file_accounting") in checks
+        assert (f"raw/{spec.id}", "schema_drift") in checks
+        partitioned = graph.get(dg.AssetKey(["raw", spec.id])).partitions_def is not None
+        assert partitioned == is_daily(spec), spec.id
+    assert ("linkage/person_clusters", "entity_size") in checks
+    assert ("warehouse/build", "smoke") in checks
+    assert {j.name for j in defs.resolve_all_job_defs()} >= {
+        "daily_pipeline",
+        "full_relink",
+        "advance_world",
+    }
+    assert {s.name for s in defs.schedules or []} == {
+        "daily_ingest_link_publish",
+        "weekly_full_relink",
+        "demo_advance_world",
+    }
+    assert defs.resolve_sensor_def("landing_sensor") is not None
+    # Retry policies on database extraction and on the swap.
+    raw_db = next(a for a in defs.assets if dg.AssetKey(["raw", "hukou_db"]) in a.keys)  # type: ignore[union-attr]
+    assert raw_db.op.retry_policy is not None  # type: ignore[union-attr]
 
 
 def test_dagster_definitions_validate(tmp_path) -> None:

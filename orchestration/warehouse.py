@@ -1,0 +1,182 @@
+"""Warehouse assets (group ``warehouse``): build a candidate, check it, swap it in.
+
+``warehouse/build`` runs :func:`warehouse.publish.publish` against a home whose
+warehouse path is ``warehouse.candidate.duckdb``: the library builds, smoke-checks
+and atomically renames its file there, next to the live ``warehouse.duckdb``,
+which it never touches. The blocking ``smoke`` check then looks at the candidate
+(invariants, core tables, no sudden loss of entities against the live file).
+Only if every blocking check upstream passed does ``warehouse/publish`` move the
+candidate over the live file (``os.replace``: analysts see the old or the new
+warehouse, never a mix). A failing check anywhere upstream (file accounting,
+over-merge guards, accuracy, smoke) stops the run before the swap, so the last
+good warehouse stays live.
+"""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+
+from orchestration.linkage import BUSINESS_CLUSTERS, EVALUATION, PERSON_CLUSTERS
+from orchestration.metadata import jsonable, md_table
+from orchestration.resources import QualityThresholds, TesseraHome
+from tessera import quality as qc
+from tessera.config import Home
+
+GROUP = "warehouse"
+OWNER = "team:data-engineering"
+BUILD = dg.AssetKey(["warehouse", "build"])
+PUBLISH = dg.AssetKey(["warehouse", "publish"])
+WAREHOUSE_KEYS = (BUILD, PUBLISH)
+PUBLISH_RETRY = dg.RetryPolicy(max_retries=2, delay=1, backoff=dg.Backoff.EXPONENTIAL)
+
+
+@dataclass(frozen=True)
+class CandidateHome(Home):
+    """The same home, with the warehouse file redirected to the candidate path."""
+
+    @property
+    def warehouse(self) -> Path:
+        return self.root / "warehouse.candidate.duckdb"
+
+
+def candidate_path(home: Home) -> Path:
+    return CandidateHome(home.root).warehouse
+
+
+def build_candidate(home: Home) -> dict:
+    """Build the candidate warehouse with ``warehouse.publish.publish``; the live file
+    is hard-linked in first so the library carries its run history over."""
+    from warehouse.publish import publish
+
+    cand = candidate_path(home)
+    cand.unlink(missing_ok=True)
+    if home.warehouse.exists():
+        try:
+            os.link(home.warehouse, cand)
+        except OSError:
+            pass  # no run history carried over; the build itself does not need it
+    return publish(CandidateHome(home.root))
+
+
+def _counts_by_type(path: Path) -> list[tuple[str, int]]:
+    import duckdb
+
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.execute(
+            "SELECT entity_type, count(*) FROM entities GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+    finally:
+        con.close()
+
+
+def _top_entities(path: Path) -> dg.MetadataValue:
+    import duckdb
+
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        rows = con.execute(
+            "SELECT entity_id, entity_type, coalesce(name_native, name) AS name, n_mentions, "
+            "n_sources FROM entities ORDER BY n_sources DESC, entity_id LIMIT 5"
+        ).fetchall()
+    finally:
+        con.close()
+    return md_table(rows, ("entity", "type", "name", "mentions", "sources"))
+
+
+def build_warehouse_assets() -> list[dg.AssetsDefinition]:
+    """``warehouse/build`` (candidate + blocking smoke check) and ``warehouse/publish``."""
+    common = {"group_name": GROUP, "owners": [OWNER]}
+
+    @dg.asset(
+        key=BUILD,
+        deps=[PERSON_CLUSTERS, BUSINESS_CLUSTERS, EVALUATION],
+        kinds={"duckdb"},
+        check_specs=[
+            dg.AssetCheckSpec(
+                "smoke",
+                asset=BUILD,
+                blocking=True,
+                description="The candidate holds every mention in exactly one entity, unique "
+                "entity IDs, no empty core table, and not suddenly fewer entities than the live "
+                "warehouse (QualityThresholds.max_entity_drop). Blocks the swap.",
+            )
+        ],
+        **common,
+    )
+    def build(
+        context: dg.AssetExecutionContext, tessera: TesseraHome, quality: QualityThresholds
+    ) -> dg.MaterializeResult:
+        """The next warehouse, built in full next to the live one
+        (``warehouse.candidate.duckdb``) by ``warehouse.publish.publish``: entities with
+        golden records, memberships, facts, lists, relationships, evidence, search
+        tables and analyst views, with the library's own smoke checks. Not visible to
+        analysts until ``warehouse/publish`` swaps it in."""
+        home = tessera.home()
+        out = build_candidate(home)
+        smoke = qc.warehouse_smoke(candidate_path(home), home.warehouse, quality.max_entity_drop)
+        counts = out["counts"]
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": counts.get("entities", 0),
+                "dagster/column_schema": dg.TableSchema(
+                    columns=[
+                        dg.TableColumn(t, "table", description=f"{n:,} rows")
+                        for t, n in counts.items()
+                    ]
+                ),
+                "path": str(candidate_path(home)),
+                "reference_date": out["reference_date"],
+                "seconds": out["seconds"],
+                "steps": jsonable(out.get("steps", {})),
+                "tables": md_table(counts.items(), ("table", "rows")),
+            },
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="smoke",
+                    passed=bool(smoke["ok"]),
+                    metadata={
+                        "violations": jsonable(smoke["violations"]),
+                        "empty_tables": ", ".join(smoke["empty_tables"]) or "none",
+                        "entities": smoke["counts"]["entities"],
+                        "entities_live": smoke["entities_live"] or 0,
+                        "entity_drop_too_large": smoke["entity_drop_too_large"],
+                    },
+                )
+            ],
+        )
+
+    @dg.asset(
+        key=PUBLISH,
+        deps=[BUILD],
+        kinds={"duckdb"},
+        retry_policy=PUBLISH_RETRY,
+        **common,
+    )
+    def publish(context: dg.AssetExecutionContext, tessera: TesseraHome) -> dg.MaterializeResult:
+        """The live warehouse (``warehouse.duckdb``): the checked candidate moved over it
+        atomically. Metadata: entities per type, and what changed since the last
+        publish (new, grown, merged, split and retired entities, new mentions)."""
+        home = tessera.home()
+        cand = candidate_path(home)
+        if not cand.exists():
+            raise FileNotFoundError(
+                f"no candidate warehouse at {cand}: materialise warehouse/build"
+            )
+        changes = qc.entity_changes(qc.membership_map(home.warehouse), qc.membership_map(cand))
+        by_type = _counts_by_type(cand)
+        os.replace(cand, home.warehouse)
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": changes["entities_after"],
+                "path": str(home.warehouse),
+                **{f"{t}_entities": n for t, n in by_type},
+                **{f"changed_{k}": v for k, v in changes.items()},
+                "changes": md_table(changes.items(), ("since last publish", "count")),
+                "preview": _top_entities(home.warehouse),
+            }
+        )
+
+    return [build, publish]

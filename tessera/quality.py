@@ -1,0 +1,170 @@
+"""Measurements behind the linkage and warehouse checks, and what a publish changed.
+
+Plain functions over the linkage outputs (``lake/linkage/``) and warehouse files;
+the Dagster asset checks in ``orchestration/`` call them and decide what blocks.
+
+- :func:`oversized_entities` and :func:`duplicate_free_violations`: the over-merge
+  guards (an entity far larger than a person or business can be; two records of a
+  register that never holds one entity twice, in one entity).
+- :func:`warehouse_smoke`: invariants of a built warehouse file before it is swapped in.
+- :func:`entity_changes`: new, merged, split and retired entities between two
+  mention → entity maps (the last published warehouse and the candidate).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from tessera.config import Home
+
+ENTITY_TYPES = ("person", "business")
+
+
+@dataclass(frozen=True)
+class LinkageThresholds:
+    """Limits for the over-merge guards and the accuracy floors (when truth exists).
+
+    ``max_entity_mentions``: a person is known to ~48 systems, a few mentions each;
+    hundreds of mentions in one entity is a merge gone wrong. The floors are below
+    what the model measures on small worlds (see docs/linkage.md), so they catch a
+    broken model, not the last decimal."""
+
+    max_entity_mentions: int = 400
+    min_pairwise_precision: float = 0.99
+    min_pairwise_recall: float = 0.95
+    max_entity_drop: float = 0.20
+
+
+def clusters(home: Home, entity_type: str) -> pl.DataFrame:
+    """``mention_id, cluster_id`` of the last link (empty if none)."""
+    path = home.lake / "linkage" / f"{entity_type}_clusters.parquet"
+    if not path.exists():
+        return pl.DataFrame(schema={"mention_id": pl.String, "cluster_id": pl.String})
+    return pl.read_parquet(path)
+
+
+def oversized_entities(home: Home, entity_type: str, limit: int) -> dict[str, Any]:
+    """The largest entity and the entities with more than ``limit`` mentions."""
+    sizes = clusters(home, entity_type).group_by("cluster_id").len().sort("len", descending=True)
+    over = sizes.filter(pl.col("len") > limit)
+    return {
+        "largest": int(sizes["len"].max() or 0),
+        "over_limit": over.height,
+        "examples": over.head(5).rows(),
+    }
+
+
+def duplicate_free_violations(home: Home, entity_type: str) -> dict[str, Any]:
+    """Entities holding two different records of one duplicate-free source."""
+    from linkage.clusters import offending_clusters
+    from linkage.report import duplicate_free_keys
+
+    bad = offending_clusters(clusters(home, entity_type), duplicate_free_keys(home, entity_type))
+    return {"entities": bad.height, "examples": bad["cluster_id"].head(5).to_list()}
+
+
+def membership_map(path: Path) -> pl.DataFrame | None:
+    """``mention_id, entity_id`` of a warehouse file (None if there is none)."""
+    if not path.exists():
+        return None
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.sql("SELECT mention_id, entity_id FROM memberships").pl()
+    finally:
+        con.close()
+
+
+def entity_changes(old: pl.DataFrame | None, new: pl.DataFrame) -> dict[str, Any]:
+    """What changed from map ``old`` to map ``new`` (both ``mention_id, entity_id``):
+    entities before and after; ``new`` (IDs that did not exist, made of new
+    mentions only), ``grown`` (kept IDs with new mentions), ``merged`` (an entity
+    now holding mentions of several old ones), ``split`` (an old entity whose
+    mentions are now in several), ``retired`` (old IDs no longer in use)."""
+    after = new["entity_id"].n_unique()
+    if old is None:
+        return {
+            "entities_before": 0,
+            "entities_after": after,
+            "new": after,
+            "grown": 0,
+            "merged": 0,
+            "split": 0,
+            "retired": 0,
+            "new_mentions": new.height,
+        }
+    pairs = (
+        new.join(old.rename({"entity_id": "old_id"}), on="mention_id", how="left")
+        .group_by("entity_id", "old_id")
+        .len()
+    )
+    known = pairs.filter(pl.col("old_id").is_not_null())
+    per_new = known.group_by("entity_id").agg(pl.col("old_id").n_unique().alias("n"))
+    per_old = known.group_by("old_id").agg(pl.col("entity_id").n_unique().alias("n"))
+    old_ids = set(old["entity_id"].unique().to_list())
+    new_ids = set(new["entity_id"].unique().to_list())
+    touched = set(known["entity_id"].to_list())
+    grown = pairs.filter(pl.col("old_id").is_null() & pl.col("entity_id").is_in(list(touched)))
+    return {
+        "entities_before": len(old_ids),
+        "entities_after": after,
+        "new": len(new_ids - touched),
+        "grown": grown["entity_id"].n_unique(),
+        "merged": int((per_new["n"] > 1).sum()),
+        "split": int((per_old["n"] > 1).sum()),
+        "retired": len(old_ids - new_ids),
+        "new_mentions": new.join(old, on="mention_id", how="anti").height,
+    }
+
+
+SMOKE_SQL: dict[str, str] = {
+    # each returns the number of violations
+    "entities without an id": "SELECT count(*) FROM entities WHERE entity_id IS NULL",
+    "entity ids not unique": "SELECT count(*) - count(DISTINCT entity_id) FROM entities",
+    "membership of an unknown entity": (
+        "SELECT count(*) FROM memberships WHERE entity_id NOT IN (SELECT entity_id FROM entities)"
+    ),
+    "mention in several entities": (
+        "SELECT count(*) FROM (SELECT mention_id FROM memberships GROUP BY 1 HAVING count(*) > 1)"
+    ),
+    "entity without a member": (
+        "SELECT count(*) FROM entities WHERE entity_id NOT IN (SELECT entity_id FROM memberships)"
+    ),
+}
+CORE_TABLES = ("entities", "memberships", "entity_names", "facts")
+
+
+def warehouse_smoke(candidate: Path, live: Path | None, max_entity_drop: float) -> dict[str, Any]:
+    """Invariants of the ``candidate`` warehouse file: no violation of
+    :data:`SMOKE_SQL`, core tables not empty, and not fewer entities than
+    ``(1 - max_entity_drop)`` × the ``live`` warehouse's (a sudden drop means
+    entities were merged wholesale or sources went missing). ``ok`` says all hold."""
+    con = duckdb.connect(str(candidate), read_only=True)
+    try:
+        violations = {k: int(con.execute(q).fetchone()[0]) for k, q in SMOKE_SQL.items()}  # type: ignore[index]
+        counts = {
+            t: int(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in CORE_TABLES
+        }  # type: ignore[index]
+    finally:
+        con.close()
+    before = None
+    if live is not None and live.exists():
+        con = duckdb.connect(str(live), read_only=True)
+        try:
+            before = int(con.execute("SELECT count(*) FROM entities").fetchone()[0])  # type: ignore[index]
+        finally:
+            con.close()
+    dropped = before is not None and counts["entities"] < (1 - max_entity_drop) * before
+    empty = [t for t, n in counts.items() if n == 0]
+    return {
+        "ok": not any(violations.values()) and not empty and not dropped,
+        "violations": violations,
+        "counts": counts,
+        "empty_tables": empty,
+        "entities_live": before,
+        "entity_drop_too_large": dropped,
+    }
