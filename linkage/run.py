@@ -77,7 +77,41 @@ def _guard(
     return clusters, refused, n_bad
 
 
-def link(
+@dataclass
+class Prediction:
+    """One Splink prediction of one entity type: every candidate pair scored once,
+    those at or above the score floor kept with their evidence (``scored``); the
+    ones at or above the model's ``threshold`` are the edges to cluster."""
+
+    entity_type: str
+    features: pl.DataFrame
+    scored: pl.DataFrame
+    candidate_pairs: int
+    threshold: float
+    model_path: Path
+    timings: dict[str, float] = field(default_factory=dict)
+    blocking: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def edges(self) -> pl.DataFrame:
+        return self.scored.filter(pl.col("match_probability") >= self.threshold).select(
+            "mention_id_l", "mention_id_r", "match_weight", "match_probability"
+        )
+
+
+def entity_features(home: Home, entity_type: str) -> pl.DataFrame:
+    """The model's input for ``entity_type``: every staged mention with the derived
+    comparison columns (:mod:`linkage.features`)."""
+    all_mentions = lake.mentions(home)
+    mentions = all_mentions.filter(pl.col("entity_type") == entity_type).collect()
+    if entity_type == "person":
+        return person_features(mentions)
+    if entity_type == "business":
+        return business_features(mentions, legal_rep_names(lake.relationships(home), all_mentions))
+    raise ValueError(f"unknown entity type {entity_type!r}")
+
+
+def predict(
     home: Home,
     *,
     entity_type: str = "person",
@@ -85,16 +119,13 @@ def link(
     config: PersonModelConfig | BusinessModelConfig | None = None,
     count_blocking: bool = False,
     score_floor: float = REVIEW_BAND[0],
-) -> LinkResult:
-    """Cluster every ``entity_type`` mention of ``home`` (``person`` or ``business``).
-    A saved model at ``model_path`` is used if it exists; else a model is trained
-    (seeded) and saved there (default ``lake/linkage/<entity_type>_model.json``).
-    ``count_blocking`` adds the exact candidate pairs per blocking rule (slower).
-
-    Splink predicts once: every candidate pair is scored, the pairs at or above
-    ``score_floor`` are kept with their per-comparison evidence
-    (``LinkResult.scored``, for the evidence and the review queue) and those at
-    or above the model's threshold are the edges that are clustered."""
+    features: pl.DataFrame | None = None,
+) -> Prediction:
+    """Score every candidate pair of ``entity_type`` mentions once. A saved model at
+    ``model_path`` is used if it exists; else a model is trained (seeded) and saved
+    there (default ``lake/linkage/<entity_type>_model.json``). ``features`` (else
+    derived from the lake) are written to ``lake/linkage/<type>_features.parquet``.
+    ``count_blocking`` adds the exact candidate pairs per blocking rule (slower)."""
     if entity_type not in ("person", "business"):
         raise ValueError(f"unknown entity type {entity_type!r}")
     person = entity_type == "person"
@@ -102,21 +133,14 @@ def link(
         config = PersonModelConfig() if person else BusinessModelConfig()
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    all_mentions = lake.mentions(home)
-    mentions = all_mentions.filter(pl.col("entity_type") == entity_type).collect()
-    if person:
-        features = person_features(mentions)
-        settings: Any = person_settings(config)  # type: ignore[arg-type]
-        rules = person_blocking_rules()
-    else:
-        reps = legal_rep_names(lake.relationships(home), all_mentions)
-        features = business_features(mentions, reps)
-        settings = business_settings(config)  # type: ignore[arg-type]
-        rules = business_blocking_rules()
     target = home.lake / "linkage"
     target.mkdir(parents=True, exist_ok=True)
-    # Kept for the incremental path and for search by example at publish.
-    features.write_parquet(target / f"{entity_type}_features.parquet")
+    if features is None:
+        features = entity_features(home, entity_type)
+        # Kept for the incremental path and for search by example at publish.
+        features.write_parquet(target / f"{entity_type}_features.parquet")
+    settings: Any = person_settings(config) if person else business_settings(config)  # type: ignore[arg-type]
+    rules = person_blocking_rules() if person else business_blocking_rules()
     timings["features"] = time.perf_counter() - t
     model_path = model_path or target / f"{entity_type}_model.json"
     trained = model_path.exists()
@@ -148,33 +172,111 @@ def link(
         linker.misc.save_model_to_json(str(model_path), overwrite=True)
         timings["train"] = time.perf_counter() - t
 
-    # One prediction: the edges, the evidence and the review queue all come from it.
     t = time.perf_counter()
     # The blocked pairs are materialised (and counted) first; predict reuses them and
     # keeps only the pairs at or above the floor.
     blocked = linker.inference.compute_blocked_pairs_for_predict()
     candidate_pairs = int(blocked.as_duckdbpyrelation().aggregate("count(*)").fetchall()[0][0])
-    pred = linker.inference.predict(threshold_match_probability=score_floor)
-    scored = contributions(pred.as_duckdbpyrelation(), linker, features)
-    edges = scored.filter(pl.col("match_probability") >= config.threshold_match_probability).select(
-        "mention_id_l", "mention_id_r", "match_weight", "match_probability"
-    )
-    timings["predict"] = time.perf_counter() - t
-
+    timings["blocking"] = time.perf_counter() - t
     t = time.perf_counter()
-    clusters = connected_components(features["mention_id"], edges)
-    clusters, refused, n_bad = _guard(home, mentions, clusters, edges)
-    timings["cluster"] = time.perf_counter() - t
-    return LinkResult(
+    pred = linker.inference.predict(threshold_match_probability=score_floor)
+    timings["scoring"] = time.perf_counter() - t
+    t = time.perf_counter()
+    scored = contributions(pred.as_duckdbpyrelation(), linker, features)
+    timings["evidence"] = time.perf_counter() - t
+    return Prediction(
         entity_type,
-        clusters,
-        edges,
+        features,
+        scored,
         candidate_pairs,
-        mentions.height,
+        float(config.threshold_match_probability),
+        model_path,
         timings,
         blocking,
+    )
+
+
+def cluster(home: Home, prediction: Prediction) -> LinkResult:
+    """Connected components of the prediction's edges, then the duplicate-free guard."""
+    t = time.perf_counter()
+    features, edges = prediction.features, prediction.edges
+    clusters = connected_components(features["mention_id"], edges)
+    clusters, refused, n_bad = _guard(home, features, clusters, edges)
+    timings = {**prediction.timings, "cluster": time.perf_counter() - t}
+    return LinkResult(
+        prediction.entity_type,
+        clusters,
+        edges,
+        prediction.candidate_pairs,
+        features.height,
+        timings,
+        prediction.blocking,
         refused,
         n_bad,
-        model_path,
-        scored,
+        prediction.model_path,
+        prediction.scored,
+    )
+
+
+def link(home: Home, **kwargs: Any) -> LinkResult:
+    """Cluster every mention of one entity type: :func:`predict` (train if there is no
+    saved model, score every candidate pair once), then :func:`cluster`. Takes
+    :func:`predict`'s keyword arguments."""
+    return cluster(home, predict(home, **kwargs))
+
+
+def _mentions_hash(features: pl.DataFrame) -> str:
+    """A fingerprint of the mention set (polars' hash: stable within one install)."""
+    return str(int(features["mention_id"].hash(seed=0).sum()))
+
+
+def save_prediction(home: Home, prediction: Prediction) -> Path:
+    """Write the scored pairs to ``lake/linkage/<type>_scored.parquet`` with a sidecar
+    saying which features and model they came from (see :func:`load_prediction`)."""
+    target = home.lake / "linkage"
+    path = target / f"{prediction.entity_type}_scored.parquet"
+    prediction.scored.write_parquet(path)
+    (target / f"{prediction.entity_type}_scored.json").write_text(
+        json.dumps(
+            {
+                "candidate_pairs": prediction.candidate_pairs,
+                "threshold": prediction.threshold,
+                "model": str(prediction.model_path),
+                "model_mtime_ns": prediction.model_path.stat().st_mtime_ns,
+                "mentions": prediction.features.height,
+                "mentions_hash": _mentions_hash(prediction.features),
+                "timings": prediction.timings,
+            },
+            indent=2,
+        ),
+        encoding="utf-8",
+    )
+    return path
+
+
+def load_prediction(home: Home, entity_type: str, features: pl.DataFrame) -> Prediction | None:
+    """The saved prediction of ``entity_type`` if it was made from these
+    ``features`` (same mentions) and the model file as it is now; else None."""
+    target = home.lake / "linkage"
+    side = target / f"{entity_type}_scored.json"
+    path = target / f"{entity_type}_scored.parquet"
+    if not (side.exists() and path.exists()):
+        return None
+    meta = json.loads(side.read_text(encoding="utf-8"))
+    model = Path(meta["model"])
+    if (
+        not model.exists()
+        or model.stat().st_mtime_ns != meta["model_mtime_ns"]
+        or meta["mentions"] != features.height
+        or meta.get("mentions_hash") != _mentions_hash(features)
+    ):
+        return None
+    return Prediction(
+        entity_type,
+        features,
+        pl.read_parquet(path),
+        int(meta["candidate_pairs"]),
+        float(meta["threshold"]),
+        model,
+        dict(meta.get("timings", {})),
     )

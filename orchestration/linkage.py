@@ -14,6 +14,7 @@ No ``from __future__ import annotations`` here: Dagster checks the type of the
 """
 
 import importlib.util
+import json
 import math
 from pathlib import Path
 from typing import Any, Literal
@@ -102,9 +103,16 @@ def run_link(
 
         return chosen, dict(link_incremental(home, entity_type))
     from linkage.report import settle
-    from linkage.run import link
+    from linkage.run import cluster, entity_features, load_prediction, predict
 
-    res = link(home, entity_type=entity_type, model_path=model_path)
+    # The prediction asset's scored pairs when they come from these mentions and
+    # this model (one prediction per run); else predict here.
+    features = entity_features(home, entity_type)
+    features.write_parquet(home.lake / "linkage" / f"{entity_type}_features.parquet")
+    prediction = load_prediction(home, entity_type, features) or predict(
+        home, entity_type=entity_type, model_path=model_path, features=features
+    )
+    res = cluster(home, prediction)
     # Decisions, stable entity ids, evidence and the review queue: the same
     # step as `tessera link`, which writes the clusters (cluster_id = entity id).
     settled = settle(home, res)
@@ -186,7 +194,7 @@ def _paths(home: Home) -> dict[str, Path]:
     return {
         "features": d / "person_features.parquet",
         "model": d / "person_model.json",
-        "predictions": d / "person_predictions.parquet",
+        "predictions": d / "person_scored.parquet",
         "person_clusters": d / "person_clusters.parquet",
         "person_edges": d / "person_edges.parquet",
         "business_clusters": d / "business_clusters.parquet",
@@ -287,9 +295,8 @@ def build_linkage_assets(specs: list[SourceSpec] | tuple[SourceSpec, ...]) -> li
         config = PersonModelConfig()
         features = pl.read_parquet(paths["features"])
         linker, _ = make_linker(features, person_settings(config))
-        train(linker, config)
-        linker.misc.save_model_to_json(str(paths["model"]), overwrite=True)
-        settings = linker.misc.save_model_to_json()
+        settings = train(linker, config, features)
+        paths["model"].write_text(json.dumps(settings, indent=2), encoding="utf-8")
         comparisons = settings.get("comparisons", [])
         rows = ["| comparison | level | m | u |", "|---|---|---:|---:|"]
         for c in comparisons:
@@ -323,30 +330,25 @@ def build_linkage_assets(specs: list[SourceSpec] | tuple[SourceSpec, ...]) -> li
     def person_predictions(
         context: dg.AssetExecutionContext, tessera: TesseraHome
     ) -> dg.MaterializeResult:
-        """Every candidate pair of person mentions (the model's blocking rules) scored by
-        the saved model: ``mention_id_l, mention_id_r, match_weight, match_probability``
-        in ``lake/linkage/person_predictions.parquet``, with the match-weight
-        distribution."""
-        from linkage.model import PersonModelConfig, make_linker
+        """Every candidate pair of person mentions (the model's blocking rules) scored
+        once by the saved model (``linkage.run.predict``); the pairs at or above the
+        review floor are kept with each comparison's level and weight in
+        ``lake/linkage/person_scored.parquet``, which ``linkage/person_clusters``
+        clusters (no second prediction). Metadata: candidate pairs, pairs per
+        mention, the match-weight distribution of the kept pairs."""
+        from linkage.model import PersonModelConfig
+        from linkage.run import predict, save_prediction
 
         home = tessera.home()
         paths = _paths(home)
         features = pl.read_parquet(paths["features"])
-        linker, _ = make_linker(features, paths["model"])
-        scored = (
-            linker.inference.predict()
-            .as_duckdbpyrelation()
-            .select("uid_l, uid_r, match_weight, match_probability")
-            .pl()
+        prediction = predict(
+            home, entity_type="person", model_path=paths["model"], features=features
         )
-        # Splink joins on the integer ``uid``; the lake speaks mention ids.
-        ids = features.select("uid", "mention_id")
-        pred = (
-            scored.join(ids.rename({"uid": "uid_l", "mention_id": "mention_id_l"}), on="uid_l")
-            .join(ids.rename({"uid": "uid_r", "mention_id": "mention_id_r"}), on="uid_r")
-            .select("mention_id_l", "mention_id_r", "match_weight", "match_probability")
+        save_prediction(home, prediction)
+        pred = prediction.scored.select(
+            "mention_id_l", "mention_id_r", "match_weight", "match_probability"
         )
-        pred.write_parquet(paths["predictions"])
         threshold = PersonModelConfig().threshold_match_probability
         return dg.MaterializeResult(
             metadata={
@@ -355,8 +357,9 @@ def build_linkage_assets(specs: list[SourceSpec] | tuple[SourceSpec, ...]) -> li
                 "preview": preview(
                     pred.sort((pl.col("match_probability") - threshold).abs()).head(5)
                 ),
-                "candidate_pairs": pred.height,
-                "pairs_per_mention": round(pred.height / max(features.height, 1), 2),
+                "candidate_pairs": prediction.candidate_pairs,
+                "pairs_per_mention": round(prediction.candidate_pairs / max(features.height, 1), 2),
+                "seconds": jsonable(prediction.timings),
                 "threshold_match_probability": threshold,
                 "pairs_at_threshold": int((pred["match_probability"] >= threshold).sum()),
                 "match_weight_histogram": dg.MetadataValue.md(

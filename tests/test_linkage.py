@@ -300,3 +300,33 @@ def test_business_model_beats_naive_rule(world: Home, business_link) -> None:
     assert model["pairwise"]["precision"] >= BUSINESS_PRECISION_FLOOR
     assert model["pairwise"]["recall"] >= BUSINESS_RECALL_FLOOR
     assert business_link.candidate_pairs > 0 and business_link.model_path.exists()
+
+
+def test_a_saved_prediction_is_clustered_without_predicting_again(
+    world: Home, person_link, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Dagster prediction asset saves its scored pairs; the clusters asset takes
+    them (no second Splink prediction) while they match the mentions and the model,
+    and clustering them gives what link() gives."""
+    import os
+
+    import linkage.run as run
+
+    features = run.entity_features(world, "person")
+    prediction = run.predict(
+        world, entity_type="person", model_path=person_link.model_path, features=features
+    )
+    assert prediction.candidate_pairs == person_link.candidate_pairs
+    run.save_prediction(world, prediction)
+    loaded = run.load_prediction(world, "person", features)
+    assert loaded is not None
+    assert loaded.scored.equals(prediction.scored)
+    # Clustering the saved pairs never calls Splink's predict.
+    monkeypatch.setattr(run, "make_linker", lambda *a, **k: pytest.fail("predicted again"))
+    res = run.cluster(world, loaded)
+    assert res.clusters.sort("mention_id").equals(person_link.clusters.sort("mention_id"))
+    # Other mentions, or a retrained model, make the saved pairs stale.
+    assert run.load_prediction(world, "person", features.head(features.height - 1)) is None
+    st = person_link.model_path.stat()
+    os.utime(person_link.model_path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    assert run.load_prediction(world, "person", features) is None
