@@ -171,6 +171,47 @@ def label(home: Home, clusters: pl.DataFrame, entity_type: str) -> pl.DataFrame:
     )
 
 
+# A person mention that says none of these carries only a name (and perhaps sex,
+# birth place or an address).
+_DISTINGUISHING = (
+    "dob", "dob_raw", "id_number", "id_raw", "id_masked", "id_dob",
+    "phone", "phone_raw", "phone_masked", "email", "plate", "passport",
+)  # fmt: skip
+
+
+def name_only_ceiling(labelled: pl.DataFrame) -> dict[str, Any] | None:
+    """How much of the person recall no model can reach from the records alone.
+
+    A *name-only* mention carries a name and nothing that tells people apart (no date
+    of birth, ID, phone, e-mail, plate or passport, full or masked); it is
+    *ambiguous* when the mentions of two or more real persons carry its pinyin name.
+    Attaching one to an entity is a guess among those persons. Reported: how many
+    there are, the true pairs that hold one, and pairwise P/R on the other mentions
+    (every ambiguous name-only mention left out). None for business frames."""
+    if not set(_DISTINGUISHING) <= set(labelled.columns) or "name_latin" not in labelled.columns:
+        return None
+    key = pl.col("name_latin").str.replace_all(r"[\s·\-]", "").str.to_lowercase()
+    persons_per_name = pl.col("entity_id").n_unique().over("_name")
+    flagged = labelled.with_columns(key.alias("_name")).with_columns(
+        (
+            pl.all_horizontal(pl.col(c).is_null() for c in _DISTINGUISHING)
+            & pl.col("_name").is_not_null()
+            & (persons_per_name > 1)
+        ).alias("_ambiguous")
+    )
+    amb = flagged.filter(pl.col("_ambiguous"))
+    sizes = flagged.group_by("entity_id").len()
+    held = amb.join(sizes, on="entity_id")
+    rest = flagged.filter(~pl.col("_ambiguous")).drop("_name", "_ambiguous")
+    return {
+        "ambiguous_name_only_mentions": amb.height,
+        # Pairs with one such mention: its entity's other mentions (an upper bound
+        # when two of them share an entity).
+        "true_pairs_holding_one": int((held["len"] - 1).sum()),
+        "pairwise_without_them": pairwise_scores(rest),
+    }
+
+
 def evaluate_labelled(labelled: pl.DataFrame, *, detail: bool = True) -> dict[str, Any]:
     """Every score for one labelled frame (``mention_id, cluster_id, entity_id`` and,
     for the detail, ``source_id`` and the evidence columns)."""
@@ -183,6 +224,9 @@ def evaluate_labelled(labelled: pl.DataFrame, *, detail: bool = True) -> dict[st
     }
     if "n_entities" in labelled.columns:
         out["ambiguous_mentions"] = int((labelled["n_entities"] > 1).sum())
+    ceiling = name_only_ceiling(labelled)
+    if ceiling is not None and labelled["entity_type"].first() == "person":
+        out["name_only_ceiling"] = ceiling
     if detail:
         out["source_pairs"] = source_pair_recall(labelled)
         out["false_merges"] = worst_false_merges(labelled)

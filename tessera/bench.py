@@ -158,6 +158,49 @@ def bench_pipeline(persons: int, days: int, seed: int, home: str | None) -> dict
     return result
 
 
+def bench_linkage(home: str, repeat: int = 1, entity_type: str = "person") -> dict[str, Any]:
+    """Train, predict and cluster ``entity_type`` on an ingested home ``repeat`` times,
+    each in a child process with a fresh model (so training is timed): median
+    seconds per step, candidate pairs, pairs per mention, pairs per second (Splink's
+    blocking + scoring) and peak RSS."""
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="tessera-lbench-") as tmp:
+        for i in range(repeat):
+            secs, rss, out = _run_stage(
+                ["link-model", "--home", home, "--type", entity_type,
+                 "--model", str(Path(tmp) / f"model{i}.json")]
+            )  # fmt: skip
+            runs.append({**out, "wall_seconds": round(secs, 2), "peak_rss_mib": rss / 2**20})
+    first = runs[0]
+    steps = sorted({k for r in runs for k in r["seconds"]})
+    result = {
+        "home": home,
+        "entity_type": entity_type,
+        "repeat": repeat,
+        "mentions": first["mentions"],
+        "candidate_pairs": first["candidate_pairs"],
+        "pairs_per_mention": first["pairs_per_mention"],
+        "seconds_median": {
+            k: round(statistics.median(r["seconds"].get(k, 0.0) for r in runs), 2) for k in steps
+        },
+        "train_predict_cluster_seconds_median": round(
+            statistics.median(r["train_predict_cluster_seconds"] for r in runs), 2
+        ),
+        "train_predict_cluster_seconds_all": [r["train_predict_cluster_seconds"] for r in runs],
+        "pairs_per_second_median": round(statistics.median(r["pairs_per_second"] for r in runs)),
+        "peak_rss_mib_max": round(max(r["peak_rss_mib"] for r in runs), 1),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    outdir = Path("bench/results")
+    if outdir.parent.is_dir():
+        outdir.mkdir(exist_ok=True)
+        (outdir / f"linkage-{entity_type}-{first['mentions']}.json").write_text(
+            json.dumps(result, indent=2), encoding="utf-8"
+        )
+    return result
+
+
 DEFAULT_SERVERS = {
     "postgres": "postgresql://postgres@127.0.0.1:5432/postgres",
     "mysql": "mysql://root@127.0.0.1:3306/",

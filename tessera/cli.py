@@ -277,6 +277,38 @@ def cmd_link(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_link_model(args: argparse.Namespace) -> int:
+    """Train (unless --model exists), predict and cluster one entity type, and report
+    the steps' seconds: what `tessera bench --linkage` times. Writes no clusters."""
+    from pathlib import Path
+
+    from linkage.run import link
+
+    home = _home(args)
+    res = link(home, entity_type=args.type, model_path=Path(args.model) if args.model else None)
+    t = res.timings
+    splink = t.get("blocking", 0.0) + t.get("scoring", 0.0)
+    out = {
+        "entity_type": args.type,
+        "mentions": res.mentions,
+        "candidate_pairs": res.candidate_pairs,
+        "pairs_per_mention": round(res.pairs_per_mention, 2),
+        "edges": res.edges.height,
+        "clusters": res.clusters["cluster_id"].n_unique(),
+        "seconds": {k: round(v, 2) for k, v in t.items()},
+        "train_predict_cluster_seconds": round(
+            sum(t.get(k, 0.0) for k in ("train", "blocking", "scoring", "evidence", "cluster")), 2
+        ),
+        # Splink's blocking and scoring of every candidate pair.
+        "pairs_per_second": round(res.candidate_pairs / splink) if splink else None,
+    }
+    if args.json:
+        _print_json(out)
+    else:
+        console.print(out)
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from linkage.report import evaluate_all
 
@@ -525,6 +557,14 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from tessera.bench import bench_pipeline, run_bench
 
+    if args.linkage:  # train + predict + cluster on an ingested home, in child processes
+        from tessera.bench import bench_linkage
+
+        if not args.home:
+            err_console.print("--linkage needs --home: an ingested home")
+            return 2
+        _print_json(bench_linkage(args.home, args.repeat))
+        return 0
     if args.pipeline:  # the whole Dagster graph (`tessera run`) in a child process
         result = bench_pipeline(args.persons, args.days, args.seed, args.home)
         _print_json(result)
@@ -666,6 +706,10 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "link", "link persons (Splink) and businesses; scores against the truth if present"
     ).set_defaults(fn=cmd_link)
+    lm = add("link-model", "train, predict and cluster one entity type and time each step")
+    lm.add_argument("--type", choices=["person", "business"], default="person")
+    lm.add_argument("--model", default=None, help="model JSON (trained and saved if absent)")
+    lm.set_defaults(fn=cmd_link_model)
     add(
         "eval", "score the saved clusters against the simulated truth, with the naive rule"
     ).set_defaults(fn=cmd_eval)
@@ -690,6 +734,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=7)
     b.add_argument("--repeat", type=int, default=1, help="runs per stage (median reported)")
     b.add_argument("--pipeline", action="store_true", help="only the `pipeline` stage: tessera run")
+    b.add_argument(
+        "--linkage", action="store_true",
+        help="only person linkage (train + predict + cluster) on the ingested --home",
+    )  # fmt: skip
     b.set_defaults(fn=cmd_bench)
     d = add("demo", "simulate a default world and run everything that exists")
     d.add_argument("--persons", type=int, default=20_000)
