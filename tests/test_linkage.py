@@ -330,3 +330,28 @@ def test_a_saved_prediction_is_clustered_without_predicting_again(
     st = person_link.model_path.stat()
     os.utime(person_link.model_path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
     assert run.load_prediction(world, "person", features) is None
+
+
+def test_name_only_ceiling_leaves_out_names_several_persons_carry() -> None:
+    """A mention with only a name two persons carry is ambiguous; one with a name only
+    one person carries, or with a phone, is not."""
+    from linkage.evaluate import _DISTINGUISHING, name_only_ceiling
+
+    rows = {
+        "mention_id": ["a1", "a2", "a3", "b1", "b2", "c1", "c2"],
+        "cluster_id": ["A", "A", "x", "B", "B", "C", "y"],
+        "entity_id": ["pA", "pA", "pA", "pB", "pB", "pC", "pC"],
+        "entity_type": ["person"] * 7,
+        "name_latin": ["Zhang Wei", "Zhang Wei", "zhang wei", "ZHANG WEI", "Zhang Wei", "Li Na", "Li Na"],
+        "phone": ["1", "1", None, "2", "2", "3", None],
+    }  # fmt: skip
+    frame = pl.DataFrame(rows).with_columns(
+        pl.lit(None, pl.String).alias(c) for c in _DISTINGUISHING if c != "phone"
+    )
+    out = name_only_ceiling(frame)
+    # a3: name only, zhangwei is carried by pA and pB; c2: lina only by pC.
+    assert out["ambiguous_name_only_mentions"] == 1
+    assert out["true_pairs_holding_one"] == 2
+    rest = out["pairwise_without_them"]
+    assert rest["true_pairs"] == 3 and rest["true_positive_pairs"] == 2
+    assert name_only_ceiling(frame.drop("phone")) is None
