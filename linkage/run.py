@@ -70,8 +70,16 @@ def _duplicate_free(home: Home) -> list[str]:
 def _guard(
     home: Home, mentions: pl.DataFrame, clusters: pl.DataFrame, edges: pl.DataFrame
 ) -> tuple[pl.DataFrame, int, int]:
-    recs = lake.records(home).select("source_id", "record_key", "mention_id").unique().collect()
-    keys = guard_keys(mentions, recs, _duplicate_free(home))
+    dup_free = _duplicate_free(home)
+    # Only the duplicate-free registers' records (the filter reaches the parquet scan).
+    recs = (
+        lake.records(home)
+        .filter(pl.col("source_id").is_in(dup_free))
+        .select("source_id", "record_key", "mention_id")
+        .unique()
+        .collect()
+    )
+    keys = guard_keys(mentions, recs, dup_free)
     n_bad = offending_clusters(clusters, keys).height
     clusters, refused = split_offending(clusters, edges, keys)
     return clusters, refused, n_bad
