@@ -17,6 +17,7 @@ fixed so that one never becomes a veto.
 
 from __future__ import annotations
 
+import os
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -279,7 +280,9 @@ def make_linker(
     """A linker over ``features`` on a fresh in-memory DuckDB."""
     db_api = DuckDBAPI()
     sdf = db_api.register(features.to_arrow(), dataset_display_name=name)
-    return Linker(sdf, settings, log_level="WARNING"), db_api
+    # Splink's own warnings (parameters left at their defaults on purpose: see the
+    # fixed levels) go to the log only with TESSERA_LOG=WARNING or lower.
+    return Linker(sdf, settings, log_level=os.environ.get("TESSERA_LOG", "ERROR")), db_api
 
 
 def count_candidate_pairs(linker_input: Any, rules: list[Any]) -> list[dict[str, Any]]:
