@@ -370,7 +370,9 @@ def build_linkage_assets(specs: list[SourceSpec] | tuple[SourceSpec, ...]) -> li
 
     @dg.asset(
         key=PERSON_CLUSTERS,
-        deps=[PERSON_PREDICTIONS, PERSON_MODEL],
+        # The mentions too: the daily job leaves out the model and the full prediction,
+        # and without this edge it ran the clusters before that day's staging.
+        deps=[PERSON_MENTIONS, PERSON_PREDICTIONS, PERSON_MODEL],
         kinds={"splink", "duckdb", "parquet"},
         check_specs=_cluster_check_specs(PERSON_CLUSTERS),
         **common,

@@ -145,3 +145,32 @@ def test_dagster_definitions_validate(tmp_path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Validation successful for code location tessera" in proc.stderr + proc.stdout
+
+
+def test_daily_job_links_after_the_day_is_staged(tmp_path) -> None:
+    """In the daily job (no model training, no full prediction) each clusters asset
+    still comes after every staged source and the mentions, so a day's new mentions
+    are linked in the run that stages them."""
+    from orchestration.automation import daily_selection
+    from orchestration.definitions import build_definitions
+    from orchestration.linkage import BUSINESS_CLUSTERS, PERSON_CLUSTERS, PERSON_MENTIONS
+
+    defs = build_definitions(Home(tmp_path / "home"))
+    graph = defs.resolve_asset_graph()
+    selected = daily_selection().resolve(graph)
+    staged = {k for k in selected if k.path[0] == "staged"}
+    assert staged
+
+    def ancestors(key: dg.AssetKey) -> set[dg.AssetKey]:
+        seen: set[dg.AssetKey] = set()
+        todo = [key]
+        while todo:
+            for parent in graph.get(todo.pop()).parent_keys:
+                if parent in selected and parent not in seen:
+                    seen.add(parent)
+                    todo.append(parent)
+        return seen
+
+    for key in (PERSON_CLUSTERS, BUSINESS_CLUSTERS):
+        assert staged <= ancestors(key), key
+    assert PERSON_MENTIONS in ancestors(PERSON_CLUSTERS)
