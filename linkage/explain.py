@@ -197,11 +197,17 @@ def why(home: Home, entity_id: str) -> list[dict[str, Any]]:
     """The pairs that hold ``entity_id`` together, strongest first: each with its
     match weight, probability, prior and per-comparison ``contributions`` (level
     label and log2 Bayes factor), or the decision that joined it."""
+    from linkage.report import ENTITY_TYPES, read_linkage
+
     out: list[dict[str, Any]] = []
-    for p in sorted((home.lake / "linkage").glob("*_evidence.parquet")):
+    for etype in ENTITY_TYPES:
+        try:
+            # The last full link's evidence and what each incremental link appended.
+            evidence = read_linkage(home, etype, "evidence")
+        except FileNotFoundError:
+            continue
         ev = (
-            pl.scan_parquet(p)
-            .filter(pl.col("entity_id") == entity_id)
+            evidence.filter(pl.col("entity_id") == entity_id)
             .collect()
             .sort("match_weight", descending=True, nulls_last=False)
         )

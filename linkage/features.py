@@ -283,25 +283,33 @@ def business_features(
             "uscc_key",
         )
     )
-    # Firms per name core: distinct USCC keys among its mentions (at least 1). The
-    # drop keys are only for names whose prefix is not a known city (a typo in
+    # The drop keys are only for names whose prefix is not a known city (a typo in
     # the city, 旭沙 for 长沙, leaves it in the core).
+    no_city = pl.col("name_city").is_null() & (pl.col("name_core").str.len_chars() >= 6)
+    out = out.with_columns(
+        pl.when(no_city).then(pl.col("name_core").str.slice(k)).alias(f"name_drop{k}")
+        for k in (2, 3, 4)
+    )
+    out = business_name_statistics(out)
+    return out.with_columns(_uid()).select(BUSINESS_FEATURES).collect()
+
+
+def business_name_statistics(features: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame:
+    """``features`` with ``name_core_firms`` (re)computed over its own rows, grouped by
+    ``name_core`` (needs ``name_core, uscc_key``). :func:`business_features` computes
+    it over every mention; the incremental path over every mention of the cores a
+    day's new mentions carry, which gives the same values for those cores."""
+    # Firms per name core: distinct USCC keys among its mentions (at least 1).
     # A key seen once is most often a mistyped code (20,000 persons: 215 of 239 cores
     # with two keys were one firm), so only keys seen twice count.
     seen_twice = pl.col("uscc_key").is_not_null() & (pl.len().over("name_core", "uscc_key") >= 2)
     firms = pl.col("uscc_key").filter(seen_twice).n_unique().over("name_core")
-    no_city = pl.col("name_city").is_null() & (pl.col("name_core").str.len_chars() >= 6)
-    out = out.with_columns(
+    return features.lazy().with_columns(
         pl.when(pl.col("name_core").is_not_null())
         .then(pl.max_horizontal(firms, pl.lit(1)))
         .cast(pl.Int32)
-        .alias("name_core_firms"),
-        *(
-            pl.when(no_city).then(pl.col("name_core").str.slice(k)).alias(f"name_drop{k}")
-            for k in (2, 3, 4)
-        ),
+        .alias("name_core_firms")
     )
-    return out.with_columns(_uid()).select(BUSINESS_FEATURES).collect()
 
 
 def legal_rep_names(relationships: pl.LazyFrame, mentions: pl.LazyFrame) -> pl.DataFrame:

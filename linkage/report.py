@@ -13,11 +13,21 @@ Written to ``lake/linkage/``:
 - ``<type>_edges.parquet``: the model's scored pairs at or above its threshold
 - ``<type>_evidence.parquet``: the kept edges with per-comparison contributions
 - ``<type>_review.parquet``: candidates for the review queue
+- ``<type>_features.parquet``: the model's input, one row per mention
+  (:mod:`linkage.features`; written by :func:`linkage.run.link`)
+
+An incremental link (:mod:`linkage.incremental`) does not rewrite the edges,
+evidence and features files: it appends parts next to them
+(``<type>_<kind>_delta/``), so read those three through :func:`read_linkage`,
+which returns the base file and its parts as one frame.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -43,13 +53,116 @@ from tessera.config import Home
 
 ENTITY_TYPES = ("person", "business")
 
+# What a later delta part replaces in the earlier ones (None: parts only add rows).
+# ``features``: the rows with the same mention ID (the part holds new mentions and
+# restated ones); ``evidence``: every row of the entity IDs in the part's void list
+# (the part holds the complete evidence of the entities it re-explains).
+DELTA_KEYS: dict[str, str | None] = {
+    "edges": None,
+    "evidence": "entity_id",
+    "features": "mention_id",
+}
+
+
+def _stamp(base: Path) -> str:
+    """Which base file a delta part extends: size and a hash of the file's tail (its
+    Parquet footer), so parts written after one full link are ignored once the next
+    full link rewrites the base (copies of the folder keep matching)."""
+    size = base.stat().st_size
+    with base.open("rb") as f:
+        f.seek(max(0, size - 65536))
+        tail = f.read()
+    return hashlib.sha1(str(size).encode() + tail).hexdigest()[:12]
+
+
+def _delta_dir(home: Home, entity_type: str, kind: str) -> Path:
+    return home.lake / "linkage" / f"{entity_type}_{kind}_delta"
+
+
+def linkage_parts(home: Home, entity_type: str, kind: str) -> list[Path]:
+    """The files of one linkage output, oldest first: the base
+    ``<type>_<kind>.parquet`` and the delta parts appended since it was written."""
+    if kind not in DELTA_KEYS:
+        raise ValueError(f"{kind!r} has no delta parts (one of {sorted(DELTA_KEYS)})")
+    base = home.lake / "linkage" / f"{entity_type}_{kind}.parquet"
+    if not base.exists():
+        return []
+    d = _delta_dir(home, entity_type, kind)
+    parts = sorted(d.glob(f"{_stamp(base)}-*[0-9].parquet")) if d.exists() else []
+    return [base, *parts]
+
+
+def read_linkage(home: Home, entity_type: str, kind: str) -> pl.LazyFrame:
+    """``<type>_<kind>`` (``edges``, ``evidence`` or ``features``) as it stands: the base
+    file written by the last full link and the parts each incremental link appended
+    (:func:`append_linkage`), later parts replacing what :data:`DELTA_KEYS` says.
+    Raises :class:`FileNotFoundError` when there is no base file."""
+    paths = linkage_parts(home, entity_type, kind)
+    if not paths:
+        raise FileNotFoundError(
+            f"no {entity_type} {kind} in {home.lake / 'linkage'}: run `tessera link` first"
+        )
+    key = DELTA_KEYS[kind]
+    frames = [pl.scan_parquet(p) for p in paths]
+    if key is None or len(frames) == 1:
+        return pl.concat(frames, how="diagonal_relaxed")
+    voids = []
+    for p in paths[1:]:
+        void = p.with_name(p.stem + ".void.parquet")
+        voids.append(pl.scan_parquet(void) if void.exists() else pl.scan_parquet(p).select(key))
+    out = []
+    for i, f in enumerate(frames):
+        later = voids[i:]
+        if later:
+            f = f.join(pl.concat(later).select(key).unique(), on=key, how="anti")
+        out.append(f)
+    return pl.concat(out, how="diagonal_relaxed")
+
+
+def append_linkage(
+    home: Home,
+    entity_type: str,
+    kind: str,
+    rows: pl.DataFrame,
+    void: pl.Series | None = None,
+) -> Path:
+    """Append ``rows`` to ``<type>_<kind>`` as a delta part (see :func:`read_linkage`);
+    for ``evidence``, ``void`` names the entity IDs whose earlier rows the part
+    replaces. Parts of an older base are removed. Returns the part's path."""
+    paths = linkage_parts(home, entity_type, kind)
+    if not paths:
+        raise FileNotFoundError(f"no base {entity_type} {kind} to append to")
+    stamp = _stamp(paths[0])
+    d = _delta_dir(home, entity_type, kind)
+    d.mkdir(exist_ok=True)
+    for stale in d.glob("*.parquet"):
+        if not stale.name.startswith(stamp + "-"):
+            stale.unlink()
+    part = d / f"{stamp}-{len(paths):06d}.parquet"
+    if void is not None:
+        key = DELTA_KEYS[kind]
+        if key is None:
+            raise ValueError(f"{kind} parts only add rows: no void list")
+        void_path = part.with_name(part.stem + ".void.parquet")
+        pl.DataFrame({key: void.unique()}).cast(pl.String).write_parquet(void_path)
+    tmp = part.with_name(part.name + ".tmp")
+    rows.write_parquet(tmp)
+    os.replace(tmp, part)
+    return part
+
 
 def duplicate_free_keys(home: Home, entity_type: str) -> pl.DataFrame:
     """The duplicate-free guard's keys (``mention_id, source_id, guard_key``), so a
     cluster rebuilt for a cannot-link keeps the guard's rule too."""
     mentions = lake.mentions(home).filter(pl.col("entity_type") == entity_type).collect()
-    recs = lake.records(home).select("source_id", "record_key", "mention_id").unique().collect()
     dup_free = [s.id for s in load_specs(home.sources_dir) if s.duplicate_free]
+    recs = (
+        lake.records(home)
+        .filter(pl.col("source_id").is_in(dup_free))
+        .select("source_id", "record_key", "mention_id")
+        .unique()
+        .collect()
+    )
     return guard_keys(mentions, recs, dup_free)
 
 

@@ -170,10 +170,14 @@ def _cluster_check_specs(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
 
 
 def _edges_histogram(home: Home, entity_type: str) -> dg.MetadataValue:
-    path = home.lake / "linkage" / f"{entity_type}_edges.parquet"
-    if not path.exists():
+    from linkage.report import read_linkage
+
+    try:
+        # The full link's edges and every incremental link's parts.
+        edges = read_linkage(home, entity_type, "edges").select("match_weight").collect()
+    except FileNotFoundError:
         return dg.MetadataValue.md("no edges")
-    return dg.MetadataValue.md(weight_histogram(pl.read_parquet(path)["match_weight"]))
+    return dg.MetadataValue.md(weight_histogram(edges["match_weight"]))
 
 
 def _largest(clusters: pl.DataFrame) -> dg.MetadataValue:

@@ -21,6 +21,7 @@ from connectors import lake
 from linkage.explain import _features, contributions
 from linkage.incremental import ENTITY_TYPES, compare_with_full, link_incremental, oriented_rules
 from linkage.model import make_linker
+from linkage.report import read_linkage
 from tessera.config import Home
 
 
@@ -101,6 +102,28 @@ def test_every_new_mention_is_assigned_once(world: dict) -> None:
     assert world["new"]["person"].len() > 100, "the new day must bring new persons"
     s = world["stats"]["person"]
     assert s["joined_existing"] > 0 and s["new_entities"] > 0
+    # Entities a new mention only grows keep their ID without mention-level work;
+    # only merges, decisions and the guard go through it.
+    assert s["grown_entities"] > s["region_entities"]
+
+
+def test_evidence_holds_every_kept_edge_once(world: dict) -> None:
+    """Base and parts together: every model edge whose two mentions share an entity
+    has exactly one evidence row, under that entity; no row of a replaced entity is left."""
+    from linkage.explain import kept_edges
+
+    home = world["home"]
+    for t in ENTITY_TYPES:
+        ent = _entities(home, t)
+        ev = read_linkage(home, t, "evidence").collect()
+        edges = read_linkage(home, t, "edges").collect()
+        kept = kept_edges(ent, edges, None)
+        model = ev.filter(pl.col("source") == "model")
+        key = ["mention_id_l", "mention_id_r"]
+        assert model.select(key).is_unique().all(), t
+        got = model.select(*key, "entity_id").sort(key)
+        assert got.equals(kept.select(*key, "entity_id").sort(key)), t
+        assert ev["entity_id"].is_in(ent["entity_id"].implode()).all(), t
 
 
 def test_only_pairs_with_a_new_mention_are_scored(world: dict) -> None:
@@ -114,7 +137,7 @@ def test_only_pairs_with_a_new_mention_are_scored(world: dict) -> None:
     assert s["candidate_pairs"] == with_new.height
     assert s["candidate_pairs"] < ref.height / 5
     th = 0.7
-    edges = pl.read_parquet(world["home"].lake / "linkage" / "person_edges.parquet")
+    edges = read_linkage(world["home"], "person", "edges").collect()
     added = edges.filter(pl.col("mention_id_l").is_in(new) | pl.col("mention_id_r").is_in(new))
     expected = with_new.filter(pl.col("match_probability") >= th)
     key = ["mention_id_l", "mention_id_r"]
@@ -175,7 +198,7 @@ def test_decisions_hold_after_the_increment(world: dict) -> None:
 
 
 def test_new_edges_are_explained(world: dict) -> None:
-    ev = pl.read_parquet(world["home"].lake / "linkage" / "person_evidence.parquet")
+    ev = read_linkage(world["home"], "person", "evidence").collect()
     new = world["new"]["person"].implode()
     model = ev.filter(
         (pl.col("source") == "model")
@@ -218,3 +241,106 @@ def test_incremental_agrees_with_full_relink(world: dict) -> None:
             assert abs(diff) <= 0.001, (t, side)
         # compare_with_full leaves the incremental result where it was.
         assert _entities(home, t).equals(before[t])
+
+
+def test_stored_features_equal_a_full_derivation(world: dict) -> None:
+    """The stored features (base and the increment's part) are what a full derivation
+    gives today: the new mentions' rows and the per-name statistics of the names they
+    touch, recomputed over those names only; ``uid`` stays unique."""
+    home = world["home"]
+    for t in ENTITY_TYPES:
+        stored = read_linkage(home, t, "features").collect()
+        full = _features(home, t)
+        assert stored["uid"].is_unique().all()
+        assert stored.height == full.height
+        cols = [c for c in full.columns if c != "uid"]
+        assert stored.select(cols).sort("mention_id").equals(full.select(cols).sort("mention_id"))
+    part = world["stats"]["person"]["features_appended"]
+    assert (
+        world["new"]["person"].len()
+        <= part
+        < read_linkage(home, "person", "features").collect().height
+    )
+
+
+def test_read_linkage_applies_parts_in_order(tmp_path) -> None:
+    """Edges parts add rows; a features part replaces rows with the same mention ID;
+    an evidence part replaces every earlier row of its void entities; parts of an
+    older base are ignored once the base is rewritten."""
+    from linkage.report import append_linkage
+
+    home = Home(tmp_path)
+    d = home.lake / "linkage"
+    d.mkdir(parents=True)
+    pl.DataFrame({"mention_id_l": ["a"], "mention_id_r": ["b"]}).write_parquet(
+        d / "person_edges.parquet"
+    )
+    append_linkage(
+        home, "person", "edges", pl.DataFrame({"mention_id_l": ["c"], "mention_id_r": ["d"]})
+    )
+    assert read_linkage(home, "person", "edges").collect()["mention_id_l"].to_list() == ["a", "c"]
+
+    pl.DataFrame({"mention_id": ["m1", "m2"], "v": [1, 2]}).write_parquet(
+        d / "person_features.parquet"
+    )
+    append_linkage(
+        home, "person", "features", pl.DataFrame({"mention_id": ["m2", "m3"], "v": [20, 3]})
+    )
+    append_linkage(home, "person", "features", pl.DataFrame({"mention_id": ["m3"], "v": [30]}))
+    got = read_linkage(home, "person", "features").collect().sort("mention_id")
+    assert got.rows() == [("m1", 1), ("m2", 20), ("m3", 30)]
+
+    ev = pl.DataFrame({"entity_id": ["E1", "E1", "E2"], "mention_id_l": ["a", "b", "c"]})
+    ev.write_parquet(d / "person_evidence.parquet")
+    part = pl.DataFrame({"entity_id": ["E3"], "mention_id_l": ["a"]})
+    append_linkage(home, "person", "evidence", part, void=pl.Series(["E1", "E3"]))
+    got = read_linkage(home, "person", "evidence").collect().sort("entity_id")
+    assert got.rows() == [("E2", "c"), ("E3", "a")]
+
+    # A full link rewrites the base: the parts written after the old one no longer apply.
+    pl.DataFrame({"mention_id": ["m9"], "v": [9]}).write_parquet(d / "person_features.parquet")
+    assert read_linkage(home, "person", "features").collect().rows() == [("m9", 9)]
+    with pytest.raises(ValueError):
+        read_linkage(home, "person", "entities")
+
+
+def test_new_mentions_come_from_the_entity_map(world: dict) -> None:
+    """New mentions are those the entity map lacks, even when the stored features
+    already hold them (a full derivation rewrote the file before the increment, as
+    the Dagster mentions asset does): nothing is derived twice, none is missed."""
+    from linkage.incremental import _increment_features
+
+    home = world["home"]
+    for t in ENTITY_TYPES:
+        stored = read_linkage(home, t, "features").collect()
+        feats, new_ids, part = _increment_features(
+            home, t, home.lake / "linkage", world["before"][t]
+        )
+        assert sorted(new_ids.to_list()) == sorted(world["new"][t].to_list()), t
+        assert part is not None and part.height == 0
+        assert feats.height == stored.height
+
+
+@pytest.mark.parametrize(
+    ("etype", "key", "stats"),
+    [
+        ("person", "name_py", ["name_py_persons", "name_py_thin"]),
+        ("business", "name_core", ["name_core_firms"]),
+    ],
+)
+def test_name_statistics_over_the_touched_names_equal_the_full_ones(
+    world: dict, etype: str, key: str, stats: list[str]
+) -> None:
+    """The per-name statistics recomputed over every mention of some names (what an
+    increment does for the names its new mentions carry) equal those of a full
+    derivation: a name's statistic depends on that name's mentions only."""
+    from linkage.features import business_name_statistics, name_statistics
+
+    restate = name_statistics if etype == "person" else business_name_statistics
+    full = _features(world["home"], etype)
+    names = full.sample(fraction=0.1, seed=7)[key].unique().implode()
+    subset = full.filter(pl.col(key).is_in(names, nulls_equal=True))
+    blanked = subset.with_columns(pl.lit(None).cast(full.schema[s]).alias(s) for s in stats)
+    got = restate(blanked).collect().select("mention_id", *stats).sort("mention_id")
+    assert got.height < full.height
+    assert got.equals(subset.select("mention_id", *stats).sort("mention_id"))
