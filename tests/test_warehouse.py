@@ -271,6 +271,17 @@ def test_search_by_name_with_typos(home: Home, person: dict) -> None:
     ]
 
 
+def test_masked_id_with_hidden_suffix_and_one_edit_names(home: Home, person: dict) -> None:
+    # Visible parts other than the usual first 6 + last 4: the LIKE fallback still finds it.
+    odd_mask = person["id_number"][:14] + "****"
+    assert person["entity_id"] in [h["entity_id"] for h in search(home, odd_mask, limit=50)]
+    # One letter dropped from the unspaced pinyin: within one edit, found without a dob.
+    py = f"{person['surname_latin']}{person['given_latin']}".replace(" ", "")
+    dropped = py[:-2] + py[-1]
+    hits = search(home, dropped, limit=20)
+    assert person["entity_id"] in [h["entity_id"] for h in hits], (dropped, hits[:3])
+
+
 def test_search_by_uscc(home: Home) -> None:
     entity_id, uscc = _q(
         home,

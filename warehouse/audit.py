@@ -4,8 +4,11 @@ One SQLite file, ``$TESSERA_HOME/audit/audit.sqlite``, apart from the warehouse
 (which is rebuilt on every publish) and never rebuilt. SQLite rather than DuckDB:
 every search writes one row, from any number of processes at once, and SQLite
 serialises short writers with a busy timeout where DuckDB would refuse a second
-process. Each write opens the file, inserts one row in one transaction and closes
-it again.
+process. A writer (:class:`AuditLog`, one per :class:`warehouse.session.Session`)
+keeps its connection open (WAL journal, ``synchronous = NORMAL``; the insert is a
+cached prepared statement) and appends each row in its own ``BEGIN IMMEDIATE``
+transaction, which takes the write lock before the previous hash is read, so rows
+from other processes interleave without breaking the chain.
 
 Append-only, three ways: this module has no update or delete; triggers in the
 file abort any ``UPDATE`` or ``DELETE`` (``audit log is append-only``); and every
@@ -85,6 +88,67 @@ def _open(path: Path) -> sqlite3.Connection:
     return con
 
 
+_NAMES = [c for c in COLUMNS if c != "id"]
+_INSERT = f"INSERT INTO audit_log ({', '.join(_NAMES)}) VALUES ({', '.join('?' * len(_NAMES))})"
+_LAST = "SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1"
+
+
+class AuditLog:
+    """An open writer on ``home``'s audit log: one SQLite connection kept for many
+    rows (opened on the first :meth:`record`). Any number of writers, in any number
+    of processes, may append at once."""
+
+    def __init__(self, home: Home) -> None:
+        self.path = audit_path(home)
+        self._con: sqlite3.Connection | None = None
+
+    def record(
+        self,
+        *,
+        user: str,
+        role: str,
+        action: str,
+        query: dict[str, Any],
+        entity_ids: list[str],
+        n_results: int | None = None,
+        outcome: str = "ok",
+    ) -> int:
+        """Append one row; returns its id. ``query`` is stored as JSON (its parameters,
+        exactly as given), ``entity_ids`` as the JSON list of entities returned,
+        ``n_results`` (default: how many entities) the size of the answer."""
+        row: dict[str, Any] = {
+            "at": datetime.now(UTC).isoformat(timespec="microseconds"),
+            "user": user,
+            "role": role,
+            "action": action,
+            "query": json.dumps(query, ensure_ascii=False, default=str, sort_keys=True),
+            "entity_ids": json.dumps(list(entity_ids), ensure_ascii=False),
+            "n_results": len(entity_ids) if n_results is None else int(n_results),
+            "outcome": outcome,
+        }
+        if self._con is None:
+            self._con = _open(self.path)
+        con = self._con
+        # The write lock first, then the last hash: another writer cannot append
+        # between the read and the insert (reading the newest row is one b-tree seek).
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            last = con.execute(_LAST).fetchone()
+            prev = last[0] if last else GENESIS
+            row["prev_hash"], row["hash"] = prev, _hash(prev, row)
+            cur = con.execute(_INSERT, [row[c] for c in _NAMES])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        return int(cur.lastrowid or 0)
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+
 def record(
     home: Home,
     *,
@@ -96,38 +160,21 @@ def record(
     n_results: int | None = None,
     outcome: str = "ok",
 ) -> int:
-    """Append one row; returns its id. ``query`` is stored as JSON (its parameters,
-    exactly as given), ``entity_ids`` as the JSON list of entities returned,
-    ``n_results`` (default: how many entities) the size of the answer."""
-    row: dict[str, Any] = {
-        "at": datetime.now(UTC).isoformat(timespec="microseconds"),
-        "user": user,
-        "role": role,
-        "action": action,
-        "query": json.dumps(query, ensure_ascii=False, default=str, sort_keys=True),
-        "entity_ids": json.dumps(list(entity_ids), ensure_ascii=False),
-        "n_results": len(entity_ids) if n_results is None else int(n_results),
-        "outcome": outcome,
-    }
-    con = _open(audit_path(home))
+    """Append one row through a writer opened for this row only (see
+    :meth:`AuditLog.record`); a session keeps its writer open instead."""
+    log = AuditLog(home)
     try:
-        con.execute("BEGIN IMMEDIATE")  # the chain needs the last hash and the insert together
-        try:
-            last = con.execute("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
-            prev = last[0] if last else GENESIS
-            row["prev_hash"], row["hash"] = prev, _hash(prev, row)
-            names = [c for c in COLUMNS if c != "id"]
-            cur = con.execute(
-                f"INSERT INTO audit_log ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
-                [row[c] for c in names],
-            )
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        return int(cur.lastrowid or 0)
+        return log.record(
+            user=user,
+            role=role,
+            action=action,
+            query=query,
+            entity_ids=entity_ids,
+            n_results=n_results,
+            outcome=outcome,
+        )
     finally:
-        con.close()
+        log.close()
 
 
 def read(

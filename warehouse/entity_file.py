@@ -65,6 +65,40 @@ _HIDDEN_LIST_FACT = (
 )
 
 
+def _relationships(con: duckdb.DuckDBPyConnection, entity_id: str) -> list[dict[str, Any]]:
+    """Outgoing and incoming relationships with the other entity's name: two index
+    lookups on ``relationships`` and one on ``entities`` (a join would scan it)."""
+    rels = _rows(
+        con,
+        "SELECT 'outgoing' AS direction, role, related_entity_id AS other_entity_id, "
+        "n_records, sources, first_seen, last_seen FROM relationships WHERE entity_id = ? "
+        "UNION ALL "
+        "SELECT 'incoming', role, entity_id, n_records, sources, first_seen, last_seen "
+        "FROM relationships WHERE related_entity_id = ? AND entity_id <> related_entity_id "
+        "ORDER BY 1, 2, 3",
+        [entity_id, entity_id],
+    )
+    ids = sorted({r["other_entity_id"] for r in rels})
+    names = dict(
+        con.execute(
+            "SELECT entity_id, coalesce(name_native, name, name_latin) FROM entities "
+            "WHERE list_contains(?, entity_id)",
+            [ids],
+        ).fetchall()
+        if ids
+        else []
+    )
+    keys = ("direction", "role", "other_entity_id")
+    return [
+        {
+            **{k: r[k] for k in keys},
+            "other_name": names.get(r["other_entity_id"]),
+            **{k: v for k, v in r.items() if k not in keys},
+        }
+        for r in rels
+    ]
+
+
 def read_file(
     con: duckdb.DuckDBPyConnection, entity_id: str, *, masked: bool = True
 ) -> dict[str, Any]:
@@ -166,22 +200,7 @@ def read_file(
             "ORDER BY decision_id",
             [entity_id, entity_id],
         ),
-        "relationships": _rows(
-            con,
-            "SELECT 'outgoing' AS direction, r.role, r.related_entity_id AS other_entity_id, "
-            "coalesce(o.name_native, o.name, o.name_latin) AS other_name, r.n_records, "
-            "r.sources, r.first_seen, r.last_seen "
-            "FROM relationships r LEFT JOIN entities o ON o.entity_id = r.related_entity_id "
-            "WHERE r.entity_id = ? "
-            "UNION ALL "
-            "SELECT 'incoming', r.role, r.entity_id, "
-            "coalesce(o.name_native, o.name, o.name_latin), r.n_records, r.sources, "
-            "r.first_seen, r.last_seen "
-            "FROM relationships r LEFT JOIN entities o ON o.entity_id = r.entity_id "
-            "WHERE r.related_entity_id = ? AND r.entity_id <> r.related_entity_id "
-            "ORDER BY 1, 2, 3",
-            [entity_id, entity_id],
-        ),
+        "relationships": _relationships(con, entity_id),
         "evidence": _rows(
             con,
             "SELECT mention_id_l, mention_id_r, match_weight, match_probability, decided_by, "

@@ -1,7 +1,7 @@
 """The warehouse's tables and views, as set-based DuckDB SQL.
 
-:func:`build` runs on a connection where the inputs are registered as temporary
-tables (see :mod:`warehouse.publish`):
+:func:`build` runs on a connection where the inputs are temporary tables, views or
+registered frames (see :mod:`warehouse.publish`):
 
 - ``_mentions`` (``MENTION_SCHEMA``), ``_records`` (every staged record version),
   ``_current`` (what each source says now, ``lake.current_records``),
@@ -27,6 +27,8 @@ interpolated into SQL; no value ever is.
 """
 
 from __future__ import annotations
+
+import time
 
 import duckdb
 
@@ -130,28 +132,36 @@ def _mention_base() -> str:
 
 
 def _golden() -> str:
+    # Two hash aggregations rather than windows: per (entity, attribute, value) its
+    # support and the record that states it best, then per (entity, attribute) the
+    # winning value. ``arg_min`` over a row compares field by field: the tie-breaks
+    # of the survivorship rules in order (a missing date sorts after every date).
     arms = " UNION ALL ".join(
         f"SELECT m.entity_id, '{attr}' AS attr, {expr} AS value, m.source_id, "
         f"coalesce(m.rank, {OTHER_RANK}) AS rank, m.last_seen, m.record_key FROM _mb m"
         for attr, expr in GOLDEN_ATTRIBUTES.items()
     )
+    newest_first = "{d} IS NULL, -epoch(coalesce({d}, DATE '1970-01-01'))"
     return f"""
     CREATE TEMP TABLE _golden AS
     WITH a AS (SELECT * FROM ({arms}) WHERE value IS NOT NULL AND value <> ''),
     v AS (
-        SELECT *,
-            count(*) OVER w AS n_val,
-            min(rank) OVER w AS best_rank,
-            max(last_seen) OVER w AS val_last,
-            row_number() OVER (PARTITION BY entity_id, attr, value
-                               ORDER BY rank, last_seen DESC NULLS LAST, source_id, record_key)
-                AS rn
-        FROM a
-        WINDOW w AS (PARTITION BY entity_id, attr, value)
+        SELECT entity_id, attr, value, count(*) AS n_val, min(rank) AS best_rank,
+               max(last_seen) AS val_last,
+               arg_min({{'source_id': source_id, 'record_key': record_key}},
+                       (rank, {newest_first.format(d="last_seen")}, source_id, record_key))
+                   AS stated_by
+        FROM a GROUP BY entity_id, attr, value
+    ),
+    w AS (
+        SELECT entity_id, attr,
+               arg_min({{'value': value, 'stated_by': stated_by}},
+                       (best_rank, -n_val, {newest_first.format(d="val_last")}, value)) AS win
+        FROM v GROUP BY entity_id, attr
     )
-    SELECT entity_id, attr, value, source_id, record_key FROM v WHERE rn = 1
-    QUALIFY row_number() OVER (PARTITION BY entity_id, attr
-                               ORDER BY best_rank, n_val DESC, val_last DESC NULLS LAST, value) = 1
+    SELECT entity_id, attr, win.value AS value, win.stated_by.source_id AS source_id,
+           win.stated_by.record_key AS record_key
+    FROM w
     """
 
 
@@ -225,7 +235,7 @@ STATEMENTS_TABLES = {
                  name_latin, source_id, first_seen, last_seen FROM _mb)
     WHERE name_native IS NOT NULL OR name_latin IS NOT NULL
     GROUP BY entity_id, name_native, name_latin
-    ORDER BY name_initials, entity_id
+    ORDER BY entity_id
     """,
     "entity_identifiers": "CREATE TABLE entity_identifiers AS SELECT entity_id, "
     "any_value(entity_type) AS entity_type, kind, value, "
@@ -234,7 +244,7 @@ STATEMENTS_TABLES = {
     + ", ".join(IDENTIFIER_KINDS)
     + " FROM _mb) ON "
     + ", ".join(IDENTIFIER_KINDS)
-    + " INTO NAME kind VALUE value) GROUP BY entity_id, kind, value ORDER BY value, entity_id",
+    + " INTO NAME kind VALUE value) GROUP BY entity_id, kind, value ORDER BY entity_id, kind, value",
     "entity_addresses": f"""
     CREATE TABLE entity_addresses AS
     SELECT entity_id, any_value(entity_type) AS entity_type, {", ".join(ADDRESS_PARTS)},
@@ -281,9 +291,9 @@ STATEMENTS_TABLES = {
     "link_evidence": """
     CREATE TABLE link_evidence AS
     SELECT entity_id, entity_type, mention_id_l, mention_id_r, match_weight, match_probability,
-           decided_by, decision_id, contributions::JSON AS contributions
-    FROM _evidence ORDER BY entity_id
-    """,
+           decided_by, decision_id, contributions
+    FROM _evidence
+    """,  # not sorted: linkage writes the edges grouped by entity; the index finds them
     "sources": """
     CREATE TABLE sources AS SELECT * FROM _sources ORDER BY source_id
     """,
@@ -318,12 +328,89 @@ VIEWS = {
     """,
 }
 
+# Search tables: derived from the tables above, ordered by their lookup key.
+SEARCH_TABLES = {
+    # identifier → entity: the exact ``kind:value``, and for IDs and phones the visible
+    # parts a masked value keeps (``id_key:`` first 6 + last 4, ``phone_key:`` 3 + 4 of
+    # the national number), so masked queries are equality lookups too.
+    "identifier_keys": r"""
+    CREATE TABLE identifier_keys AS
+    SELECT * FROM (
+        SELECT kind || ':' || value AS key, entity_id, kind, value FROM entity_identifiers
+        UNION ALL
+        SELECT 'id_key:' || left(value, 6) || right(value, 4), entity_id, kind, value
+        FROM entity_identifiers WHERE kind IN ('id_number', 'id_masked') AND length(value) = 18
+        UNION ALL
+        SELECT 'phone_key:' || left(n, 3) || right(n, 4), entity_id, kind, value
+        FROM (SELECT *, regexp_replace(value, '^\+86', '') AS n FROM entity_identifiers
+              WHERE kind IN ('phone', 'phone_masked'))
+        WHERE length(n) = 11
+    )
+    ORDER BY key
+    """,
+    # name reference → the entity names it stands for, with what ranking needs: ``h:``
+    # hanzi name, ``p:`` pinyin without spaces, ``d:<dob>:<initial>`` (a typo-tolerant
+    # route when the dob is known), ``b:<two characters>`` of a business name.
+    "name_refs": """
+    CREATE TABLE name_refs AS
+    WITH n AS (
+        SELECT n.entity_id, n.entity_type, n.name_native, n.name_latin,
+               lower(replace(n.name_latin, ' ', '')) AS py, e.dob, e.sex, e.n_mentions
+        FROM entity_names n JOIN entities e USING (entity_id)
+    )
+    SELECT * FROM (
+        SELECT 'h:' || name_native AS name_ref, * EXCLUDE (py) FROM n
+        WHERE name_native IS NOT NULL
+        UNION ALL
+        SELECT 'p:' || py, * EXCLUDE (py) FROM n WHERE py <> ''
+        UNION ALL
+        SELECT DISTINCT 'd:' || CAST(dob AS VARCHAR) || ':' || left(py, 1), * EXCLUDE (py) FROM n
+        WHERE entity_type = 'person' AND dob IS NOT NULL AND py <> ''
+        UNION ALL
+        SELECT DISTINCT 'b:' || substr(name_native, i, 2), * EXCLUDE (py, i)
+        FROM (SELECT *, unnest(range(1, length(name_native))) AS i FROM n
+              WHERE entity_type = 'business' AND name_native IS NOT NULL)
+    )
+    ORDER BY name_ref
+    """,
+    # typo keys → name references: each ``h:`` / ``p:`` reference under itself and under
+    # every one-character deletion (hanzi of 3-4 characters, pinyin of 3 letters or
+    # more), so a query within one edit (insertion, deletion, substitution,
+    # transposition) shares a variant with the name (symmetric deletion).
+    "name_variants": """
+    CREATE TABLE name_variants AS
+    WITH r AS (
+        SELECT DISTINCT name_ref, left(name_ref, 2) AS ns, substr(name_ref, 3) AS s
+        FROM name_refs WHERE left(name_ref, 2) IN ('h:', 'p:')
+    )
+    SELECT DISTINCT variant, name_ref FROM (
+        SELECT name_ref AS variant, name_ref FROM r
+        UNION ALL
+        SELECT ns || left(s, i - 1) || substr(s, i + 1), name_ref
+        FROM (SELECT *, unnest(range(1, length(s) + 1)) AS i FROM r
+              WHERE (ns = 'p:' AND length(s) >= 3)
+                 OR (ns = 'h:' AND length(s) BETWEEN 3 AND 4))
+    )
+    ORDER BY variant
+    """,
+}
+
+# ART indexes: point lookups with one equality (or IN-list) filter on the key become
+# index scans; every per-entity table is also ordered by entity_id.
 INDEXES = (
     "CREATE INDEX entities_id ON entities (entity_id)",
-    "CREATE INDEX identifiers_value ON entity_identifiers (value)",
-    "CREATE INDEX names_initials ON entity_names (name_initials)",
+    "CREATE INDEX names_entity ON entity_names (entity_id)",
+    "CREATE INDEX identifiers_entity ON entity_identifiers (entity_id)",
+    "CREATE INDEX addresses_entity ON entity_addresses (entity_id)",
     "CREATE INDEX memberships_entity ON memberships (entity_id)",
     "CREATE INDEX facts_entity ON facts (entity_id)",
+    "CREATE INDEX lists_entity ON list_entries (entity_id)",
+    "CREATE INDEX relationships_entity ON relationships (entity_id)",
+    "CREATE INDEX relationships_related ON relationships (related_entity_id)",
+    "CREATE INDEX evidence_entity ON link_evidence (entity_id)",
+    "CREATE INDEX identifier_keys_key ON identifier_keys (key)",
+    "CREATE INDEX name_refs_ref ON name_refs (name_ref)",
+    "CREATE INDEX name_variants_variant ON name_variants (variant)",
 )
 
 RUNS_DDL = """
@@ -333,26 +420,35 @@ CREATE TABLE runs (
 """
 
 
-def build(con: duckdb.DuckDBPyConnection, reference_date: object) -> None:
-    """Create every table, macro, view and index from the registered inputs."""
-    con.execute(_seen())
-    con.execute(_mention_base())
-    con.execute(_golden())
+def build(con: duckdb.DuckDBPyConnection, reference_date: object) -> dict[str, float]:
+    """Create every table, macro, view and index from the registered inputs; returns
+    the seconds each table (and all indexes together) took."""
+    seconds: dict[str, float] = {}
+
+    def run(name: str, sql: str, params: dict[str, object] | None = None) -> None:
+        t = time.perf_counter()
+        con.execute(sql, params)
+        seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t
+
+    run("_seen", _seen())
+    run("_mb", _mention_base())
+    run("_golden", _golden())
     for sql in CORRECTIONS:
-        con.execute(sql)
-    con.execute(_entities())
+        run("corrections", sql)
+    run("entities", _entities())
     for name, sql in STATEMENTS_TABLES.items():
-        if name == "list_entries":
-            con.execute(sql, {"reference_date": reference_date})
-        else:
-            con.execute(sql)
+        params = {"reference_date": reference_date} if name == "list_entries" else None
+        run(name, sql, params)
+    for name, sql in SEARCH_TABLES.items():
+        run(name, sql)
     for sql in MACROS:
         con.execute(sql)
     for sql in VIEWS.values():
         con.execute(sql)
     for sql in INDEXES:
-        con.execute(sql)
+        run("indexes", sql)
     con.execute(RUNS_DDL)
+    return {k: round(v, 2) for k, v in seconds.items()}
 
 
-TABLES = ("entities", *STATEMENTS_TABLES, "runs")
+TABLES = ("entities", *STATEMENTS_TABLES, *SEARCH_TABLES, "runs")

@@ -63,6 +63,7 @@ class Session:
         self.home = home
         self.principal = access.principal(home, user)
         self._con: duckdb.DuckDBPyConnection | None = None
+        self._audit = audit.AuditLog(home)  # one SQLite connection for the session's rows
 
     # -- connection -------------------------------------------------------------
 
@@ -71,12 +72,16 @@ class Session:
         """The read-only warehouse connection (opened on first use, then kept warm)."""
         if self._con is None:
             self._con = connect(self.home)
+            # The session's queries are index lookups and small scans: one thread each
+            # (100,000 persons, 2 cores: ID lookup p99 3.0 ms with one, 5.6 with two).
+            self._con.execute("SET threads = 1")
         return self._con
 
     def close(self) -> None:
         if self._con is not None:
             self._con.close()
             self._con = None
+        self._audit.close()
 
     def __enter__(self) -> Session:
         return self
@@ -102,8 +107,7 @@ class Session:
             result = run()
         except BaseException as exc:
             outcome = "denied" if isinstance(exc, access.AccessError) else "error"
-            audit.record(
-                self.home,
+            self._audit.record(
                 user=p.user,
                 role=p.role,
                 action=action,
@@ -113,8 +117,7 @@ class Session:
             )
             raise
         ids = entity_ids(result)
-        audit.record(
-            self.home,
+        self._audit.record(
             user=p.user,
             role=p.role,
             action=action,
