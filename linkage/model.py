@@ -17,12 +17,14 @@ fixed so that one never becomes a veto.
 
 from __future__ import annotations
 
+import json
 import os
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import polars as pl
 import splink.comparison_library as cl
 from splink import DuckDBAPI, Linker, SettingsCreator, block_on
@@ -275,14 +277,32 @@ def person_settings(config: PersonModelConfig) -> SettingsCreator:
 
 
 def make_linker(
-    features: pl.DataFrame, settings: SettingsCreator | dict | Path, name: str = "person_mentions"
+    features: pl.DataFrame,
+    settings: SettingsCreator | dict | Path,
+    name: str = "person_mentions",
+    *,
+    threads: int | None = None,
 ) -> tuple[Linker, DuckDBAPI]:
-    """A linker over ``features`` on a fresh in-memory DuckDB."""
-    db_api = DuckDBAPI()
+    """A linker over ``features`` on a fresh in-memory DuckDB. ``threads=1`` for
+    training: EM and the prior sum match probabilities in DuckDB aggregates, whose
+    order (and so the last bits of m and u) varies with the threads; one thread
+    makes the same input train the same model, bit for bit."""
+    con = duckdb.connect()
+    if threads is not None:
+        con.execute(f"SET threads = {int(threads)}")
+    db_api = DuckDBAPI(connection=con)
     sdf = db_api.register(features.to_arrow(), dataset_display_name=name)
     # Splink's own warnings (parameters left at their defaults on purpose: see the
     # fixed levels) go to the log only with TESSERA_LOG=WARNING or lower.
     return Linker(sdf, settings, log_level=os.environ.get("TESSERA_LOG", "ERROR")), db_api
+
+
+def save_model(settings: dict, path: Path) -> None:
+    """Write a trained model's settings as JSON without Splink's random ``linker_uid``,
+    so the same training writes the same file."""
+    clean = {k: v for k, v in settings.items() if k != "linker_uid"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(clean, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
 def count_candidate_pairs(linker_input: Any, rules: list[Any]) -> list[dict[str, Any]]:
@@ -342,7 +362,7 @@ def train(linker: Linker, config: PersonModelConfig, features: pl.DataFrame | No
         return linker.misc.save_model_to_json()
     untrained = linker.misc.save_model_to_json()
     sample = training_sample(features, config.train_max_mentions)
-    sample_linker, _ = make_linker(sample, untrained, name="person_mentions_sample")
+    sample_linker, _ = make_linker(sample, untrained, name="person_mentions_sample", threads=1)
     _train_u_m(sample_linker, config)
     trained = sample_linker.misc.save_model_to_json()
     trained["probability_two_random_records_match"] = untrained[
@@ -526,13 +546,16 @@ def train_business(linker: Linker, config: BusinessModelConfig, features: pl.Dat
         subset="uscc_any", keep="first", maintain_order=True
     )
     u_linker, _ = make_linker(
-        one_per_code, business_settings(config), name="business_mentions_one_per_uscc"
+        one_per_code,
+        business_settings(config),
+        name="business_mentions_one_per_uscc",
+        threads=1,
     )
     u_linker.training.estimate_u_using_random_sampling(
         max_pairs=config.u_max_pairs, seed=config.seed
     )
     trained_u = u_linker.misc.save_model_to_json()
-    linker, _ = make_linker(features, trained_u, name="business_mentions")
+    linker, _ = make_linker(features, trained_u, name="business_mentions", threads=1)
     t = linker.training
     t.estimate_probability_two_random_records_match(
         [block_on("uscc_any"), block_on("name_core", "uscc_key")], recall=config.prior_recall

@@ -32,6 +32,7 @@ from linkage.model import (
     make_linker,
     person_blocking_rules,
     person_settings,
+    save_model,
     train,
     train_business,
 )
@@ -156,8 +157,12 @@ def predict(
         saved = json.loads(model_path.read_text(encoding="utf-8"))
         # A model saved before the evidence columns were kept in the prediction.
         saved["retain_intermediate_calculation_columns"] = True
+    # Training runs on one DuckDB thread (deterministic sums); prediction on all.
     linker, db_api = make_linker(
-        features, saved if trained else settings, name=f"{entity_type}_mentions"
+        features,
+        saved if trained else settings,
+        name=f"{entity_type}_mentions",
+        threads=None if trained else 1,
     )
     blocking: list[dict[str, Any]] = []
     if count_blocking:
@@ -176,8 +181,7 @@ def predict(
         else:
             trained_settings = train_business(linker, config, features)  # type: ignore[arg-type]
         linker, db_api = make_linker(features, trained_settings, name=f"{entity_type}_mentions")
-        model_path.parent.mkdir(parents=True, exist_ok=True)
-        linker.misc.save_model_to_json(str(model_path), overwrite=True)
+        save_model(trained_settings, model_path)
         timings["train"] = time.perf_counter() - t
 
     t = time.perf_counter()

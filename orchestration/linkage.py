@@ -14,7 +14,6 @@ No ``from __future__ import annotations`` here: Dagster checks the type of the
 """
 
 import importlib.util
-import json
 import math
 from pathlib import Path
 from typing import Any, Literal
@@ -292,15 +291,21 @@ def build_linkage_assets(specs: list[SourceSpec] | tuple[SourceSpec, ...]) -> li
         """The Splink person model (``linkage.model``), trained unsupervised with fixed
         seeds (prior from near-certain rules, u by random sampling, m by EM) and saved
         to ``lake/linkage/person_model.json``, where ``linkage.run.link`` picks it up."""
-        from linkage.model import PersonModelConfig, make_linker, person_settings, train
+        from linkage.model import (
+            PersonModelConfig,
+            make_linker,
+            person_settings,
+            save_model,
+            train,
+        )
 
         home = tessera.home()
         paths = _paths(home)
         config = PersonModelConfig()
         features = pl.read_parquet(paths["features"])
-        linker, _ = make_linker(features, person_settings(config))
+        linker, _ = make_linker(features, person_settings(config), threads=1)
         settings = train(linker, config, features)
-        paths["model"].write_text(json.dumps(settings, indent=2), encoding="utf-8")
+        save_model(settings, paths["model"])
         comparisons = settings.get("comparisons", [])
         rows = ["| comparison | level | m | u |", "|---|---|---:|---:|"]
         for c in comparisons:

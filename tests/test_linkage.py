@@ -355,3 +355,16 @@ def test_name_only_ceiling_leaves_out_names_several_persons_carry() -> None:
     rest = out["pairwise_without_them"]
     assert rest["true_pairs"] == 3 and rest["true_positive_pairs"] == 2
     assert name_only_ceiling(frame.drop("phone")) is None
+
+
+def test_training_twice_writes_the_same_model(
+    world: Home, person_link, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Same mentions, same seed: the same model file, bit for bit (one DuckDB thread for
+    training, no random linker id), so a killed and rerun pipeline publishes the same
+    warehouse."""
+    from linkage.run import link
+
+    again = tmp_path_factory.mktemp("model_again") / "person_model.json"
+    link(world, model_path=again)
+    assert again.read_bytes() == person_link.model_path.read_bytes()
