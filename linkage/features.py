@@ -169,7 +169,9 @@ def person_features(mentions: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
         ),
     )
     out = name_statistics(out).with_columns(_uid())
-    return out.select(PERSON_FEATURES).collect()
+    # Rows in mention-id order: training samples rows (u by random sampling with a
+    # seed, one mention per USCC), so the order must not depend on the scan or joins.
+    return out.select(PERSON_FEATURES).sort("mention_id").collect()
 
 
 # ---------------------------------------------------------------- businesses
@@ -291,7 +293,8 @@ def business_features(
         for k in (2, 3, 4)
     )
     out = business_name_statistics(out)
-    return out.with_columns(_uid()).select(BUSINESS_FEATURES).collect()
+    # Mention-id order (see person_features): the legal-rep join's order varies.
+    return out.with_columns(_uid()).select(BUSINESS_FEATURES).sort("mention_id").collect()
 
 
 def business_name_statistics(features: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame:

@@ -368,3 +368,11 @@ def test_training_twice_writes_the_same_model(
     again = tmp_path_factory.mktemp("model_again") / "person_model.json"
     link(world, model_path=again)
     assert again.read_bytes() == person_link.model_path.read_bytes()
+    # Businesses too: their u is sampled on one mention per USCC, so it depends on
+    # the feature rows' order (once that of a join).
+    first, second = (
+        tmp_path_factory.mktemp(f"business_{i}") / "business_model.json" for i in (1, 2)
+    )
+    link(world, entity_type="business", model_path=first)
+    link(world, entity_type="business", model_path=second)
+    assert first.read_bytes() == second.read_bytes()
