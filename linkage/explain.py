@@ -50,17 +50,6 @@ def level_weights(linker: Any) -> dict[str, dict[float, str]]:
     return out
 
 
-def _features(home: Home, entity_type: str) -> pl.DataFrame:
-    """The model's input, derived as :func:`linkage.run.link` derives it."""
-    from linkage.features import business_features, legal_rep_names, person_features
-
-    all_mentions = lake.mentions(home)
-    mentions = all_mentions.filter(pl.col("entity_type") == entity_type).collect()
-    if entity_type == "person":
-        return person_features(mentions)
-    return business_features(mentions, legal_rep_names(lake.relationships(home), all_mentions))
-
-
 def contributions(rel: Any, linker: Any, ids: pl.DataFrame | None = None) -> pl.DataFrame:
     """A Splink prediction (a DuckDB relation with ``mw_*`` columns) of ``linker`` as
     evidence rows: ``mention_id_l, mention_id_r, match_weight, match_probability,
@@ -115,9 +104,10 @@ def score_with_contributions(
     returns these with its prediction (``LinkResult.scored``); this re-scores, for a
     result that lacks them."""
     from linkage.model import make_linker
+    from linkage.run import entity_features
 
     settings = json.loads(Path(model_path).read_text(encoding="utf-8"))
-    features = _features(home, entity_type)
+    features = entity_features(home, entity_type)
     linker, _ = make_linker(features, settings, name=f"{entity_type}_mentions_explain")
     pred = linker.inference.predict(threshold_match_probability=threshold_match_probability)
     return contributions(pred.as_duckdbpyrelation(), linker, features)

@@ -84,13 +84,13 @@ from linkage.decisions import (
     record_id_events,
     review_candidates,
 )
-from linkage.explain import _features, contributions, kept_edges, model_evidence
+from linkage.explain import contributions, kept_edges, model_evidence
 from linkage.model import BusinessModelConfig, PersonModelConfig
-from linkage.report import append_linkage, read_linkage
+from linkage.report import ENTITY_TYPES, append_linkage, read_linkage
+from linkage.run import entity_features
 from linkage.stable_ids import assign_entity_ids
 from tessera.config import Home
 
-ENTITY_TYPES = ("person", "business")
 EDGE_COLUMNS = ["mention_id_l", "mention_id_r", "match_weight", "match_probability"]
 
 
@@ -146,7 +146,7 @@ def _increment_features(
 
     path = target / f"{entity_type}_features.parquet"
     if not path.exists():
-        features = _features(home, entity_type)
+        features = entity_features(home, entity_type)
         return features, features.join(prev, on="mention_id", how="anti")["mention_id"], None
     stored = read_linkage(home, entity_type, "features").collect()
     # Collected, then joined eagerly: the lazy anti-join over the staged scan (with

@@ -143,8 +143,11 @@ def bench_pipeline(persons: int, days: int, seed: int, home: str | None) -> dict
         "stage": "pipeline",
         "seconds": round(secs, 2),
         "peak_rss_mib": round(rss / 2**20, 1),
-        "entities": sum(v for k, v in out.get("publish", {}).items()
-                        if k.endswith("_entities") and not k.startswith("changed_")),  # fmt: skip
+        "entities": sum(
+            v
+            for k, v in out.get("publish", {}).items()
+            if k.endswith("_entities") and not k.startswith("changed_")
+        ),  # fmt: skip
         "runs": [{k: r[k] for k in ("run", "seconds", "materialised")} for r in out["runs"]],
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "at": datetime.now(UTC).isoformat(timespec="seconds"),

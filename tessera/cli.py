@@ -512,7 +512,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from tessera.cli_access import cmd_search_example, guarded, session
+    from tessera.cli_access import cmd_search_example, guarded, print_hits, session
 
     if args.example:
         return cmd_search_example(args)
@@ -533,21 +533,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(hits)
         return 0
-    t = Table(title=f"search: {args.query}")
-    for c in ("entity_id", "score", "name", "dob", "sex", "id_number", "phone", "reason"):
-        t.add_column(c)
-    for h in hits:
-        t.add_row(
-            h["entity_id"],
-            f"{h['score']:.3f}",
-            h.get("name_native") or h.get("name") or "",
-            str(h.get("dob") or ""),
-            h.get("sex") or "",
-            h.get("id_number") or h.get("uscc") or "",
-            h.get("phone") or "",
-            h.get("reason") or "",
-        )
-    console.print(t)
+    print_hits(f"search: {args.query}", hits)
     return 0
 
 

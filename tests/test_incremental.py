@@ -18,10 +18,11 @@ from linked_world import LINKED, copy_of_linked_world
 
 import linkage.decisions as dec
 from connectors import lake
-from linkage.explain import _features, contributions
+from linkage.explain import contributions
 from linkage.incremental import ENTITY_TYPES, compare_with_full, link_incremental, oriented_rules
 from linkage.model import make_linker
 from linkage.report import read_linkage
+from linkage.run import entity_features
 from tessera.config import Home
 
 
@@ -34,7 +35,7 @@ def _full_prediction(home: Home, etype: str) -> pl.DataFrame:
     path = home.lake / "linkage" / f"{etype}_model.json"
     settings = json.loads(path.read_text(encoding="utf-8"))
     settings["retain_intermediate_calculation_columns"] = True
-    features = _features(home, etype)
+    features = entity_features(home, etype)
     linker, _ = make_linker(features, settings, name=f"{etype}_reference")
     return contributions(linker.inference.predict().as_duckdbpyrelation(), linker, features)
 
@@ -250,7 +251,7 @@ def test_stored_features_equal_a_full_derivation(world: dict) -> None:
     home = world["home"]
     for t in ENTITY_TYPES:
         stored = read_linkage(home, t, "features").collect()
-        full = _features(home, t)
+        full = entity_features(home, t)
         assert stored["uid"].is_unique().all()
         assert stored.height == full.height
         cols = [c for c in full.columns if c != "uid"]
@@ -337,7 +338,7 @@ def test_name_statistics_over_the_touched_names_equal_the_full_ones(
     from linkage.features import business_name_statistics, name_statistics
 
     restate = name_statistics if etype == "person" else business_name_statistics
-    full = _features(world["home"], etype)
+    full = entity_features(world["home"], etype)
     names = full.sample(fraction=0.1, seed=7)[key].unique().implode()
     subset = full.filter(pl.col(key).is_in(names, nulls_equal=True))
     blanked = subset.with_columns(pl.lit(None).cast(full.schema[s]).alias(s) for s in stats)
