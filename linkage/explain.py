@@ -77,7 +77,7 @@ def contributions(rel: Any, linker: Any, ids: pl.DataFrame | None = None) -> pl.
             mw = mw + pl.col(f"mw_tf_adj_{name}").fill_null(0.0)
         exprs += [
             pl.col(f"mw_{name}")
-            .replace_strict(labels, return_dtype=pl.String, default=None)
+            .replace_strict(labels, return_dtype=pl.Categorical, default=None)
             .alias(f"{name}_level"),
             mw.alias(f"{name}_log2_bf"),
         ]
