@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -276,6 +277,13 @@ def person_settings(config: PersonModelConfig) -> SettingsCreator:
     )
 
 
+def _duckdb_memory_limit() -> str:
+    if os.environ.get("TESSERA_DUCKDB_MEMORY"):
+        return os.environ["TESSERA_DUCKDB_MEMORY"]
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return f"{max(1, int(total * 0.4 / 2**30))}GB"
+
+
 def make_linker(
     features: pl.DataFrame,
     settings: SettingsCreator | dict | Path,
@@ -290,6 +298,11 @@ def make_linker(
     con = duckdb.connect()
     if threads is not None:
         con.execute(f"SET threads = {int(threads)}")
+    # DuckDB would take 80% of the RAM before spilling, next to polars' own frames
+    # (at 7.2M person mentions the process was killed at 24 GB); a lower limit makes
+    # it spill to disk instead. TESSERA_DUCKDB_MEMORY overrides (e.g. "12GB").
+    con.execute(f"SET memory_limit = '{_duckdb_memory_limit()}'")
+    con.execute(f"SET temp_directory = '{Path(tempfile.gettempdir()) / 'tessera-duckdb'}'")
     db_api = DuckDBAPI(connection=con)
     sdf = db_api.register(features.to_arrow(), dataset_display_name=name)
     # Splink's own warnings (parameters left at their defaults on purpose: see the
