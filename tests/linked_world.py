@@ -51,3 +51,14 @@ def copy_of_linked_world(tmp_path_factory: pytest.TempPathFactory, name: str) ->
     home = Home(tmp_path_factory.mktemp(name) / "home")
     shutil.copytree(src.root, home.root)
     return home
+
+
+def warehouse_rows(home: Home, sql: str, params: list | None = None) -> list[tuple]:
+    """Rows of one query on ``home``'s published warehouse (read-only connection)."""
+    from warehouse.publish import connect
+
+    con = connect(home)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()

@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from linked_world import warehouse_rows
 
 from tessera.config import Home
 from warehouse import schema
@@ -33,12 +34,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Home:
     return h
 
 
-def _q(home: Home, sql: str, params: list | None = None) -> list[tuple]:
-    con = connect(home)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
+_q = warehouse_rows
 
 
 @pytest.fixture(scope="module")
