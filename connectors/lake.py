@@ -30,8 +30,13 @@ def staged_files(home: Home, kind: str) -> list[Path]:
     return sorted((home.lake / "staged").glob(f"*/*/*.{kind}.parquet"))
 
 
-def records(home: Home) -> pl.LazyFrame:
-    return _scan(staged_files(home, "records"), RECORD_SCHEMA)
+def records(home: Home, sources: list[str] | None = None) -> pl.LazyFrame:
+    """Every staged record; only those of ``sources`` (their files alone are read)
+    when given."""
+    paths = staged_files(home, "records")
+    if sources is not None:
+        paths = [p for p in paths if p.parent.parent.name in sources]
+    return _scan(paths, RECORD_SCHEMA)
 
 
 def mentions(home: Home) -> pl.LazyFrame:

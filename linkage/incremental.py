@@ -66,10 +66,8 @@ import polars as pl
 from splink import DuckDBAPI, Linker
 
 from connectors import lake
-from connectors.catalog import load_specs
 from linkage.clusters import (
     connected_components,
-    guard_keys,
     offending_clusters,
     split_offending,
 )
@@ -87,7 +85,7 @@ from linkage.decisions import (
 from linkage.explain import contributions, kept_edges, model_evidence
 from linkage.model import BusinessModelConfig, PersonModelConfig
 from linkage.report import ENTITY_TYPES, append_linkage, read_linkage
-from linkage.run import entity_features
+from linkage.run import duplicate_free_keys, entity_features
 from linkage.stable_ids import assign_entity_ids
 from tessera.config import Home
 
@@ -371,30 +369,6 @@ def _region(
         ents = grown
 
 
-def _guard_keys(home: Home, features: pl.DataFrame, mention_ids: pl.Series) -> pl.DataFrame:
-    """The duplicate-free guard's keys for the region's mentions only: source and role
-    from the features, record keys from the duplicate-free sources' staged files only
-    (scanning every source's records cost ~0.5 s at 100,000 persons)."""
-    from connectors.canonical import RECORD_SCHEMA
-
-    dup_free = [s.id for s in load_specs(home.sources_dir) if s.duplicate_free]
-    ids = mention_ids.implode()
-    mentions = features.filter(
-        pl.col("mention_id").is_in(ids) & pl.col("source_id").is_in(dup_free)
-    ).select("mention_id", "source_id", "role")
-    files = [p for p in lake.staged_files(home, "records") if p.parent.parent.name in dup_free]
-    if not files or mentions.height == 0:
-        return guard_keys(mentions, pl.DataFrame(schema=RECORD_SCHEMA), dup_free)
-    recs = (
-        pl.scan_parquet(files, schema=RECORD_SCHEMA, missing_columns="insert")
-        .filter(pl.col("mention_id").is_in(mentions["mention_id"].implode()))
-        .select("source_id", "record_key", "mention_id")
-        .unique()
-        .collect()
-    )
-    return guard_keys(mentions, recs, dup_free)
-
-
 def _entity_components(prev: pl.DataFrame, new_ids: pl.Series, edges: pl.DataFrame) -> pl.DataFrame:
     """Connected components over the new edges at entity level: each existing entity
     a new edge reaches is one node (its ID), each new mention one node. Returns
@@ -639,7 +613,7 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
         ]
     )
     tentative = _tentative_clusters(prev, comps)
-    keys = _guard_keys(home, features, tentative["mention_id"])
+    keys = duplicate_free_keys(home, features, tentative["mention_id"])
     offending = offending_clusters(tentative, keys)["cluster_id"]
     complex_ = comps.group_by("component").agg(
         (
@@ -682,7 +656,7 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
     )
     region_edges = pl.concat([old_edges, fb_edges])
     clusters = connected_components(nodes, region_edges)
-    fb_keys = _guard_keys(home, features, nodes)
+    fb_keys = duplicate_free_keys(home, features, nodes)
     clusters, refused = split_offending(clusters, region_edges, fb_keys)
     clusters, drep = apply_decisions(
         clusters, region_edges, active, fb_keys if active.height else None

@@ -33,9 +33,7 @@ from typing import Any
 import polars as pl
 
 from connectors import lake
-from connectors.catalog import load_specs
 from linkage.baseline import baseline_clusters
-from linkage.clusters import guard_keys
 from linkage.decisions import (
     REVIEW_BAND,
     active_decisions,
@@ -48,6 +46,7 @@ from linkage.decisions import (
 from linkage.evaluate import evaluate
 from linkage.explain import kept_edges, model_evidence, rule_evidence, score_with_contributions
 from linkage.run import LinkResult, link
+from linkage.run import duplicate_free_keys as mention_guard_keys
 from linkage.stable_ids import assign_entity_ids
 from tessera.config import Home
 
@@ -152,18 +151,11 @@ def append_linkage(
 
 
 def duplicate_free_keys(home: Home, entity_type: str) -> pl.DataFrame:
-    """The duplicate-free guard's keys (``mention_id, source_id, guard_key``), so a
-    cluster rebuilt for a cannot-link keeps the guard's rule too."""
+    """The duplicate-free guard's keys (``mention_id, source_id, guard_key``) of every
+    ``entity_type`` mention, so a cluster rebuilt for a cannot-link keeps the guard's
+    rule too (:func:`linkage.run.duplicate_free_keys`)."""
     mentions = lake.mentions(home).filter(pl.col("entity_type") == entity_type).collect()
-    dup_free = [s.id for s in load_specs(home.sources_dir) if s.duplicate_free]
-    recs = (
-        lake.records(home)
-        .filter(pl.col("source_id").is_in(dup_free))
-        .select("source_id", "record_key", "mention_id")
-        .unique()
-        .collect()
-    )
-    return guard_keys(mentions, recs, dup_free)
+    return mention_guard_keys(home, mentions)
 
 
 def link_all(home: Home) -> dict[str, Any]:

@@ -64,23 +64,26 @@ class LinkResult:
         return self.candidate_pairs / self.mentions if self.mentions else 0.0
 
 
-def _duplicate_free(home: Home) -> list[str]:
-    return [s.id for s in load_specs(home.sources_dir) if s.duplicate_free]
+def duplicate_free_keys(
+    home: Home, mentions: pl.DataFrame, mention_ids: pl.Series | None = None
+) -> pl.DataFrame:
+    """The duplicate-free guard's keys (``mention_id, source_id, guard_key``) of
+    ``mentions`` (``mention_id, source_id, role``; of ``mention_ids`` only, when
+    given): the records of the duplicate-free registers, read from their own staged
+    files alone."""
+    dup_free = [s.id for s in load_specs(home.sources_dir) if s.duplicate_free]
+    recs = lake.records(home, sources=dup_free)
+    if mention_ids is not None:
+        mentions = mentions.filter(pl.col("mention_id").is_in(mention_ids.implode()))
+        recs = recs.filter(pl.col("mention_id").is_in(mention_ids.implode()))
+    recs = recs.select("source_id", "record_key", "mention_id").unique().collect()
+    return guard_keys(mentions, recs, dup_free)
 
 
 def _guard(
     home: Home, mentions: pl.DataFrame, clusters: pl.DataFrame, edges: pl.DataFrame
 ) -> tuple[pl.DataFrame, int, int]:
-    dup_free = _duplicate_free(home)
-    # Only the duplicate-free registers' records (the filter reaches the parquet scan).
-    recs = (
-        lake.records(home)
-        .filter(pl.col("source_id").is_in(dup_free))
-        .select("source_id", "record_key", "mention_id")
-        .unique()
-        .collect()
-    )
-    keys = guard_keys(mentions, recs, dup_free)
+    keys = duplicate_free_keys(home, mentions)
     n_bad = offending_clusters(clusters, keys).height
     clusters, refused = split_offending(clusters, edges, keys)
     return clusters, refused, n_bad
