@@ -13,7 +13,6 @@ No ``from __future__ import annotations`` here: Dagster checks the type of the
 ``context`` parameter at definition time.
 """
 
-import importlib.util
 import math
 from pathlib import Path
 from typing import Any, Literal
@@ -48,24 +47,17 @@ LINKAGE_KEYS = (
 )
 
 
-INCREMENTAL_MODULE = "linkage.incremental"
 PREVIEW_FEATURES = ("mention_id", "source_id", "name_native", "name_latin", "dob", "sex",
                     "id_number", "phone", "city")  # fmt: skip
 
 
 class LinkConfig(dg.Config):
     """How the cluster assets link: ``auto`` links a day's new mentions against the
-    existing entities when a previous link exists (and the incremental library is
-    installed), else relinks everything; ``full`` always relinks everything (the
+    existing entities when a previous link exists, else relinks everything; ``full`` always relinks everything (the
     weekly relink, or on demand); ``incremental`` asks for the incremental path
     (still a full link when there is no previous one)."""
 
     mode: Literal["auto", "full", "incremental"] = "auto"
-
-
-def incremental_available() -> bool:
-    """Whether :mod:`linkage.incremental` exists in this installation."""
-    return importlib.util.find_spec(INCREMENTAL_MODULE) is not None
 
 
 def previous_link_exists(home: Home, entity_type: str) -> bool:
@@ -76,29 +68,26 @@ def choose_mode(home: Home, entity_type: str, mode: str) -> str:
     """``full`` or ``incremental`` for one entity type (see :class:`LinkConfig`)."""
     if mode == "full" or not previous_link_exists(home, entity_type):
         return "full"
-    return "incremental" if incremental_available() else "full"
+    return "incremental"
 
 
 def run_link(
     context: dg.AssetExecutionContext, home: Home, entity_type: str, mode: str,
-    model_path: Path | None = None,
+    model_path: Path | None = None, features_path: Path | None = None,
 ) -> tuple[str, dict[str, Any]]:  # fmt: skip
     """Link one entity type the chosen way; returns (mode used, what the library
     reported). Full: ``linkage.run.link`` then ``linkage.report.settle``;
-    incremental: ``linkage.incremental.link_incremental``."""
+    incremental: ``linkage.incremental.link_incremental``. ``features_path``: the
+    features an upstream asset wrote, used when newer than every staged mention
+    file (derived here otherwise)."""
     chosen = choose_mode(home, entity_type, mode)
     if mode == "incremental" and chosen == "full":
         context.log.warning(
-            f"{entity_type}: incremental linking asked for, but "
-            + (
-                "there is no previous link"
-                if incremental_available()
-                else f"{INCREMENTAL_MODULE} is not installed"
-            )  # fmt: skip
-            + ": linking everything"
+            f"{entity_type}: incremental linking asked for, but there is no previous link: "
+            "linking everything"
         )
     if chosen == "incremental":
-        from linkage.incremental import link_incremental  # type: ignore[import-not-found]
+        from linkage.incremental import link_incremental
 
         return chosen, dict(link_incremental(home, entity_type))
     from linkage.report import settle
@@ -106,8 +95,18 @@ def run_link(
 
     # The prediction asset's scored pairs when they come from these mentions and
     # this model (one prediction per run); else predict here.
-    features = entity_features(home, entity_type)
-    features.write_parquet(home.lake / "linkage" / f"{entity_type}_features.parquet")
+    staged = lake.staged_files(home, "mentions")
+    newest = max((p.stat().st_mtime_ns for p in staged), default=0)
+    if (
+        features_path is not None
+        and features_path.exists()
+        and features_path.stat().st_mtime_ns >= newest
+    ):
+        # Written after the last staging: the same features, not derived again.
+        features = pl.read_parquet(features_path)
+    else:
+        features = entity_features(home, entity_type)
+        features.write_parquet(home.lake / "linkage" / f"{entity_type}_features.parquet")
     prediction = load_prediction(home, entity_type, features) or predict(
         home, entity_type=entity_type, model_path=model_path, features=features
     )
@@ -402,7 +401,9 @@ def build_linkage_assets(specs: list[SourceSpec] | tuple[SourceSpec, ...]) -> li
         duplicate-free registers."""
         home = tessera.home()
         paths = _paths(home)
-        mode, stats = run_link(context, home, "person", config.mode, paths["model"])
+        mode, stats = run_link(
+            context, home, "person", config.mode, paths["model"], paths["features"]
+        )
         clusters = pl.read_parquet(paths["person_clusters"])
         return dg.MaterializeResult(
             metadata={

@@ -5,7 +5,6 @@ lists every asset and check, and incremental linking agrees with a full relink."
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -342,10 +341,6 @@ def test_ui_lists_every_asset_and_check(tmp_path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    importlib.util.find_spec("linkage.incremental") is None,
-    reason="linkage.incremental (the incremental-linking library) is not installed",
-)
 def test_incremental_days_agree_with_full_relink(piped, tmp_path) -> None:
     """Two more days linked incrementally by the pipeline, then compared with a full
     relink of the same lake (``linkage.incremental.compare_with_full``)."""
