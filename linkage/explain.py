@@ -3,12 +3,11 @@ match weight and each comparison's contribution.
 
 Splink's prediction carries per-comparison match weights (``mw_<name>``, the log2
 Bayes factor of the level the pair fell in; ``mw_tf_adj_<name>`` for a
-term-frequency adjustment) and the level (``gamma_<name>``) when the settings
-retain intermediate columns. The models (:mod:`linkage.model`) keep them, and
-:func:`linkage.run.link` turns its one prediction into evidence rows with
-:func:`contributions` (its pairs down to the review band also feed the review
-queue); :func:`score_with_contributions` re-scores with a saved model, for a caller
-with no prediction at hand.
+term-frequency adjustment) when the settings retain intermediate columns, as the
+models (:mod:`linkage.model`) do. :func:`linkage.run.predict` turns its one
+prediction into evidence rows with :func:`contributions`, which reads each level
+back from its weight (:func:`level_weights`); its pairs down to the review band
+also feed the review queue.
 
 For every pair, ``prior_log2 + Σ <comparison>_log2_bf = match_weight``, where
 ``prior_log2`` is log2 of the prior odds λ/(1-λ) and a comparison's contribution
@@ -18,22 +17,17 @@ Evidence is ``lake/linkage/<type>_evidence.parquet``: ``mention_id_l,
 mention_id_r, entity_id, source, decision_id, match_weight, match_probability,
 prior_log2`` and per comparison ``<name>_level`` (its label) and ``<name>_log2_bf``.
 ``source`` is ``model`` or ``decision`` (a must-link edge, which has no weight of
-its own). Edges of a deterministic rule (no saved model) say which key agreed.
+its own).
 """
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from connectors import lake
 from tessera.config import Home
-
-BUSINESS_KEYS = ("uscc", "name")
 
 
 def level_weights(linker: Any) -> dict[str, dict[float, str]]:
@@ -96,23 +90,6 @@ def contributions(rel: Any, linker: Any, ids: pl.DataFrame | None = None) -> pl.
     return out.select("mention_id_l", "mention_id_r", *out.columns[2:-2])
 
 
-def score_with_contributions(
-    home: Home, entity_type: str, model_path: Path, *, threshold_match_probability: float
-) -> pl.DataFrame:
-    """Every candidate pair at or above ``threshold_match_probability``, scored with
-    the saved model at ``model_path``, with :func:`contributions`. :func:`linkage.run.link`
-    returns these with its prediction (``LinkResult.scored``); this re-scores, for a
-    result that lacks them."""
-    from linkage.model import make_linker
-    from linkage.run import entity_features
-
-    settings = json.loads(Path(model_path).read_text(encoding="utf-8"))
-    features = entity_features(home, entity_type)
-    linker, _ = make_linker(features, settings, name=f"{entity_type}_mentions_explain")
-    pred = linker.inference.predict(threshold_match_probability=threshold_match_probability)
-    return contributions(pred.as_duckdbpyrelation(), linker, features)
-
-
 def kept_edges(
     entities: pl.DataFrame, edges: pl.DataFrame, must_edges: pl.DataFrame | None
 ) -> pl.DataFrame:
@@ -147,39 +124,10 @@ def kept_edges(
 
 
 def model_evidence(kept: pl.DataFrame, scored: pl.DataFrame) -> pl.DataFrame:
-    """Kept edges with the contributions of :func:`score_with_contributions`."""
+    """Kept edges with the contributions of :func:`contributions`."""
     contrib = scored.drop("match_weight", "match_probability")
     return kept.join(contrib, on=["mention_id_l", "mention_id_r"], how="left").sort(
         "entity_id", "mention_id_l", "mention_id_r"
-    )
-
-
-def rule_evidence(home: Home, kept: pl.DataFrame) -> pl.DataFrame:
-    """Kept business edges of the deterministic rule (no model, no weights): which
-    rule key agreed (``<key>_level``: exact / differs / null)."""
-    m = (
-        lake.mentions(home)
-        .filter(pl.col("entity_type") == "business")
-        .select("mention_id", *BUSINESS_KEYS)
-        .collect()
-    )
-    out = kept.join(m.rename({"mention_id": "mention_id_l"}), on="mention_id_l").join(
-        m.rename({"mention_id": "mention_id_r"}), on="mention_id_r", suffix="_r"
-    )
-    exprs = []
-    for k in BUSINESS_KEYS:
-        exprs.append(
-            pl.when(pl.col(k).is_null() | pl.col(f"{k}_r").is_null())
-            .then(pl.lit("null"))
-            .when(pl.col(k) == pl.col(f"{k}_r"))
-            .then(pl.lit("exact"))
-            .otherwise(pl.lit("differs"))
-            .alias(f"{k}_level")
-        )
-    return (
-        out.with_columns(exprs)
-        .drop(*BUSINESS_KEYS, *(f"{k}_r" for k in BUSINESS_KEYS))
-        .sort("entity_id", "mention_id_l", "mention_id_r")
     )
 
 

@@ -35,7 +35,6 @@ import polars as pl
 from connectors import lake
 from linkage.baseline import baseline_clusters
 from linkage.decisions import (
-    REVIEW_BAND,
     active_decisions,
     apply_decisions,
     event_reasons,
@@ -44,7 +43,7 @@ from linkage.decisions import (
     review_candidates,
 )
 from linkage.evaluate import evaluate
-from linkage.explain import kept_edges, model_evidence, rule_evidence, score_with_contributions
+from linkage.explain import kept_edges, model_evidence
 from linkage.run import LinkResult, link
 from linkage.run import duplicate_free_keys as mention_guard_keys
 from linkage.stable_ids import assign_entity_ids
@@ -192,19 +191,8 @@ def settle(home: Home, res: LinkResult) -> dict[str, Any]:
 
     t = time.perf_counter()
     kept = kept_edges(entities, res.edges, drep.must_edges)
-    if res.scored is not None:
-        scored = res.scored
-        evidence = model_evidence(kept, scored)
-    elif res.model_path is not None and res.model_path.exists():
-        scored = score_with_contributions(
-            home, etype, res.model_path, threshold_match_probability=REVIEW_BAND[0]
-        )
-        evidence = model_evidence(kept, scored)
-    else:
-        scored = res.edges.select(
-            "mention_id_l", "mention_id_r", "match_weight", "match_probability"
-        ).clear()
-        evidence = rule_evidence(home, kept)
+    scored = res.scored
+    evidence = model_evidence(kept, scored)
     review = review_candidates(entities, scored, kept)
     timings["explain"] = time.perf_counter() - t
 

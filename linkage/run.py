@@ -48,6 +48,9 @@ class LinkResult:
     edges: (
         pl.DataFrame
     )  # mention_id_l, mention_id_r, match_weight, match_probability (scored pairs)
+    # Every scored pair at or above the score floor, with its evidence columns
+    # (linkage.explain.contributions).
+    scored: pl.DataFrame
     candidate_pairs: int
     mentions: int
     timings: dict[str, float] = field(default_factory=dict)
@@ -55,9 +58,6 @@ class LinkResult:
     guard_refused_edges: int = 0
     guard_split_clusters: int = 0
     model_path: Path | None = None
-    # Every scored pair at or above the score floor, with its evidence columns
-    # (linkage.explain.contributions); None for clusters made without a model.
-    scored: pl.DataFrame | None = None
 
     @property
     def pairs_per_mention(self) -> float:
@@ -219,17 +219,17 @@ def cluster(home: Home, prediction: Prediction) -> LinkResult:
     clusters, refused, n_bad = _guard(home, features, clusters, edges)
     timings = {**prediction.timings, "cluster": time.perf_counter() - t}
     return LinkResult(
-        prediction.entity_type,
-        clusters,
-        edges,
-        prediction.candidate_pairs,
-        features.height,
-        timings,
-        prediction.blocking,
-        refused,
-        n_bad,
-        prediction.model_path,
-        prediction.scored,
+        entity_type=prediction.entity_type,
+        clusters=clusters,
+        edges=edges,
+        scored=prediction.scored,
+        candidate_pairs=prediction.candidate_pairs,
+        mentions=features.height,
+        timings=timings,
+        blocking=prediction.blocking,
+        guard_refused_edges=refused,
+        guard_split_clusters=n_bad,
+        model_path=prediction.model_path,
     )
 
 
