@@ -547,6 +547,38 @@ KEY_FIELDS = {
 }
 
 
+def lone_weak_edges(
+    edges: pl.DataFrame,
+    nodes: pl.Series,
+    weak_weight: float,
+    ends: tuple[str, str] = ("mention_id_l", "mention_id_r"),
+) -> pl.DataFrame:
+    """The rows of ``edges`` (ends in the ``ends`` columns, ``match_weight``) below
+    ``weak_weight`` that alone join two parts, a part being a connected component of
+    ``nodes`` over the edges at or above it: the single weak link holding two
+    strongly linked groups together."""
+    from linkage.clusters import connected_components
+
+    a, b = ends
+    strong = edges.filter(pl.col("match_weight") >= weak_weight).select(
+        pl.col(a).alias("mention_id_l"), pl.col(b).alias("mention_id_r")
+    )
+    parts = connected_components(nodes, strong)
+    return (
+        edges.filter(pl.col("match_weight") < weak_weight)
+        .join(parts.rename({"mention_id": a, "cluster_id": "_part_a"}), on=a)
+        .join(parts.rename({"mention_id": b, "cluster_id": "_part_b"}), on=b)
+        .filter(pl.col("_part_a") != pl.col("_part_b"))
+        .filter(
+            pl.len().over(
+                pl.min_horizontal("_part_a", "_part_b"), pl.max_horizontal("_part_a", "_part_b")
+            )
+            == 1
+        )
+        .drop("_part_a", "_part_b")
+    )
+
+
 def review_candidates(
     entities: pl.DataFrame,
     scored: pl.DataFrame,
@@ -563,7 +595,6 @@ def review_candidates(
     edges below ``weak_weight`` that alone join two strongly linked parts of an
     entity; ``large_entity`` entities above the 99.9th size percentile and
     ``large_entity`` mentions (one row each, its two smallest mentions)."""
-    from linkage.clusters import connected_components
 
     ent = entities.select("mention_id", "entity_id")
     el = ent.rename({"mention_id": "mention_id_l", "entity_id": "entity_id_l"})
@@ -595,21 +626,9 @@ def review_candidates(
     # Weak links: components over the strong edges inside each entity; a weak edge
     # joining two such parts, alone between them, holds the entity together.
     inner = kept_edges.filter(pl.col("match_weight").is_not_null())
-    strong = inner.filter(pl.col("match_weight") >= weak_weight)
     multi = ent.join(sizes.filter(pl.col("size") > 1), on="entity_id")
-    parts = connected_components(multi["mention_id"], strong).rename({"cluster_id": "part"})
-    pl_ = parts.rename({"mention_id": "mention_id_l", "part": "part_l"})
-    pr_ = parts.rename({"mention_id": "mention_id_r", "part": "part_r"})
     weak = (
-        inner.filter(pl.col("match_weight") < weak_weight)
-        .join(pl_, on="mention_id_l")
-        .join(pr_, on="mention_id_r")
-        .filter(pl.col("part_l") != pl.col("part_r"))
-        .with_columns(
-            pl.min_horizontal("part_l", "part_r").alias("p1"),
-            pl.max_horizontal("part_l", "part_r").alias("p2"),
-        )
-        .filter(pl.len().over("p1", "p2") == 1)
+        lone_weak_edges(inner, multi["mention_id"], weak_weight)
         .join(el, on="mention_id_l")
         .join(er, on="mention_id_r")
         .join(sizes.rename({"entity_id": "entity_id_l"}), on="entity_id_l")

@@ -79,6 +79,7 @@ from linkage.decisions import (
     apply_decisions,
     event_reasons,
     issued_ids,
+    lone_weak_edges,
     record_id_events,
     review_candidates,
 )
@@ -448,28 +449,13 @@ def _simple_review(
     e = kept_simple.filter(pl.col("match_weight").is_not_null()).with_columns(
         node["mention_id_l"].alias("a"), node["mention_id_r"].alias("b")
     )
-    strong = e.filter(pl.col("match_weight") >= WEAK_WEIGHT).select(
-        pl.col("a").alias("mention_id_l"), pl.col("b").alias("mention_id_r")
-    )
-    parts = connected_components(pl.concat([e["a"], e["b"]]).unique(), strong)
-    pa = parts.rename({"mention_id": "a", "cluster_id": "part_a"})
-    pb = parts.rename({"mention_id": "b", "cluster_id": "part_b"})
-    weak = (
-        e.filter(pl.col("match_weight") < WEAK_WEIGHT)
-        .join(pa, on="a")
-        .join(pb, on="b")
-        .filter(pl.col("part_a") != pl.col("part_b"))
-        .with_columns(
-            pl.min_horizontal("part_a", "part_b").alias("p1"),
-            pl.max_horizontal("part_a", "part_b").alias("p2"),
-        )
-        .filter(pl.len().over("p1", "p2") == 1)
-        .select(
-            pl.lit("weak_link").alias("kind"),
-            *EDGE_COLUMNS,
-            pl.col("entity_id").alias("entity_id_l"),
-            pl.col("entity_id").alias("entity_id_r"),
-        )
+    weak = lone_weak_edges(
+        e, pl.concat([e["a"], e["b"]]).unique(), WEAK_WEIGHT, ends=("a", "b")
+    ).select(
+        pl.lit("weak_link").alias("kind"),
+        *EDGE_COLUMNS,
+        pl.col("entity_id").alias("entity_id_l"),
+        pl.col("entity_id").alias("entity_id_r"),
     )
     touched = pl.concat(
         [kept_simple["entity_id"], ent.filter(pl.col("mention_id").is_in(new))["entity_id"]]
