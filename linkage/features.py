@@ -15,9 +15,17 @@ or a cheap string function in SQL:
 - ``name_py``: pinyin without spaces (homophones agree), ``name_py_rev``: given
   name then surname (agrees with a swapped-order mention), ``surname_py``,
   ``given_py``.
-- ``name_py_thin``: ``name_py`` of a thin mention (no full ID, no full phone) whose
-  name at most ``THIN_NAME_MAX_PERSONS`` people carry, so a blocking rule can pair
-  thin mentions by name alone with an equi-join.
+- ``name_py_thin``: ``name_py`` of a thin mention (no full ID, and no full phone or
+  no date of birth) whose name at most ``THIN_NAME_MAX_PERSONS`` people carry, so a
+  blocking rule can pair thin mentions by name alone with an equi-join.
+- ``name_native_rot_thin``: a thin mention's hanzi name with its last character
+  moved to the front (站瑜徐 → 徐站瑜: written surname last, which ``name_py_rev``
+  cannot undo because the connector took the first character for the surname).
+- ``name_registered``: some mention with an ID carries this pinyin name. A thin
+  mention whose name is not registered is most likely a typo (everyone has an
+  ID-bearing register record); ``name_typo_a_thin`` / ``name_typo_b_thin`` are its
+  3–4-character hanzi name without the last character / the first and last
+  characters, keys that meet the names one character away.
 - ``uid``: Splink's unique id (see :func:`_uid`).
 - ``name_py_persons``: how many people carry this pinyin name, estimated as the
   number of distinct birth years (or ID region codes, whichever is more) among the
@@ -42,6 +50,10 @@ PERSON_FEATURES = (
     "name_py",
     "name_py_rev",
     "name_py_thin",
+    "name_native_rot_thin",
+    "name_typo_a_thin",
+    "name_typo_b_thin",
+    "name_registered",
     "surname_py",
     "given_py",
     "dob_any",
@@ -63,6 +75,18 @@ PERSON_FEATURES = (
 
 
 THIN_NAME_MAX_PERSONS = 3
+
+# The per-name statistics (:func:`name_statistics`, :func:`business_name_statistics`):
+# the incremental path recomputes them for the names a day's mentions carry.
+PERSON_NAME_STATS = (
+    "name_py_persons",
+    "name_py_thin",
+    "name_native_rot_thin",
+    "name_typo_a_thin",
+    "name_typo_b_thin",
+    "name_registered",
+)
+BUSINESS_NAME_STATS = ("name_core_firms", "name_core_form_firms")
 
 
 def _uid() -> pl.Expr:
@@ -116,9 +140,29 @@ def name_statistics(features: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame:
     # name held by more cannot link on its own (20,000-person world: pairing thin
     # mentions of every name cost 123,000 more pairs, gained 0.0005 recall and lost
     # 0.0014 precision before the guard).
-    thin = pl.col("id_any").is_null() & pl.col("phone_any").is_null()
+    thin = pl.col("id_any").is_null() & (
+        pl.col("phone_any").is_null() | pl.col("dob_any").is_null()
+    )
     few = pl.col("name_py_persons") <= THIN_NAME_MAX_PERSONS
-    return out.with_columns(pl.when(thin & few).then(pl.col("name_py")).alias("name_py_thin"))
+    out = out.with_columns(pl.when(thin & few).then(pl.col("name_py")).alias("name_py_thin"))
+    # A thin mention whose hanzi name was written surname last (站瑜徐 for 徐站瑜): the
+    # connector took its first character for the surname, so ``name_py_rev`` does not
+    # restore it; moving the last character to the front does.
+    native = pl.col("name_native")
+    n = native.str.len_chars()
+    # A thin mention whose name no mention with an ID carries is most likely a typo of
+    # someone's name (everyone has an ID-bearing register record): keys to meet the
+    # names one character away (the last, or the middle of a 3-character name).
+    unregistered = pl.col("id_any").is_null().all().over("name_py")
+    typo = pl.col("name_py_thin").is_not_null() & unregistered & n.is_between(3, 4)
+    return out.with_columns(
+        pl.when(pl.col("name_py_thin").is_not_null() & n.is_between(2, 4))
+        .then(native.str.slice(-1) + native.str.slice(0, n - 1))
+        .alias("name_native_rot_thin"),
+        pl.when(typo).then(native.str.slice(0, n - 1)).alias("name_typo_a_thin"),
+        pl.when(typo).then(native.str.slice(0, 1) + native.str.slice(-1)).alias("name_typo_b_thin"),
+        pl.col("id_any").is_not_null().any().over("name_py").alias("name_registered"),
+    )
 
 
 def person_features(mentions: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
@@ -192,6 +236,7 @@ BUSINESS_FEATURES = (
     "name_drop3",
     "name_drop4",
     "name_core_firms",
+    "name_core_form_firms",
     "name_city",
     "uscc_any",
     "uscc_key",
@@ -230,7 +275,9 @@ def business_features(
       a key on its own;
     - ``name_core_firms``: how many firms carry the core (distinct USCC keys seen on
       at least two of its mentions, at least 1): a core only one firm carries is
-      strong evidence, one several carry is weak;
+      strong evidence, one several carry is weak; ``name_core_form_firms``: the same
+      count among the mentions with the same core and legal form (四通信息技术工作室
+      beside 四通信息技术股份有限公司: one firm per form);
     - ``name_drop2/3/4``: the core without its first 2, 3 or 4 characters, for a
       name of 6+ characters whose prefix is no known city: a typo in the city
       (旭沙七喜机械设备科技) leaves the city in the core, and these keys meet the
@@ -307,11 +354,18 @@ def business_name_statistics(features: pl.LazyFrame | pl.DataFrame) -> pl.LazyFr
     # with two keys were one firm), so only keys seen twice count.
     seen_twice = pl.col("uscc_key").is_not_null() & (pl.len().over("name_core", "uscc_key") >= 2)
     firms = pl.col("uscc_key").filter(seen_twice).n_unique().over("name_core")
+    # Firms per core and legal form: a firm's key counts under every form its mentions
+    # give it (a changed legal form then makes the pair look shared, not unique).
+    form_firms = pl.col("uscc_key").filter(seen_twice).n_unique().over("name_core", "name_form")
     return features.lazy().with_columns(
         pl.when(pl.col("name_core").is_not_null())
         .then(pl.max_horizontal(firms, pl.lit(1)))
         .cast(pl.Int32)
-        .alias("name_core_firms")
+        .alias("name_core_firms"),
+        pl.when(pl.col("name_core").is_not_null() & pl.col("name_form").is_not_null())
+        .then(pl.max_horizontal(form_firms, pl.lit(1)))
+        .cast(pl.Int32)
+        .alias("name_core_form_firms"),
     )
 
 

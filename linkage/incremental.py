@@ -136,6 +136,8 @@ def _increment_features(
     and the stored ones whose per-name statistics changed), or None when there is no
     stored file (the whole frame is then written as the base)."""
     from linkage.features import (
+        BUSINESS_NAME_STATS,
+        PERSON_NAME_STATS,
         business_features,
         business_name_statistics,
         legal_rep_names,
@@ -176,9 +178,9 @@ def _increment_features(
     fresh = fresh.with_columns((pl.col("uid") + top).cast(stored.schema["uid"]))
     # The per-name statistics over every mention of the names the new ones carry.
     if entity_type == "person":
-        key, stats, restate = "name_py", ["name_py_persons", "name_py_thin"], name_statistics
+        key, stats, restate = "name_py", list(PERSON_NAME_STATS), name_statistics
     else:
-        key, stats, restate = "name_core", ["name_core_firms"], business_name_statistics
+        key, stats, restate = "name_core", list(BUSINESS_NAME_STATS), business_name_statistics
     touched = pl.col(key).is_in(fresh[key].unique().implode(), nulls_equal=True)
     restated = (
         restate(pl.concat([stored.filter(touched), fresh.select(stored.columns)]))

@@ -158,7 +158,35 @@ def person_comparisons() -> list[Any]:
                 tf_adjustment_column="name_py",
                 tf_adjustment_weight=1.0,
             ),
-            _lvl("name_py_l = name_py_rev_r OR name_py_rev_l = name_py_r", "swapped order"),
+            # A thin mention written surname last, turned back, is the name only one
+            # person carries: as strong as that person's exact name.
+            _lvl(
+                "(name_native_rot_thin_l = name_native_r AND name_py_persons_r = 1) "
+                "OR (name_native_l = name_native_rot_thin_r AND name_py_persons_l = 1)",
+                "surname last, one person",
+                u_probability=1e-7,
+                fix_u_probability=True,
+            ),
+            # A thin mention's name no ID-bearing mention carries, one character from
+            # a registered name only one person carries.
+            _lvl(
+                "length(name_native_l) = length(name_native_r) "
+                "AND levenshtein(name_native_l, name_native_r) = 1 AND ("
+                "(name_typo_a_thin_l IS NOT NULL AND name_registered_r AND name_py_persons_r = 1)"
+                " OR (name_typo_a_thin_r IS NOT NULL AND name_registered_l "
+                "AND name_py_persons_l = 1))",
+                "one character from one person's name",
+                m_probability=7e-4,
+                fix_m_probability=True,
+                u_probability=1e-8,
+                fix_u_probability=True,
+            ),
+            _lvl(
+                "name_py_l = name_py_rev_r OR name_py_rev_l = name_py_r "
+                "OR name_native_rot_thin_l = name_native_r "
+                "OR name_native_l = name_native_rot_thin_r",
+                "swapped order",
+            ),
             _lvl(
                 "length(name_native_l) = length(name_native_r) AND length(name_native_l) >= 2 "
                 "AND levenshtein(name_native_l, name_native_r) = 1",
@@ -259,6 +287,19 @@ def person_blocking_rules() -> list[Any]:
         # filtered afterwards would build every same-name pair first.
         {"blocking_rule": "l.name_py_thin = r.name_py", "sql_dialect": "duckdb"},
         {"blocking_rule": "l.name_py = r.name_py_thin", "sql_dialect": "duckdb"},
+        {"blocking_rule": "l.name_native_rot_thin = r.name_native", "sql_dialect": "duckdb"},
+        *(
+            {"blocking_rule": rule, "sql_dialect": "duckdb"}
+            for a, b in (("l", "r"), ("r", "l"))
+            for rule in (
+                f"{a}.name_typo_a_thin = substr({b}.name_native, 1, length({b}.name_native) - 1)"
+                f" AND length({a}.name_native) = length({b}.name_native)",
+                f"{a}.name_typo_b_thin = substr({b}.name_native, 1, 1) || "
+                f"substr({b}.name_native, length({b}.name_native), 1)"
+                f" AND length({a}.name_native) = length({b}.name_native)",
+            )
+        ),
+        {"blocking_rule": "l.name_native = r.name_native_rot_thin", "sql_dialect": "duckdb"},
     ]
 
 
@@ -454,6 +495,15 @@ def business_comparisons() -> list[Any]:
                 "name_core_l = name_core_r AND name_core_firms_l = 1",
                 "core exact, one firm",
                 u_probability=1e-6,
+                fix_u_probability=True,
+            ),
+            # A core several firms carry, with a legal form only one of them is seen
+            # with (四通信息技术工作室 beside 四通信息技术股份有限公司).
+            _lvl(
+                "name_core_l = name_core_r AND name_form_l = name_form_r "
+                "AND name_core_form_firms_l = 1",
+                "core and legal form exact, one firm",
+                u_probability=1e-5,
                 fix_u_probability=True,
             ),
             # A core several firms carry (name_core_firms > 1: 412 of 424 such cores
