@@ -2,8 +2,8 @@
 
 - ``daily_pipeline`` (partitioned by delivery day): that day's delta files, whatever
   the snapshot sources and live databases have new, linking (incremental when a
-  previous link exists), evaluation, build and publish. Not the model training and
-  full prediction: those belong to the full relink.
+  previous link exists), evaluation, build, publish and the analyst export. Not the
+  model training and full prediction: those belong to the full relink.
 - ``full_relink``: every linkage and warehouse asset with ``mode: full`` (weekly,
   or on demand from the launchpad).
 - ``advance_world`` (demo): the simulated world delivers one more day.
@@ -74,7 +74,7 @@ def build_jobs(days: dg.PartitionsDefinition) -> dict[str, Any]:
         selection=daily_selection(),
         tags=PIPELINE_TAG,
         description="One delivery day: ingest it, link (incremental when possible), "
-        "evaluate, build, check and publish the warehouse.",
+        "evaluate, build, check and publish the warehouse, write the analyst export.",
     )
     relink = dg.define_asset_job(
         "full_relink",
@@ -82,7 +82,7 @@ def build_jobs(days: dg.PartitionsDefinition) -> dict[str, Any]:
         config=link_run_config("full"),
         tags=PIPELINE_TAG,
         description="Retrain, re-predict and relink everything from the lake, then build, "
-        "check and publish (weekly, or on demand).",
+        "check and publish, write the analyst export (weekly, or on demand).",
     )
     return {"daily_pipeline": daily, "full_relink": relink}
 

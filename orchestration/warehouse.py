@@ -10,6 +10,11 @@ candidate over the live file (``os.replace``: analysts see the old or the new
 warehouse, never a mix). A failing check anywhere upstream (file accounting,
 over-merge guards, accuracy, smoke) stops the run before the swap, so the last
 good warehouse stays live.
+
+``warehouse/analyst_export`` then writes the published warehouse's masked analyst
+export (:meth:`warehouse.session.Session.export_analyst`, what ``tessera export``
+writes) to ``$TESSERA_HOME/export/analyst.duckdb``, as the pipeline's own identity
+:data:`SYSTEM_USER` (admin), audited like any export.
 """
 
 import os
@@ -28,7 +33,12 @@ GROUP = "warehouse"
 OWNER = "team:data-engineering"
 BUILD = dg.AssetKey(["warehouse", "build"])
 PUBLISH = dg.AssetKey(["warehouse", "publish"])
-WAREHOUSE_KEYS = (BUILD, PUBLISH)
+ANALYST_EXPORT = dg.AssetKey(["warehouse", "analyst_export"])
+WAREHOUSE_KEYS = (BUILD, PUBLISH, ANALYST_EXPORT)
+# Who the pipeline is in the audit log. Not a ``tessera.toml`` user: the role is given
+# here (admin, which the export needs), never resolved from ``--user``/``$TESSERA_USER``,
+# so naming this user on the command line grants nothing.
+SYSTEM_USER = "tessera-pipeline"
 PUBLISH_RETRY = dg.RetryPolicy(max_retries=2, delay=1, backoff=dg.Backoff.EXPONENTIAL)
 
 
@@ -60,6 +70,32 @@ def build_candidate(home: Home) -> dict:
     return publish(CandidateHome(home.root))
 
 
+def analyst_export_path(home: Home) -> Path:
+    """Where the pipeline keeps the current analyst export: ``export/analyst.duckdb``."""
+    return home.root / "export" / "analyst.duckdb"
+
+
+def write_analyst_export(home: Home) -> dict[str, int]:
+    """Export the live warehouse for analysts (``Session.export_analyst``: masked
+    identifiers, active list entries only, no match features) as :data:`SYSTEM_USER`
+    with the admin role; one audit row (action ``export``). The library writes a new
+    file only, so the export goes to ``export/analyst.next.duckdb`` and is then moved
+    over ``export/analyst.duckdb`` (``os.replace``: a reader sees the old or the new
+    export). Returns the row count per table."""
+    from warehouse.access import Principal
+    from warehouse.session import Session
+
+    final = analyst_export_path(home)
+    staging = final.with_name("analyst.next.duckdb")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging.unlink(missing_ok=True)  # left by a run killed between export and move
+    with Session(home, user=SYSTEM_USER) as session:
+        session.principal = Principal(SYSTEM_USER, "admin")
+        counts = session.export_analyst(staging)
+    os.replace(staging, final)
+    return counts
+
+
 def _counts_by_type(path: Path) -> list[tuple[str, int]]:
     import duckdb
 
@@ -87,7 +123,8 @@ def _top_entities(path: Path) -> dg.MetadataValue:
 
 
 def build_warehouse_assets() -> list[dg.AssetsDefinition]:
-    """``warehouse/build`` (candidate + blocking smoke check) and ``warehouse/publish``."""
+    """``warehouse/build`` (candidate + blocking smoke check), ``warehouse/publish`` and
+    ``warehouse/analyst_export``."""
     common = {"group_name": GROUP, "owners": [OWNER]}
 
     @dg.asset(
@@ -179,4 +216,32 @@ def build_warehouse_assets() -> list[dg.AssetsDefinition]:
             }
         )
 
-    return [build, publish]
+    @dg.asset(key=ANALYST_EXPORT, deps=[PUBLISH], kinds={"duckdb"}, **common)
+    def analyst_export(
+        context: dg.AssetExecutionContext, tessera: TesseraHome
+    ) -> dg.MaterializeResult:
+        """The masked analyst warehouse as its own DuckDB file
+        (``export/analyst.duckdb``), rewritten after every publish: what
+        ``tessera export`` writes (analyst views as tables, masked IDs and phones,
+        active list entries only, no match features), exported as the system user
+        ``tessera-pipeline`` (admin) and audited. Metadata: path, rows per table, size."""
+        home = tessera.home()
+        counts = write_analyst_export(home)
+        path = analyst_export_path(home)
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": counts.get("entities", 0),
+                "dagster/column_schema": dg.TableSchema(
+                    columns=[
+                        dg.TableColumn(t, "table", description=f"{n:,} rows")
+                        for t, n in counts.items()
+                    ]
+                ),
+                "path": dg.MetadataValue.path(str(path)),
+                "size_bytes": path.stat().st_size,
+                "rows_per_table": dg.MetadataValue.json(counts),
+                "exported_by": SYSTEM_USER,
+            }
+        )
+
+    return [build, publish, analyst_export]

@@ -147,6 +147,54 @@ def test_dagster_definitions_validate(tmp_path) -> None:
     assert "Validation successful for code location tessera" in proc.stderr + proc.stdout
 
 
+def test_dg_lists_every_asset_and_check(tmp_path) -> None:
+    """``dg list defs --json`` from the repository root (pyproject's [tool.dg]) loads the
+    code location and lists exactly the assets, checks, jobs, schedules and sensor that
+    build_definitions holds."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    venv = Path(sys.executable).parent
+    (tmp_path / "dagster").mkdir()
+    (tmp_path / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {
+        **os.environ,
+        "TESSERA_HOME": str(tmp_path / "home"),
+        "DAGSTER_HOME": str(tmp_path / "dagster"),
+        "VIRTUAL_ENV": str(venv.parent),  # as if activated: dg uses the project's .venv
+    }
+    proc = subprocess.run(
+        [str(venv / "dg"), "list", "defs", "--json"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    listed = json.loads(proc.stdout)
+    defs = build_definitions(Home(tmp_path / "home"))
+    graph = defs.resolve_asset_graph()
+    assert {a["asset_key"] for a in listed["assets"]} == {
+        k.to_user_string() for k in graph.get_all_asset_keys()
+    }
+    assert {(c["asset_key"], c["name"]) for c in listed["asset_checks"]} == {
+        (k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys
+    }
+    assert "warehouse/analyst_export" in {a["asset_key"] for a in listed["assets"]}
+    assert {j["name"] for j in listed["jobs"]} == {
+        "daily_pipeline",
+        "full_relink",
+        "advance_world",
+    }
+    assert {s["name"] for s in listed["schedules"]} == {s.name for s in defs.schedules or []}
+    assert {s["name"] for s in listed["sensors"]} == {"landing_sensor"}
+
+
 def test_daily_job_links_after_the_day_is_staged(tmp_path) -> None:
     """In the daily job (no model training, no full prediction) each clusters asset
     still comes after every staged source and the mentions, so a day's new mentions

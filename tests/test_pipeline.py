@@ -24,7 +24,14 @@ import pytest
 from orchestration.automation import landing_requests
 from orchestration.definitions import build_definitions, resources
 from orchestration.linkage import BUSINESS_CLUSTERS, EVALUATION, PERSON_CLUSTERS
-from orchestration.warehouse import BUILD, PUBLISH, candidate_path
+from orchestration.warehouse import (
+    ANALYST_EXPORT,
+    BUILD,
+    PUBLISH,
+    SYSTEM_USER,
+    analyst_export_path,
+    candidate_path,
+)
 from tessera.cli_pipeline import run_pipeline
 from tessera.config import Home
 
@@ -123,6 +130,83 @@ def test_failing_smoke_check_blocks_the_swap(piped, tmp_path) -> None:
     assert PUBLISH not in {e.asset_key for e in result.get_asset_materialization_events()}
     assert home.warehouse.read_bytes() == before
     assert candidate_path(home).exists(), "the rejected candidate stays for inspection"
+
+
+def _unmasked_in_export(home: Home) -> list[tuple[str, str]]:
+    """(column, value) of every resident ID or phone number of the live warehouse that
+    appears unmasked anywhere in the analyst export: in any column of any table, JSON
+    included, also with spaces or dashes inside (decimals of floats are not numbers)."""
+    con = duckdb.connect()
+    try:
+        con.execute("ATTACH ? AS w (READ_ONLY)", [str(home.warehouse)])
+        con.execute("ATTACH ? AS x (READ_ONLY)", [str(analyst_export_path(home))])
+        con.execute(
+            "CREATE TEMP TABLE raw AS SELECT DISTINCT regexp_replace(value, '^\\+86', '') AS v "
+            "FROM w.entity_identifiers WHERE kind IN ('id_number', 'phone')"
+        )
+        assert con.execute("SELECT count(*) FROM raw").fetchone()[0] > 0
+        cols = con.execute(
+            "SELECT table_name, column_name FROM duckdb_columns() WHERE database_name = 'x'"
+        ).fetchall()
+        runs = " UNION ALL ".join(
+            f"SELECT '{t}.{c}' AS col, unnest(regexp_extract_all(regexp_replace("
+            f"CAST(\"{c}\" AS VARCHAR), '[ -]', '', 'g'), '(^|[^0-9.])([0-9]{{11,}}[0-9Xx]?)', 2))"
+            f' AS run FROM x."{t}"'
+            for t, c in cols
+        )
+        return con.execute(
+            f"SELECT col, v FROM ({runs}) JOIN raw ON contains(run, v) ORDER BY 1, 2"
+        ).fetchall()
+    finally:
+        con.close()
+
+
+def test_analyst_export_is_written_masked_and_audited(piped, tmp_path) -> None:
+    """After the publish, ``warehouse/analyst_export`` holds the masked analyst warehouse
+    in ``export/analyst.duckdb`` (no resident ID or phone number in clear anywhere in
+    it), exported by the pipeline's system user and audited; materialised again, it
+    replaces the file and writes one more audit row."""
+    from warehouse import audit
+    from warehouse.session import Session
+
+    home, _, instance = piped
+    path = analyst_export_path(home)
+    assert path.exists() and not path.with_name("analyst.next.duckdb").exists()
+    md = instance.get_latest_materialization_event(ANALYST_EXPORT).asset_materialization.metadata
+    assert md["path"].value == str(path) and md["size_bytes"].value == path.stat().st_size
+    counts = md["rows_per_table"].value
+    with duckdb.connect(str(path), read_only=True) as con:
+        got = {
+            t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0]
+            for (t,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+        }
+        masked = con.execute(
+            "SELECT count(*) FILTER (WHERE regexp_full_match(id_number, '[0-9]{6}\\*{8}[0-9]{3}[0-9X]')), "
+            "count(*) FILTER (WHERE regexp_full_match(phone, '[0-9]{3}\\*{4}[0-9]{4}')), "
+            "count(id_number), count(phone) FROM entities"
+        ).fetchone()
+    assert got == counts and "person_match_features" not in got
+    with duckdb.connect(str(home.warehouse), read_only=True) as con:
+        assert counts["entities"] == con.execute("SELECT count(*) FROM entities").fetchone()[0]
+    assert masked[0] == masked[2] > 0 and masked[1] == masked[3] > 0, masked
+    assert _unmasked_in_export(home) == []
+    exports = audit.read(home, action="export")
+    assert [(r["user"], r["role"], r["outcome"]) for r in exports] == [(SYSTEM_USER, "admin", "ok")]
+    # Naming the system user on the command line grants nothing: it is an analyst there.
+    with Session(home, user=SYSTEM_USER) as s:
+        assert s.principal.role == "analyst"
+
+    again = _copy(home, tmp_path)
+    before = analyst_export_path(again).stat().st_mtime_ns
+    result = dg.materialize(
+        list(build_definitions(again).assets or []),
+        selection=[ANALYST_EXPORT],
+        resources=resources(again),
+    )
+    assert result.success
+    assert analyst_export_path(again).stat().st_mtime_ns > before
+    assert len(audit.read(again, action="export")) == 2
+    assert _unmasked_in_export(again) == []
 
 
 def test_landing_sensor_cursor_prevents_double_runs(fresh_copy: Home) -> None:
