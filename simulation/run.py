@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import polars as pl
 
@@ -144,12 +144,16 @@ def deliver_day(
     faults: dict[tuple[str, int], str],
     report: SimulationReport,
     servers: DatabaseServers | None = None,
+    delta_scale: float = 1.0,
 ) -> None:
-    """Every system delivers (or updates its database) for one simulated day."""
+    """Every system delivers (or updates its database) for one simulated day; the
+    delta files carry ``delta_scale`` times their usual number of events."""
     cfg = world.config
     profs = profiles()
     for spec in specs:
         prof = profs[spec.id]
+        if delta_scale != 1.0 and spec.cadence == "delta":
+            prof = replace(prof, daily_rate=prof.daily_rate * delta_scale)
         if spec.database is not None:
             from connectors.database import database_url
             from simulation.databases import write_database_day
@@ -256,8 +260,13 @@ def simulate(
     servers: DatabaseServers | None = None,
     days: range | None = None,
     progress: Callable[[str], None] | None = None,
+    delta_records: int | None = None,
 ) -> SimulationReport:
-    """Generate the world and deliver ``days`` (default: all of ``cfg.days``)."""
+    """Generate the world and deliver ``days`` (default: all of ``cfg.days``).
+
+    ``delta_records`` (a benchmark's day of a given size): each day's delta files
+    together carry about that many records (their event rates scaled alike; see
+    :func:`expected_delta_rows`)."""
     home.ensure()
     specs = list(specs if specs is not None else builtin_specs())
     world = generate_world(cfg)
@@ -267,7 +276,11 @@ def simulate(
     for d in days if days is not None else range(cfg.days):
         if progress:
             progress(cfg.day(d).isoformat())
-        deliver_day(world, home, specs, d, faults, report, servers)
+        scale = 1.0
+        if delta_records is not None:
+            expected = expected_delta_rows(world, specs, d)
+            scale = delta_records / expected if expected else 1.0
+        deliver_day(world, home, specs, d, faults, report, servers, scale)
         resend_duplicates(home, world, specs, d, faults, report)
     log = home.truth / "faults.jsonl"
     existing = log.read_text(encoding="utf-8").splitlines() if log.exists() else []
@@ -291,6 +304,18 @@ def simulate(
         encoding="utf-8",
     )
     return report
+
+
+def expected_delta_rows(world: World, specs: list[SourceSpec], day_index: int) -> float:
+    """The expected number of records the file-drop delta sources deliver on a day:
+    each one's population that day times its daily event rate."""
+    profs = profiles()
+    day = world.config.day(day_index)
+    return sum(
+        population(world, profs[s.id].population, day)[0].height * profs[s.id].daily_rate
+        for s in specs
+        if s.cadence == "delta" and s.database is None
+    )
 
 
 def load_faults(home: Home) -> list[Fault]:

@@ -551,6 +551,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
             return 2
         _print_json(bench_linkage(args.home, args.repeat))
         return 0
+    if args.delta:  # one day of about N delta records, landing to published
+        from tessera.bench_delta import bench_delta
+
+        if not args.home:
+            err_console.print("--delta needs --home: a published world")
+            return 2
+        _print_json(bench_delta(args.home, args.delta))
+        return 0
     if args.pipeline:  # the whole Dagster graph (`tessera run`) in a child process
         result = bench_pipeline(args.persons, args.days, args.seed, args.home)
         _print_json(result)
@@ -723,6 +731,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--linkage", action="store_true",
         help="only person linkage (train + predict + cluster) on the ingested --home",
+    )  # fmt: skip
+    b.add_argument(
+        "--delta", type=int, metavar="N",
+        help="deliver one more day of about N delta records into the published --home "
+        "and time `tessera run` on it (landing to published)",
     )  # fmt: skip
     b.set_defaults(fn=cmd_bench)
     d = add("demo", "simulate a default world and run everything that exists")

@@ -69,6 +69,18 @@ def _failed_checks(result: Any) -> list[str]:
     return out
 
 
+def _step_seconds(instance: Any, run_id: str) -> dict[str, float]:
+    """Seconds per step of a run (the step key is the asset's, ``linkage__person_clusters``),
+    from the instance's event log, longest first."""
+    stats = instance.get_run_step_stats(run_id)
+    secs = {
+        st.step_key: round(st.end_time - st.start_time, 2)
+        for st in stats
+        if st.start_time is not None and st.end_time is not None
+    }
+    return dict(sorted(secs.items(), key=lambda kv: -kv[1]))
+
+
 def run_pipeline(
     home: Home,
     mode: str = "auto",
@@ -117,6 +129,7 @@ def run_pipeline(
                 "materialised": len(mats),
                 "failed_checks": _failed_checks(result),
                 "seconds": round(time.perf_counter() - t0, 2),
+                "steps": _step_seconds(instance, result.run_id),
             }
         )
         if progress:

@@ -43,10 +43,19 @@ def world_config(home: Home, days: int | None = None):  # -> simulation.world.Wo
     )
 
 
-def advance(home: Home, days: int = 1) -> list[Advanced]:
+def advance(home: Home, days: int = 1, *, delta_records: int | None = None) -> list[Advanced]:
     """Deliver the next ``days`` days of the world in ``home``, one at a time.
-    Raises ``ValueError`` past the world's horizon."""
+    Raises ``ValueError`` past the world's horizon.
+
+    ``delta_records`` (benchmarks): only the file-drop delta sources deliver, about
+    that many records in all per day (the snapshot files and the databases wait for
+    a later day; a database catches up on the days it missed)."""
+    from connectors.catalog import builtin_specs
     from simulation.run import simulate
+
+    specs = None
+    if delta_records is not None:
+        specs = [s for s in builtin_specs() if s.cadence == "delta" and s.database is None]
 
     out = []
     for _ in range(days):
@@ -54,6 +63,12 @@ def advance(home: Home, days: int = 1) -> list[Advanced]:
         d = cfg.days  # index of the next day to deliver
         if d >= cfg.horizon:
             raise ValueError(f"the world ends after {cfg.horizon} days; nothing more to deliver")
-        rep = simulate(home, world_config(home, days=d + 1), days=range(d, d + 1))
+        rep = simulate(
+            home,
+            world_config(home, days=d + 1),
+            days=range(d, d + 1),
+            specs=specs,
+            delta_records=delta_records,
+        )
         out.append(Advanced(cfg.day(d).isoformat(), rep.files, rep.rows))
     return out

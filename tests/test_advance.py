@@ -60,3 +60,41 @@ def test_advance_a_day_then_ingest(tmp_path) -> None:
     simulate(full, WorldConfig(days=3, **CFG))
     ingest(full, load_specs(full.sources_dir))
     assert _current_db_records(inc) == _current_db_records(full)
+
+
+def test_a_sized_delta_day(tmp_path) -> None:
+    """``advance(..., delta_records=N)`` (the delta benchmark's day): only the file-drop
+    delta sources deliver, about N records in all, and a later full day still delivers
+    every source, the databases catching up on the day they skipped."""
+    from connectors.catalog import builtin_specs
+    from simulation.run import expected_delta_rows
+    from tessera.world_clock import advance
+
+    home = Home(tmp_path / "w")
+    cfg = WorldConfig(days=1, persons=3000, seed=21)
+    simulate(home, cfg)
+    specs = builtin_specs()
+    delta_ids = {s.id for s in specs if s.cadence == "delta" and s.database is None}
+    full_day = expected_delta_rows(generate_world(cfg), specs, 1)
+    assert full_day > 300, "the day's usual size must exceed the asked one"
+
+    (day,) = advance(home, 1, delta_records=150)
+    landed = {p.parent.parent.name for p in home.landing.glob("*/2026-01-02/*")}
+    assert landed and landed <= delta_ids
+    # Poisson draws per source: within a few standard deviations of 150.
+    assert 100 <= day.rows <= 200, day.rows
+    assert (home.truth / "world.json").read_text().count('"days": 2')
+
+    def db_days() -> set[int]:
+        import sqlite3
+
+        days = set()
+        for db in (home.root / "databases").glob("*.sqlite"):
+            with sqlite3.connect(db) as con:
+                days |= {r[0] for r in con.execute("SELECT day_index FROM _sim_days")}
+        return days
+
+    assert db_days() == {0}, "the databases skip the sized day"
+    (nxt,) = advance(home, 1)
+    assert db_days() == {0, 1, 2}, "and catch up on the next full day"
+    assert nxt.rows > 2 * day.rows

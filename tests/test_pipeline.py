@@ -446,3 +446,16 @@ def test_incremental_days_agree_with_full_relink(piped, tmp_path) -> None:
         r = report[etype]
         differing = r["pairs_only_incremental"] + r["pairs_only_full"]
         assert differing <= 0.01 * max(r["pairs_full"], 1), (etype, r)
+
+
+def test_run_reports_seconds_per_step(piped) -> None:
+    """Each run's ``steps``: the seconds of every Dagster step it executed, keyed like the
+    asset (what `tessera bench --delta` sums into ingest, linking and publish)."""
+    _, out, _ = piped
+    pipeline = out["runs"][-1]
+    steps = pipeline["steps"]
+    for key in ("linkage__person_clusters", "warehouse__build", "warehouse__publish"):
+        assert key in steps, sorted(steps)
+    assert all(s >= 0 for s in steps.values())
+    assert 0 < sum(steps.values()) <= pipeline["seconds"] * 1.05
+    assert list(steps.values()) == sorted(steps.values(), reverse=True)
