@@ -35,6 +35,12 @@ concurrency:
         limit: 1
 telemetry:
   enabled: false
+# Dagster's SQLite event log without a disk sync per event (orchestration/storage.py).
+event_log_storage:
+  module: orchestration.storage
+  class: UnsyncedSqliteEventLogStorage
+  config:
+    base_dir: {events}
 """
 
 
@@ -45,12 +51,15 @@ def project_root() -> Path | None:
 
 
 def dagster_home(home: Home) -> Path:
-    """``$TESSERA_HOME/dagster`` with an instance configuration (created if missing)."""
+    """``$TESSERA_HOME/dagster`` with its instance configuration, written again when it
+    differs (the event log's directory is absolute: a moved or copied home gets its
+    own)."""
     path = home.dagster_home
     path.mkdir(parents=True, exist_ok=True)
     cfg = path / "dagster.yaml"
-    if not cfg.exists():
-        cfg.write_text(INSTANCE_YAML, encoding="utf-8")
+    text = INSTANCE_YAML.format(events=json.dumps(str(path.resolve() / "history" / "runs")))
+    if not cfg.exists() or cfg.read_text(encoding="utf-8") != text:
+        cfg.write_text(text, encoding="utf-8")
     return path
 
 

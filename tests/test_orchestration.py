@@ -222,3 +222,39 @@ def test_daily_job_links_after_the_day_is_staged(tmp_path) -> None:
     for key in (PERSON_CLUSTERS, BUSINESS_CLUSTERS):
         assert staged <= ancestors(key), key
     assert PERSON_MENTIONS in ancestors(PERSON_CLUSTERS)
+
+
+def test_embedded_instance_stores_events_without_a_sync(tmp_path) -> None:
+    """`tessera run` / `tessera ui`'s instance: Dagster's SQLite event log under the home's
+    own ``history/runs`` (the YAML follows a copied home), connections with
+    ``synchronous=OFF``, events stored and read back as usual."""
+    import shutil
+
+    import dagster as dg
+
+    from orchestration.storage import UnsyncedSqliteEventLogStorage
+    from tessera.cli_pipeline import _instance, dagster_home
+
+    home = Home(tmp_path / "a")
+    with _instance(home) as instance:
+        storage = instance.event_log_storage
+        assert isinstance(storage, UnsyncedSqliteEventLogStorage)
+        with storage.index_connection() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 0
+
+        @dg.asset
+        def one() -> int:
+            return 1
+
+        result = dg.materialize([one], instance=instance)
+        assert result.success
+        mats = instance.fetch_materializations(dg.AssetKey("one"), limit=5).records
+        assert len(mats) == 1
+        assert storage.get_logs_for_run(result.run_id)
+    assert (home.dagster_home / "history" / "runs" / f"{result.run_id}.db").exists()
+
+    copy = Home(tmp_path / "b")
+    shutil.copytree(home.root, copy.root)
+    text = (dagster_home(copy) / "dagster.yaml").read_text()
+    assert str(copy.dagster_home.resolve() / "history" / "runs") in text
+    assert str(home.dagster_home.resolve()) not in text
