@@ -23,8 +23,10 @@ its own).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
+import duckdb
 import polars as pl
 
 from tessera.config import Home
@@ -71,7 +73,7 @@ def contributions(rel: Any, linker: Any, ids: pl.DataFrame | None = None) -> pl.
             mw = mw + pl.col(f"mw_tf_adj_{name}").fill_null(0.0)
         exprs += [
             pl.col(f"mw_{name}")
-            .replace_strict(labels, return_dtype=pl.Categorical, default=None)
+            .replace_strict(labels, return_dtype=pl.String, default=None)
             .alias(f"{name}_level"),
             mw.alias(f"{name}_log2_bf"),
         ]
@@ -88,6 +90,131 @@ def contributions(rel: Any, linker: Any, ids: pl.DataFrame | None = None) -> pl.
         m.rename({uid: key_r, "mention_id": "mention_id_r"}), on=key_r
     )
     return out.select("mention_id_l", "mention_id_r", *out.columns[2:-2])
+
+
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _sql_double(x: float) -> str:
+    # repr round-trips a double exactly; DuckDB parses the string to the same double.
+    return f"CAST('{x!r}' AS DOUBLE)"
+
+
+def contribution_sql(linker: Any, columns: list[str], alias: str = "p") -> list[str]:
+    """SQL select items over a Splink prediction (relation ``alias`` with the
+    ``columns`` of :func:`contributions`' input) giving the columns
+    :func:`contributions` gives after ``match_probability``: ``prior_log2`` and per
+    comparison ``<name>_level`` and ``<name>_log2_bf``, with the same values (the
+    level read back from its weight by exact equality, the term-frequency
+    adjustment added, null when absent). Lets DuckDB write evidence rows straight to
+    Parquet without the prediction passing through Python."""
+    cols = set(columns)
+    lam = float(linker._settings_obj._probability_two_random_records_match)
+    items = [f"{_sql_double(math.log2(lam / (1 - lam)))} AS prior_log2"]
+    for name, labels in level_weights(linker).items():
+        if f"mw_{name}" not in cols:  # the prior's own record
+            continue
+        mw = f'{alias}."mw_{name}"'
+        whens = " ".join(f"WHEN {_sql_double(w)} THEN {_sql_str(lb)}" for w, lb in labels.items())
+        items.append(f'CASE {mw} {whens} ELSE NULL END AS "{name}_level"')
+        bf = mw
+        if f"mw_tf_adj_{name}" in cols:
+            bf = f'{mw} + COALESCE({alias}."mw_tf_adj_{name}", 0.0)'
+        items.append(f'{bf} AS "{name}_log2_bf"')
+    return items
+
+
+def write_evidence(
+    con: duckdb.DuckDBPyConnection,
+    scored: Path,
+    entities: pl.DataFrame,
+    threshold: float,
+    must_edges: pl.DataFrame | None,
+    path: Path,
+) -> int:
+    """Write :func:`model_evidence` of :func:`kept_edges` to ``path`` in DuckDB: the
+    scored pairs (``scored``, Parquet of :func:`contributions` rows) at or above
+    ``threshold`` whose two mentions ended in one entity of ``entities`` (``mention_id,
+    entity_id``), plus the must-link edges inside an entity (``source = 'decision'``,
+    with the contributions of their pair when it was scored), sorted by entity and
+    pair. The same rows and columns as the polars functions, without holding the
+    scored pairs in Python (DuckDB sorts and spills). Returns the number of rows."""
+    src = f"read_parquet({_sql_str(str(scored))})"
+    contrib = [
+        c
+        for c in con.sql(f"SELECT * FROM {src} LIMIT 0").columns
+        if c not in ("mention_id_l", "mention_id_r", "match_weight", "match_probability")
+    ]
+    contrib_s = ", ".join(f's."{c}"' for c in contrib)
+    con.register(
+        "__ev_entities",
+        entities.select("mention_id", "entity_id").to_arrow(compat_level=pl.CompatLevel.newest()),
+    )
+    must = (
+        must_edges.select("mention_id_l", "mention_id_r", pl.col("decision_id").cast(pl.Int64))
+        if must_edges is not None
+        else pl.DataFrame(
+            schema={"mention_id_l": pl.String, "mention_id_r": pl.String, "decision_id": pl.Int64}
+        )
+    )
+    con.register("__ev_must", must.to_arrow())
+    tmp = path.with_name(path.name + ".tmp")
+    body = f"""
+        WITH model AS (
+            SELECT s.mention_id_l, s.mention_id_r, s.match_weight, s.match_probability,
+                   el.entity_id, 'model' AS source, CAST(NULL AS BIGINT) AS decision_id,
+                   {contrib_s}
+            FROM {src} s
+            JOIN __ev_entities el ON s.mention_id_l = el.mention_id
+            JOIN __ev_entities er ON s.mention_id_r = er.mention_id
+            WHERE s.match_probability >= $threshold AND el.entity_id = er.entity_id
+        ), dec AS (
+            SELECT d.mention_id_l, d.mention_id_r, CAST(NULL AS DOUBLE) AS match_weight,
+                   CAST(NULL AS DOUBLE) AS match_probability, el.entity_id,
+                   'decision' AS source, d.decision_id, {contrib_s}
+            FROM __ev_must d
+            JOIN __ev_entities el ON d.mention_id_l = el.mention_id
+            JOIN __ev_entities er ON d.mention_id_r = er.mention_id
+            LEFT JOIN {src} s
+                ON s.mention_id_l = d.mention_id_l AND s.mention_id_r = d.mention_id_r
+            WHERE el.entity_id = er.entity_id
+        )
+        SELECT * FROM model UNION ALL SELECT * FROM dec
+    """
+    order = "ORDER BY entity_id, mention_id_l, mention_id_r"
+    try:
+        n = con.execute(
+            f"COPY ({body} {order}) TO {_sql_str(str(tmp))} (FORMAT parquet, COMPRESSION zstd)",
+            {"threshold": threshold},
+        ).fetchall()[0][0]
+    finally:
+        con.unregister("__ev_entities")
+        con.unregister("__ev_must")
+    tmp.replace(path)
+    return int(n)
+
+
+def weak_entity_edges(
+    con: duckdb.DuckDBPyConnection, evidence: Path, weak_weight: float
+) -> pl.DataFrame:
+    """The model edges of the evidence file (``mention_id_l, mention_id_r,
+    match_weight, match_probability, entity_id``) of the entities holding an edge
+    below ``weak_weight``: all :func:`linkage.decisions.review_candidates` needs of
+    the kept edges to find the lone weak links (the other entities have none)."""
+    src = f"read_parquet({_sql_str(str(evidence))})"
+    return pl.from_arrow(  # type: ignore[return-value]
+        con.sql(
+            f"""
+            SELECT mention_id_l, mention_id_r, match_weight, match_probability, entity_id
+            FROM {src}
+            WHERE source = 'model' AND entity_id IN (
+                SELECT entity_id FROM {src} WHERE source = 'model' AND match_weight < ?
+            )
+            """,
+            params=[weak_weight],
+        ).to_arrow_table()
+    )
 
 
 def kept_edges(

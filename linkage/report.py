@@ -35,6 +35,8 @@ import polars as pl
 from connectors import lake
 from linkage.baseline import baseline_clusters
 from linkage.decisions import (
+    REVIEW_BAND,
+    WEAK_WEIGHT,
     active_decisions,
     apply_decisions,
     event_reasons,
@@ -43,8 +45,8 @@ from linkage.decisions import (
     review_candidates,
 )
 from linkage.evaluate import evaluate
-from linkage.explain import kept_edges, model_evidence
-from linkage.run import LinkResult, link
+from linkage.explain import weak_entity_edges, write_evidence
+from linkage.run import LinkResult, link, linkage_duckdb
 from linkage.run import duplicate_free_keys as mention_guard_keys
 from linkage.stable_ids import assign_entity_ids
 from tessera.config import Home
@@ -189,20 +191,38 @@ def settle(home: Home, res: LinkResult) -> dict[str, Any]:
     entities = ids.entities
     timings["stable_ids"] = time.perf_counter() - t
 
+    # Evidence (the kept edges with their contributions) is joined, sorted and
+    # written by DuckDB from the scored pairs on disk; the review queue takes the
+    # scored pairs in its band and the kept edges of the entities with a weak link
+    # only (what review_candidates looks at; the same rows as from all of them).
     t = time.perf_counter()
-    kept = kept_edges(entities, res.edges, drep.must_edges)
-    scored = res.scored
-    evidence = model_evidence(kept, scored)
-    review = review_candidates(entities, scored, kept)
+    ev_path = target / f"{etype}_evidence.parquet"
+    with linkage_duckdb() as con:
+        n_evidence = write_evidence(
+            con, res.scored_pairs.path, entities, res.threshold, drep.must_edges, ev_path
+        )
+        timings["explain_evidence"] = time.perf_counter() - t
+        kept = weak_entity_edges(con, ev_path, WEAK_WEIGHT)
+    lo, hi = REVIEW_BAND
+    band = (
+        res.scan_scored()
+        .filter(pl.col("match_probability").is_between(lo, hi, closed="left"))
+        .select("mention_id_l", "mention_id_r", "match_weight", "match_probability")
+        .collect()
+    )
+    review = review_candidates(entities, band, kept)
     timings["explain"] = time.perf_counter() - t
+    timings["explain_review"] = timings["explain"] - timings["explain_evidence"]
+
+    t = time.perf_counter()
 
     entities.write_parquet(ent_path)
     entities.select("mention_id", pl.col("entity_id").alias("cluster_id")).write_parquet(
         target / f"{etype}_clusters.parquet"
     )
     res.edges.write_parquet(target / f"{etype}_edges.parquet")
-    evidence.write_parquet(target / f"{etype}_evidence.parquet")
     review.write_parquet(target / f"{etype}_review.parquet")
+    timings["write"] = time.perf_counter() - t
     events = ids.events.group_by("kind").len()
     return {
         "mentions": res.mentions,
@@ -218,7 +238,7 @@ def settle(home: Home, res: LinkResult) -> dict[str, Any]:
             "events": dict(zip(events["kind"].to_list(), events["len"].to_list(), strict=True)),
             "events_recorded": n_events,
         },
-        "evidence_edges": evidence.height,
+        "evidence_edges": n_evidence,
         "review_candidates": review.height,
         "seconds": {k: round(v, 2) for k, v in timings.items()},
         "model": str(res.model_path) if res.model_path else None,

@@ -9,23 +9,33 @@ and model (name core, USCC, legal representative, address).
 
 from __future__ import annotations
 
+import gc
 import json
+import os
+import shutil
+import tempfile
 import time
+import uuid
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import polars as pl
 
 from connectors import lake
 from connectors.catalog import load_specs
 from linkage.clusters import connected_components, guard_keys, offending_clusters, split_offending
 from linkage.decisions import REVIEW_BAND
-from linkage.explain import contributions
+from linkage.explain import contribution_sql
 from linkage.features import business_features, legal_rep_names, person_features
 from linkage.model import (
     BusinessModelConfig,
     PersonModelConfig,
+    _duckdb_memory_limit,
     business_blocking_rules,
     business_settings,
     count_candidate_pairs,
@@ -39,6 +49,60 @@ from linkage.model import (
 from tessera.config import Home
 
 
+def _unlink(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+class ScoredPairs:
+    """The scored pairs of one prediction as a Parquet file (``mention_id_l,
+    mention_id_r, match_weight, match_probability, prior_log2`` and per comparison
+    ``<name>_level``, ``<name>_log2_bf``: :func:`linkage.explain.contributions`),
+    written by DuckDB and read lazily, so the tens of millions of pairs of a large
+    world never sit in Python memory whole. A file the prediction wrote to a scratch
+    place (``owned``) is deleted with the last reference to this object."""
+
+    def __init__(self, path: Path, *, owned: bool = False) -> None:
+        self.path = Path(path)
+        self.owned = owned
+        if owned:
+            weakref.finalize(self, _unlink, self.path)
+
+    def scan(self) -> pl.LazyFrame:
+        return pl.scan_parquet(self.path)
+
+    def read(self) -> pl.DataFrame:
+        return pl.read_parquet(self.path)
+
+
+def _scratch_scored(entity_type: str) -> Path:
+    d = Path(tempfile.gettempdir()) / "tessera-scored"
+    d.mkdir(parents=True, exist_ok=True)
+    return d / f"{entity_type}-{os.getpid()}-{uuid.uuid4().hex[:12]}.parquet"
+
+
+@contextmanager
+def linkage_duckdb() -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory DuckDB connection for linkage's set-based steps, with the memory
+    limit and spill directory of the Splink connections (``TESSERA_DUCKDB_MEMORY``)."""
+    con = duckdb.connect()
+    try:
+        con.execute(f"SET memory_limit = '{_duckdb_memory_limit()}'")
+        con.execute(f"SET temp_directory = '{Path(tempfile.gettempdir()) / 'tessera-duckdb'}'")
+        con.execute("SET enable_progress_bar = false")
+        yield con
+    finally:
+        con.close()
+
+
+def predict_chunks(mentions: int) -> int:
+    """How many slices (of the left side, by Splink's uid hash) the prediction is
+    scored in: ``TESSERA_PREDICT_CHUNKS``, else 1 (one pass is the fastest; DuckDB
+    spills above its memory limit). More slices bound the blocked pairs held at once
+    at the cost of one blocking join per slice."""
+    env = os.environ.get("TESSERA_PREDICT_CHUNKS")
+    return max(1, int(env)) if env else 1
+
+
 @dataclass
 class LinkResult:
     """Clusters (``mention_id, cluster_id``) with what it took to make them."""
@@ -49,8 +113,8 @@ class LinkResult:
         pl.DataFrame
     )  # mention_id_l, mention_id_r, match_weight, match_probability (scored pairs)
     # Every scored pair at or above the score floor, with its evidence columns
-    # (linkage.explain.contributions).
-    scored: pl.DataFrame
+    # (linkage.explain.contributions), on disk: read with .scored / .scan_scored().
+    scored_pairs: ScoredPairs
     candidate_pairs: int
     mentions: int
     timings: dict[str, float] = field(default_factory=dict)
@@ -58,10 +122,19 @@ class LinkResult:
     guard_refused_edges: int = 0
     guard_split_clusters: int = 0
     model_path: Path | None = None
+    threshold: float = 0.0  # the model's: ``edges`` are the scored pairs at or above it
 
     @property
     def pairs_per_mention(self) -> float:
         return self.candidate_pairs / self.mentions if self.mentions else 0.0
+
+    @property
+    def scored(self) -> pl.DataFrame:
+        """Every scored pair at or above the floor, read whole (small worlds, tests)."""
+        return self.scored_pairs.read()
+
+    def scan_scored(self) -> pl.LazyFrame:
+        return self.scored_pairs.scan()
 
 
 def duplicate_free_keys(
@@ -97,7 +170,7 @@ class Prediction:
 
     entity_type: str
     features: pl.DataFrame
-    scored: pl.DataFrame
+    scored_pairs: ScoredPairs
     candidate_pairs: int
     threshold: float
     model_path: Path
@@ -105,17 +178,30 @@ class Prediction:
     blocking: list[dict[str, Any]] = field(default_factory=list)
 
     @property
+    def scored(self) -> pl.DataFrame:
+        """Every scored pair at or above the floor, read whole (small worlds, tests)."""
+        return self.scored_pairs.read()
+
+    def scan_scored(self) -> pl.LazyFrame:
+        return self.scored_pairs.scan()
+
+    @property
     def edges(self) -> pl.DataFrame:
-        return self.scored.filter(pl.col("match_probability") >= self.threshold).select(
-            "mention_id_l", "mention_id_r", "match_weight", "match_probability"
+        return (
+            self.scan_scored()
+            .filter(pl.col("match_probability") >= self.threshold)
+            .select("mention_id_l", "mention_id_r", "match_weight", "match_probability")
+            .collect()
         )
 
 
 def entity_features(home: Home, entity_type: str) -> pl.DataFrame:
     """The model's input for ``entity_type``: every staged mention with the derived
     comparison columns (:mod:`linkage.features`)."""
+    # Lazy: the features read only the columns they use (at 7.2M person mentions,
+    # collecting every column first took 4.8 GB before any feature was derived).
     all_mentions = lake.mentions(home)
-    mentions = all_mentions.filter(pl.col("entity_type") == entity_type).collect()
+    mentions = all_mentions.filter(pl.col("entity_type") == entity_type)
     if entity_type == "person":
         return person_features(mentions)
     if entity_type == "business":
@@ -171,7 +257,8 @@ def predict(
     if count_blocking:
         t = time.perf_counter()
         table = db_api.register(
-            features.to_arrow(), dataset_display_name=f"{entity_type}_mentions_blocking"
+            features.to_arrow(compat_level=pl.CompatLevel.newest()),
+            dataset_display_name=f"{entity_type}_mentions_blocking",
         )
         blocking = count_candidate_pairs(table, rules)
         timings["blocking_analysis"] = time.perf_counter() - t
@@ -183,32 +270,101 @@ def predict(
             trained_settings = train(linker, config, features)  # type: ignore[arg-type]
         else:
             trained_settings = train_business(linker, config, features)  # type: ignore[arg-type]
+        # The training connection's tables (the prior's pairs over every mention) go
+        # now, not whenever the garbage collector reaches the linker's cycles.
+        db_api._con.close()
+        del linker, db_api
+        gc.collect()
         linker, db_api = make_linker(features, trained_settings, name=f"{entity_type}_mentions")
         save_model(trained_settings, model_path)
         timings["train"] = time.perf_counter() - t
 
-    t = time.perf_counter()
-    # The blocked pairs are materialised (and counted) first; predict reuses them and
-    # keeps only the pairs at or above the floor.
-    blocked = linker.inference.compute_blocked_pairs_for_predict()
-    candidate_pairs = int(blocked.as_duckdbpyrelation().aggregate("count(*)").fetchall()[0][0])
-    timings["blocking"] = time.perf_counter() - t
-    t = time.perf_counter()
-    pred = linker.inference.predict(threshold_match_probability=score_floor)
-    timings["scoring"] = time.perf_counter() - t
-    t = time.perf_counter()
-    scored = contributions(pred.as_duckdbpyrelation(), linker, features)
-    timings["evidence"] = time.perf_counter() - t
+    scored = _scratch_scored(entity_type)
+    candidate_pairs = _score(linker, db_api, features, score_floor, scored, timings)
     return Prediction(
         entity_type,
         features,
-        scored,
+        ScoredPairs(scored, owned=True),
         candidate_pairs,
         float(config.threshold_match_probability),
         model_path,
         timings,
         blocking,
     )
+
+
+def _score(
+    linker: Any,
+    db_api: Any,
+    features: pl.DataFrame,
+    score_floor: float,
+    path: Path,
+    timings: dict[str, float],
+) -> int:
+    """Block and score every candidate pair (in :func:`predict_chunks` slices), and
+    have DuckDB write the pairs at or above ``score_floor`` with their evidence
+    columns (:func:`linkage.explain.contribution_sql`, mention IDs for the integer
+    uids) to ``path``; returns the number of candidate pairs. The connection is
+    closed afterwards, so its tables go with it."""
+    con = db_api._con
+    # Row order is Splink's arbitrary order anyway (the pairs are sorted where it
+    # matters); not keeping it lets DuckDB materialise and write with less memory.
+    con.execute("SET preserve_insertion_order = false")
+    n = predict_chunks(features.height)
+    timings["blocking"] = timings["scoring"] = 0.0
+    candidate_pairs = 0
+    parts = []
+    try:
+        for k in range(1, n + 1):
+            t = time.perf_counter()
+            # The blocked pairs are materialised (and counted) first; the prediction
+            # reuses them and keeps only the pairs at or above the floor.
+            left = (k, n)
+            blocked = linker.inference.compute_blocked_pairs_for_predict_chunk(
+                left_chunk=left, right_chunk=(1, 1)
+            )
+            candidate_pairs += int(
+                blocked.as_duckdbpyrelation().aggregate("count(*)").fetchall()[0][0]
+            )
+            timings["blocking"] += time.perf_counter() - t
+            t = time.perf_counter()
+            parts.append(
+                linker.inference.predict_chunk(
+                    left_chunk=left,
+                    right_chunk=(1, 1),
+                    threshold_match_probability=score_floor,
+                    warning_mode="never",
+                )
+            )
+            blocked.drop_table_from_database_and_remove_from_cache()
+            timings["scoring"] += time.perf_counter() - t
+        t = time.perf_counter()
+        cols = parts[0].as_duckdbpyrelation().columns
+        union = " UNION ALL ".join(f"SELECT * FROM {p.physical_name}" for p in parts)
+        items = contribution_sql(linker, cols, "p")
+        if "mention_id_l" in cols:
+            keys, joins = "p.mention_id_l, p.mention_id_r", ""
+        else:
+            uid = linker._settings_obj.column_info_settings.unique_id_column_name
+            con.register(
+                "__tessera_ids",
+                features.select(uid, "mention_id").to_arrow(compat_level=pl.CompatLevel.newest()),
+            )
+            keys = "il.mention_id AS mention_id_l, ir.mention_id AS mention_id_r"
+            joins = (
+                f'JOIN __tessera_ids il ON p."{uid}_l" = il."{uid}" '
+                f'JOIN __tessera_ids ir ON p."{uid}_r" = ir."{uid}"'
+            )
+        tmp = path.with_name(path.name + ".tmp")
+        con.execute(
+            f"COPY (SELECT {keys}, p.match_weight, p.match_probability, {', '.join(items)} "
+            f"FROM ({union}) p {joins}) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd)"
+        )
+        os.replace(tmp, path)
+        timings["evidence"] = time.perf_counter() - t
+    finally:
+        con.close()
+    return candidate_pairs
 
 
 def cluster(home: Home, prediction: Prediction) -> LinkResult:
@@ -222,7 +378,7 @@ def cluster(home: Home, prediction: Prediction) -> LinkResult:
         entity_type=prediction.entity_type,
         clusters=clusters,
         edges=edges,
-        scored=prediction.scored,
+        scored_pairs=prediction.scored_pairs,
         candidate_pairs=prediction.candidate_pairs,
         mentions=features.height,
         timings=timings,
@@ -230,6 +386,7 @@ def cluster(home: Home, prediction: Prediction) -> LinkResult:
         guard_refused_edges=refused,
         guard_split_clusters=n_bad,
         model_path=prediction.model_path,
+        threshold=prediction.threshold,
     )
 
 
@@ -250,7 +407,15 @@ def save_prediction(home: Home, prediction: Prediction) -> Path:
     saying which features and model they came from (see :func:`load_prediction`)."""
     target = home.lake / "linkage"
     path = target / f"{prediction.entity_type}_scored.parquet"
-    prediction.scored.write_parquet(path)
+    src = prediction.scored_pairs.path
+    if src.resolve() != path.resolve():
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(src, tmp)  # the scratch file as it is, no copy
+        except OSError:
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, path)
     (target / f"{prediction.entity_type}_scored.json").write_text(
         json.dumps(
             {
@@ -289,7 +454,7 @@ def load_prediction(home: Home, entity_type: str, features: pl.DataFrame) -> Pre
     return Prediction(
         entity_type,
         features,
-        pl.read_parquet(path),
+        ScoredPairs(path),
         int(meta["candidate_pairs"]),
         float(meta["threshold"]),
         model,

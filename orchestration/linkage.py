@@ -354,8 +354,11 @@ def build_linkage_assets(specs: list[SourceSpec] | tuple[SourceSpec, ...]) -> li
             home, entity_type="person", model_path=paths["model"], features=features
         )
         save_prediction(home, prediction)
-        pred = prediction.scored.select(
-            "mention_id_l", "mention_id_r", "match_weight", "match_probability"
+        # Only the four columns leave the Parquet file the prediction wrote.
+        pred = (
+            prediction.scan_scored()
+            .select("mention_id_l", "mention_id_r", "match_weight", "match_probability")
+            .collect()
         )
         threshold = PersonModelConfig().threshold_match_probability
         return dg.MaterializeResult(

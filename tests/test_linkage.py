@@ -376,3 +376,39 @@ def test_training_twice_writes_the_same_model(
     link(world, entity_type="business", model_path=first)
     link(world, entity_type="business", model_path=second)
     assert first.read_bytes() == second.read_bytes()
+
+
+def test_evidence_written_by_duckdb_equals_the_polars_evidence(person_link, tmp_path) -> None:
+    """``settle`` has DuckDB join, sort and write the evidence from the scored pairs on
+    disk (a large world's pairs never sit in Python); the rows are those of
+    ``model_evidence(kept_edges(...))``, must-link edges (inside an entity) included."""
+    from linkage.explain import kept_edges, model_evidence, write_evidence
+    from linkage.run import linkage_duckdb
+
+    ents = person_link.clusters.rename({"cluster_id": "entity_id"})
+    groups = (
+        ents.group_by("entity_id")
+        .agg(pl.col("mention_id").sort())
+        .filter(pl.col("mention_id").list.len() >= 3)
+        .sort("entity_id")
+    )
+    inside, other = groups["mention_id"][0], groups["mention_id"][1]
+    must = pl.DataFrame(
+        {
+            "mention_id_l": [inside[0], inside[1], inside[0]],
+            "mention_id_r": [inside[2], inside[2], other[0]],  # the last one across entities
+            "decision_id": [3, 5, 9],
+        }
+    )
+    expected = model_evidence(kept_edges(ents, person_link.edges, must), person_link.scored)
+    path = tmp_path / "person_evidence.parquet"
+    with linkage_duckdb() as con:
+        n = write_evidence(
+            con, person_link.scored_pairs.path, ents, person_link.threshold, must, path
+        )
+    got = pl.read_parquet(path)
+    keys = ["entity_id", "mention_id_l", "mention_id_r", "source"]
+    assert n == got.height == expected.height
+    assert got.columns == expected.columns
+    assert got.filter(pl.col("source") == "decision").height == 2
+    assert got.sort(keys).equals(expected.sort(keys))
