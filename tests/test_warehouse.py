@@ -368,3 +368,124 @@ def test_entity_file(home: Home, person: dict) -> None:
     assert full["golden"]["id_number"] == person["id_number"]
     with pytest.raises(KeyError):
         file(home, "no-such-entity' OR '1'='1")
+
+
+# -- publish reads the lake in SQL: the same rows as the lake's polars readers ----------------
+
+
+def test_facts_are_the_lakes_current_records(home: Home) -> None:
+    """``_current`` (SQL over the staged records) equals ``lake.current_records``."""
+    from connectors import lake
+
+    want = (
+        lake.current_records(home)
+        .select("source_id", "record_key", "mention_id", "file", "line")
+        .collect()
+        .sort(pl.all())
+        .rows()
+    )
+    got = sorted(_q(home, "SELECT source_id, record_key, mention_id, file, line FROM facts"))
+    assert got == want
+
+
+def test_memberships_are_the_lakes_mentions(home: Home) -> None:
+    """One membership per distinct staged mention, with the role and source of the row
+    ``lake.mentions`` keeps (the first file's where a mention is staged twice)."""
+    from connectors import lake
+
+    want = lake.mentions(home).select("mention_id", "source_id", "role").collect()
+    got = _q(home, "SELECT mention_id, source_id, role FROM memberships")
+    assert sorted(got) == sorted(want.rows())
+
+
+def test_link_evidence_packs_every_edge(home: Home) -> None:
+    """The view over edges and distinct contributions gives every edge's JSON exactly as
+    packing that edge's own columns does."""
+    path = home.lake / "linkage" / "person_evidence.parquet"
+    con = connect(home)
+    try:
+        cols = [
+            r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{path}')").fetchall()
+        ]
+        extra = [
+            c for c in cols if c.endswith("_level") or c.endswith("_log2_bf") or c == "prior_log2"
+        ]
+        packed = "to_json(struct_pack(" + ", ".join(f"{c} := {c}" for c in extra) + "))"
+        diff = con.execute(
+            f"""SELECT count(*) FROM (
+                SELECT mention_id_l, mention_id_r, CAST({packed} AS VARCHAR)
+                FROM read_parquet('{path}')
+                EXCEPT ALL
+                SELECT mention_id_l, mention_id_r, CAST(contributions AS VARCHAR)
+                FROM link_evidence WHERE entity_type = 'person')"""
+        ).fetchall()[0][0]
+        n = con.execute(
+            f"SELECT (SELECT count(*) FROM read_parquet('{path}')), "
+            "(SELECT count(*) FROM link_evidence WHERE entity_type = 'person')"
+        ).fetchall()[0]
+    finally:
+        con.close()
+    assert diff == 0 and n[0] == n[1] > 0
+
+
+def test_name_search_shortcut_ranks_as_the_full_lookup(home: Home) -> None:
+    """Without dob or sex, a name that ``limit`` entities carry exactly is answered from
+    its exact references alone: the same rows, in the same order, as the full lookup."""
+    from warehouse import search as ws
+
+    con = connect(home)
+    try:
+        common = con.execute(
+            "SELECT name_native FROM entity_names WHERE entity_type = 'person' "
+            "AND name_native IS NOT NULL GROUP BY 1 ORDER BY count(DISTINCT entity_id) DESC, 1 "
+            "LIMIT 3"
+        ).fetchall()
+        for (name,) in common:
+            for query in (name, ws._name_keys(name)[1]):
+                native, latin = ws._name_keys(query)
+                refs = [
+                    r[0]
+                    for r in con.execute(
+                        "SELECT DISTINCT name_ref FROM name_variants WHERE list_contains(?, variant)",
+                        [ws.name_variants(native, latin)],
+                    ).fetchall()
+                ]
+                if native and len(native) >= 2:
+                    refs += sorted({"b:" + native[i : i + 2] for i in range(len(native) - 1)})
+                for limit in (1, 2, 10):
+                    full = con.execute(
+                        ws._candidates_sql(),
+                        {
+                            "native": native or "",
+                            "latin": latin or "",
+                            "refs": refs,
+                            "dob": None,
+                            "sex": None,
+                            "limit": limit,
+                        },
+                    ).fetchall()
+                    got = ws._name_candidates(con, query, None, None, limit)
+                    assert got == [tuple(r) for r in full], (query, limit)
+    finally:
+        con.close()
+
+
+def test_entity_file_evidence_is_the_link_evidence(home: Home, person: dict) -> None:
+    """The file reads edges and contributions apart; it shows what ``link_evidence`` holds."""
+    import json
+
+    doc = file(home, person["entity_id"], masked=False, user="root_admin")
+    want = _q(
+        home,
+        "SELECT mention_id_l, mention_id_r, match_weight, contributions FROM link_evidence "
+        "WHERE entity_id = ?",
+        [person["entity_id"]],
+    )
+    got = [
+        (e["mention_id_l"], e["mention_id_r"], e["match_weight"], e["contributions"])
+        for e in doc["evidence"]
+    ]
+    assert doc["evidence"] and all(isinstance(g[3], dict) for g in got)
+    assert sorted(got, key=repr) == sorted(
+        [(a, b, w, json.loads(c)) for a, b, w, c in want], key=repr
+    )

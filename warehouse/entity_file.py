@@ -32,7 +32,10 @@ def _plain(v: Any) -> Any:
 
 
 def _rows(
-    con: duckdb.DuckDBPyConnection, sql: str, params: list[Any], json_cols: tuple[str, ...] = ()
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    params: list[Any] | dict[str, Any],
+    json_cols: tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:
     cur = con.execute(sql, params)
     cols = [d[0] for d in cur.description]
@@ -59,9 +62,11 @@ def file(
 
 
 # Facts that are list records no longer (or not yet) active: hidden with the list entry.
+# The entity is a parameter of the subquery too, so it is an index lookup on
+# ``list_entries`` (correlated on ``f.entity_id`` it became a hash join over the table).
 _HIDDEN_LIST_FACT = (
-    "EXISTS (SELECT 1 FROM list_entries l WHERE l.source_id = f.source_id "
-    "AND l.record_key = f.record_key AND l.entity_id = f.entity_id AND l.status <> 'active')"
+    "EXISTS (SELECT 1 FROM list_entries l WHERE l.entity_id = $entity_id "
+    "AND l.source_id = f.source_id AND l.record_key = f.record_key AND l.status <> 'active')"
 )
 
 
@@ -99,6 +104,89 @@ def _relationships(con: duckdb.DuckDBPyConnection, entity_id: str) -> list[dict[
     ]
 
 
+def _evidence(con: duckdb.DuckDBPyConnection, entity_id: str) -> list[dict[str, Any]]:
+    """The kept edges of the entity with their contributions: the edges by an index
+    lookup on ``evidence_edges``, then their few distinct contributions by key (the
+    ``link_evidence`` view would join the whole ``evidence_contributions`` table);
+    a warehouse published before that split has ``link_evidence`` as a table."""
+    cols = "mention_id_l, mention_id_r, match_weight, match_probability, decided_by, decision_id"
+    try:
+        edges = _rows(
+            con,
+            f"SELECT {cols}, contributions_key FROM evidence_edges WHERE entity_id = ? "
+            "ORDER BY match_weight DESC",
+            [entity_id],
+        )
+    except duckdb.CatalogException:
+        return _rows(
+            con,
+            f"SELECT {cols}, contributions FROM link_evidence WHERE entity_id = ? "
+            "ORDER BY match_weight DESC",
+            [entity_id],
+            json_cols=("contributions",),
+        )
+    keys = sorted({e["contributions_key"] for e in edges if e["contributions_key"] is not None})
+    packed = (
+        dict(
+            con.execute(
+                "SELECT contributions_key, contributions FROM evidence_contributions "
+                "WHERE list_contains(?::UBIGINT[], contributions_key)",
+                [keys],
+            ).fetchall()
+        )
+        if keys
+        else {}
+    )
+    for e in edges:
+        text = packed.get(e.pop("contributions_key"))
+        e["contributions"] = json.loads(text) if isinstance(text, str) else text
+    return edges
+
+
+def _sources(con: duckdb.DuckDBPyConnection, members: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per source system of the entity's mentions (``members``, ordered by source): its
+    title and domain, mentions, first and last seen (ISO dates compare as dates)."""
+    ids = sorted({m["source_id"] for m in members})
+    titles = {
+        r[0]: (r[1], r[2])
+        for r in con.execute(
+            "SELECT source_id, title, domain FROM sources WHERE list_contains(?, source_id)", [ids]
+        ).fetchall()
+    }
+    out = []
+    for sid in ids:
+        rows = [m for m in members if m["source_id"] == sid]
+        firsts = [m["first_seen"] for m in rows if m["first_seen"] is not None]
+        lasts = [m["last_seen"] for m in rows if m["last_seen"] is not None]
+        title, domain = titles.get(sid, (None, None))
+        out.append(
+            {
+                "source_id": sid,
+                "title": title,
+                "domain": domain,
+                "mentions": len(rows),
+                "first_seen": min(firsts) if firsts else None,
+                "last_seen": max(lasts) if lasts else None,
+            }
+        )
+    return out
+
+
+def _decisions(con: duckdb.DuckDBPyConnection, entity_id: str) -> list[dict[str, Any]]:
+    """The human link decisions naming the entity or one of its mentions (none to look
+    for in most warehouses: then no join of the decisions with the memberships)."""
+    if not con.execute("SELECT count(*) FROM human_decisions").fetchall()[0][0]:
+        return []
+    return _rows(
+        con,
+        "SELECT decision_id, kind, a, b, who, reason, decided_at FROM human_decisions d "
+        "WHERE ? IN (d.a, d.b) OR EXISTS (SELECT 1 FROM memberships m "
+        "WHERE m.entity_id = ? AND list_contains(d.mention_ids, m.mention_id)) "
+        "ORDER BY decision_id",
+        [entity_id, entity_id],
+    )
+
+
 def read_file(
     con: duckdb.DuckDBPyConnection, entity_id: str, *, masked: bool = True
 ) -> dict[str, Any]:
@@ -130,6 +218,13 @@ def read_file(
             golden[attr] = value
             lineage[attr] = {"source": e[f"{attr}_source"], "record": e[f"{attr}_record"]}
     p = [entity_id]
+    # One read of the memberships serves both the mentions and the per-source summary.
+    members = _rows(
+        con,
+        "SELECT mention_id, source_id, role, match_probability, record_key, first_seen, "
+        "last_seen FROM memberships WHERE entity_id = ? ORDER BY source_id, mention_id",
+        p,
+    )
     doc: dict[str, Any] = {
         "entity_id": entity_id,
         "entity_type": e["entity_type"],
@@ -157,26 +252,20 @@ def read_file(
             "ORDER BY last_seen DESC NULLS LAST, n_mentions DESC",
             p,
         ),
-        "sources": _rows(
-            con,
-            "SELECT m.source_id, s.title, s.domain, count(*) AS mentions, "
-            "min(m.first_seen) AS first_seen, max(m.last_seen) AS last_seen "
-            "FROM memberships m LEFT JOIN sources s USING (source_id) "
-            "WHERE m.entity_id = ? GROUP BY ALL ORDER BY m.source_id",
-            p,
-        ),
-        "mentions": _rows(
-            con,
-            "SELECT mention_id, source_id, role, match_probability, record_key "
-            "FROM memberships WHERE entity_id = ? ORDER BY source_id, mention_id",
-            p,
-        ),
+        "sources": _sources(con, members),
+        "mentions": [
+            {
+                k: m[k]
+                for k in ("mention_id", "source_id", "role", "match_probability", "record_key")
+            }
+            for m in members
+        ],
         "facts": _rows(
             con,
             "SELECT event_date, source_id, record_key, fact_type, amount, facts, file, line "
-            f"FROM facts f WHERE entity_id = ? {hide} "
+            f"FROM facts f WHERE entity_id = $entity_id {hide} "
             "ORDER BY event_date NULLS LAST, source_id, record_key",
-            p,
+            {"entity_id": entity_id},
             json_cols=("facts",),
         ),
         "lists": _rows(
@@ -192,22 +281,8 @@ def read_file(
             "applied FROM corrections WHERE entity_id = ? ORDER BY correction_id",
             p,
         ),
-        "decisions": _rows(
-            con,
-            "SELECT decision_id, kind, a, b, who, reason, decided_at FROM human_decisions d "
-            "WHERE ? IN (d.a, d.b) OR EXISTS (SELECT 1 FROM memberships m "
-            "WHERE m.entity_id = ? AND list_contains(d.mention_ids, m.mention_id)) "
-            "ORDER BY decision_id",
-            [entity_id, entity_id],
-        ),
+        "decisions": _decisions(con, entity_id),
         "relationships": _relationships(con, entity_id),
-        "evidence": _rows(
-            con,
-            "SELECT mention_id_l, mention_id_r, match_weight, match_probability, decided_by, "
-            "decision_id, contributions FROM link_evidence WHERE entity_id = ? "
-            "ORDER BY match_weight DESC",
-            p,
-            json_cols=("contributions",),
-        ),
+        "evidence": _evidence(con, entity_id),
     }
     return {k: _plain(v) for k, v in doc.items()}

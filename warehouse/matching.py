@@ -170,6 +170,22 @@ def _published_levels(home: Home) -> dict[str, tuple[Any, str]]:
     return {etype: (json.loads(settings), levels) for etype, settings, levels in rows}
 
 
+def linkage_files(home: Home, entity_type: str, kind: str) -> list[Path]:
+    """The files of one linkage output (``edges``, ``evidence``, ``features``): the base
+    alone when no incremental link appended parts (decided without importing the
+    linkage runner and Splink, a second or more), else
+    :func:`linkage.report.linkage_parts`."""
+    base = home.lake / "linkage" / f"{entity_type}_{kind}.parquet"
+    if not base.exists():
+        return []
+    delta = home.lake / "linkage" / f"{entity_type}_{kind}_delta"
+    if not delta.exists() or not any(delta.glob("*.parquet")):
+        return [base]
+    from linkage.report import linkage_parts
+
+    return linkage_parts(home, entity_type, kind)
+
+
 def _register_features(
     con: duckdb.DuckDBPyConnection, home: Home, entity_type: str, derive: Any
 ) -> None:
@@ -178,38 +194,50 @@ def _register_features(
     directly, or, after incremental links, the base and its parts as
     :func:`linkage.report.read_linkage` merges them. Without stored features (or with
     an older set of columns) ``derive()`` computes them from the mentions."""
-    from linkage.report import linkage_parts, read_linkage
-
     name, cols = f"_{entity_type}_features", FEATURES[entity_type]
-    parts = linkage_parts(home, entity_type, "features")
-    if parts:
+    parts = linkage_files(home, entity_type, "features")
+    if len(parts) == 1:
+        path = "'" + str(parts[0]).replace("'", "''") + "'"  # the home's, not a user value
+        scan = f"read_parquet({path})"
+        have = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
+        if set(cols) <= have:
+            con.execute(f"CREATE TEMP VIEW {name} AS SELECT {', '.join(cols)} FROM {scan}")
+            return
+    elif parts:
+        from linkage.report import read_linkage
+
         stored = read_linkage(home, entity_type, "features")
         if set(cols) <= set(stored.collect_schema().names()):
-            if len(parts) == 1:
-                path = "'" + str(parts[0]).replace("'", "''") + "'"  # the home's, not a user value
-                con.execute(
-                    f"CREATE TEMP VIEW {name} AS SELECT {', '.join(cols)} FROM read_parquet({path})"
-                )
-            else:
-                con.register(name, stored.select(cols).collect())
+            con.register(name, stored.select(cols).collect())
             return
     con.register(name, derive())
 
 
 def register_match_inputs(
-    con: duckdb.DuckDBPyConnection, home: Home, mentions: pl.DataFrame
+    con: duckdb.DuckDBPyConnection, home: Home, mentions: pl.DataFrame | None = None
 ) -> None:
     """The publish inputs for search by example: ``_person_features``,
     ``_business_features`` (linkage features per mention, see
     :func:`_register_features`) and ``_models`` (``entity_type, settings, levels`` as
-    JSON text, one row per saved model), each read once by the table built from it."""
-    _register_features(con, home, "person", lambda: person_features(mentions))
+    JSON text, one row per saved model), each read once by the table built from it.
+    ``mentions`` (else read from the lake) is needed only where linkage stored no
+    features."""
+    read: list[pl.DataFrame] = []
+
+    def staged() -> pl.DataFrame:
+        if mentions is not None:
+            return mentions
+        if not read:
+            read.append(lake.mentions(home).collect())
+        return read[0]
+
+    _register_features(con, home, "person", lambda: person_features(staged()))
     _register_features(
         con,
         home,
         "business",
         lambda: business_features(
-            mentions, legal_rep_names(lake.relationships(home), mentions.lazy())
+            staged(), legal_rep_names(lake.relationships(home), staged().lazy())
         ),
     )
     rows = []
@@ -239,21 +267,24 @@ def register_match_inputs(
 
 def features_sql(entity_type: str) -> str:
     """``CREATE TABLE <type>_match_features``: the features, the entity, Splink's term
-    frequencies (share of the non-null values, over all mentions of the type)."""
+    frequencies (share of the non-null values, over all mentions of the type). The
+    feature input is a view over Parquet: each reference reads only the columns it
+    needs (a CTE used three times would be materialised whole first)."""
     cols = [c for c in FEATURES[entity_type] if c != "role"]
     tf_cols = TF_COLUMNS[entity_type]
-    ctes = "".join(
-        f", tf_{c} AS (SELECT {c}, CAST(count(*) AS DOUBLE) / "
-        f"(SELECT count({c}) FROM f) AS tf_{c} FROM f WHERE {c} IS NOT NULL GROUP BY {c})"
+    src = f"_{entity_type}_features"
+    ctes = ", ".join(
+        f"tf_{c} AS (SELECT {c}, CAST(count(*) AS DOUBLE) / "
+        f"(SELECT count({c}) FROM {src}) AS tf_{c} FROM {src} WHERE {c} IS NOT NULL GROUP BY {c})"
         for c in tf_cols
     )
     joins = "".join(f" LEFT JOIN tf_{c} USING ({c})" for c in tf_cols)
     select = ", ".join(["m.entity_id", *(f"f.{c}" for c in cols), *(f"tf_{c}" for c in tf_cols)])
     return f"""
     CREATE TABLE {TABLES[entity_type]} AS
-    WITH f AS (SELECT * FROM _{entity_type}_features){ctes}
+    {"WITH " + ctes if ctes else ""}
     SELECT {select}
-    FROM f JOIN _map m USING (mention_id){joins}
+    FROM {src} f JOIN _map m USING (mention_id){joins}
     ORDER BY {SORT[entity_type]}
     """
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import duckdb
 import polars as pl
 
 from connectors import lake
+from connectors.canonical import ADDRESS_FIELDS, MENTION_SCHEMA, RECORD_SCHEMA, RELATIONSHIP_SCHEMA
 from connectors.catalog import load_specs
 from tessera.config import Home
 from warehouse import corrections, matching, schema
@@ -45,77 +47,201 @@ def building_path(home: Home) -> Path:
     return home.warehouse.with_name(home.warehouse.name + ".building")
 
 
-def _entity_map(home: Home) -> pl.DataFrame:
-    """mention → entity: stable IDs (``<type>_entities``) if present, else clusters."""
-    frames = []
-    for etype in ENTITY_TYPES:
-        ent = home.lake / "linkage" / f"{etype}_entities.parquet"
-        clu = home.lake / "linkage" / f"{etype}_clusters.parquet"
-        if ent.exists():
-            frames.append(pl.read_parquet(ent).select("mention_id", "entity_id"))
-        elif clu.exists():
-            frames.append(
-                pl.read_parquet(clu).select("mention_id", pl.col("cluster_id").alias("entity_id"))
-            )
-    if not frames:
-        raise FileNotFoundError(f"no linkage output in {home.lake / 'linkage'}: run link first")
-    return pl.concat(frames).cast({"mention_id": pl.String, "entity_id": pl.String})
+_DUCK_TYPES = {
+    pl.String: "VARCHAR",
+    pl.Date: "DATE",
+    pl.Float64: "DOUBLE",
+    pl.Int64: "BIGINT",
+    pl.Int32: "INTEGER",
+    pl.Boolean: "BOOLEAN",
+}
 
 
-_EMPTY_EVIDENCE = """
-    SELECT NULL::VARCHAR AS entity_type, NULL::VARCHAR AS entity_id,
-           NULL::VARCHAR AS mention_id_l, NULL::VARCHAR AS mention_id_r,
-           NULL::DOUBLE AS match_weight, NULL::DOUBLE AS match_probability,
-           NULL::VARCHAR AS decided_by, NULL::BIGINT AS decision_id,
-           NULL::JSON AS contributions
-    WHERE false"""
+def _duck_type(dtype: pl.DataType) -> str:
+    if isinstance(dtype, pl.Datetime):
+        return "TIMESTAMPTZ" if dtype.time_zone else "TIMESTAMP"
+    return _DUCK_TYPES[dtype.base_type()]
 
 
 def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _evidence_view(con: duckdb.DuckDBPyConnection, home: Home) -> None:
-    """``_evidence``: a view over the kept edges of both types, read by DuckDB straight
-    from the Parquet file (no copy through polars; after incremental links, the base
-    and its parts as :func:`linkage.report.read_linkage` merges them); the
-    per-comparison columns are packed into one JSON object."""
-    from linkage.report import linkage_parts, read_linkage
+def _scan_sql(
+    con: duckdb.DuckDBPyConnection,
+    paths: list[Path],
+    schema: dict[str, pl.DataType],
+    *,
+    columns: tuple[str, ...] | None = None,
+    extra: str = "",
+) -> str:
+    """A ``SELECT`` over the Parquet files ``paths`` read by DuckDB (``read_parquet``,
+    union by name): ``schema``'s columns (or ``columns`` of it) cast to their types, a
+    column no file has as nulls (as :func:`connectors.lake._scan` does); an empty
+    typed result without files. Paths are the home's, never user values."""
+    cols = columns or tuple(schema)
+    if not paths:
+        return (
+            "SELECT "
+            + ", ".join(f"NULL::{_duck_type(schema[c])} AS {c}" for c in cols)
+            + (", NULL::VARCHAR AS filename, NULL::BIGINT AS file_row_number" if extra else "")
+            + " WHERE false"
+        )
+    scan = (
+        "read_parquet(["
+        + ", ".join(_quote(str(p)) for p in paths)
+        + "], union_by_name = true"
+        + (", filename = true, file_row_number = true" if extra else "")
+        + ")"
+    )
+    have = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
+    select = [
+        f"CAST({c} AS {_duck_type(schema[c])}) AS {c}"
+        if c in have
+        else f"NULL::{_duck_type(schema[c])} AS {c}"
+        for c in cols
+    ]
+    if extra:
+        select += ["filename", "file_row_number"]
+    return f"SELECT {', '.join(select)} FROM {scan}"
 
+
+def _files_table(con: duckdb.DuckDBPyConnection, name: str, paths: list[Path]) -> None:
+    """``name(filename, fi)``: the files of one input in the order the lake reads them
+    (the first file wins where a mention is staged twice)."""
+    con.execute(f"CREATE TEMP TABLE {name} (filename VARCHAR, fi INTEGER)")
+    if paths:
+        con.executemany(
+            f"INSERT INTO {name} VALUES (?, ?)", [[str(p), i] for i, p in enumerate(paths)]
+        )
+
+
+def _entity_map(con: duckdb.DuckDBPyConnection, home: Home) -> None:
+    """``_map``: mention → entity, stable IDs (``<type>_entities``) if present, else
+    clusters, read by DuckDB straight from the Parquet files."""
     arms = []
     for etype in ENTITY_TYPES:
-        parts = linkage_parts(home, etype, "evidence")
+        ent = home.lake / "linkage" / f"{etype}_entities.parquet"
+        clu = home.lake / "linkage" / f"{etype}_clusters.parquet"
+        if ent.exists():
+            arms.append(
+                "SELECT CAST(mention_id AS VARCHAR) AS mention_id, "
+                f"CAST(entity_id AS VARCHAR) AS entity_id FROM read_parquet({_quote(str(ent))})"
+            )
+        elif clu.exists():
+            arms.append(
+                "SELECT CAST(mention_id AS VARCHAR) AS mention_id, "
+                f"CAST(cluster_id AS VARCHAR) AS entity_id FROM read_parquet({_quote(str(clu))})"
+            )
+    if not arms:
+        raise FileNotFoundError(f"no linkage output in {home.lake / 'linkage'}: run link first")
+    con.execute("CREATE TEMP TABLE _map AS " + " UNION ALL ".join(arms))
+
+
+_EMPTY_EDGES = """
+    SELECT NULL::VARCHAR AS entity_type, NULL::VARCHAR AS entity_id,
+           NULL::VARCHAR AS mention_id_l, NULL::VARCHAR AS mention_id_r,
+           NULL::DOUBLE AS match_weight, NULL::DOUBLE AS match_probability,
+           NULL::VARCHAR AS decided_by, NULL::BIGINT AS decision_id,
+           NULL::UBIGINT AS contributions_key
+    WHERE false"""
+
+
+def _evidence_inputs(con: duckdb.DuckDBPyConnection, home: Home) -> None:
+    """The kept edges of both types, read by DuckDB straight from the Parquet file
+    (after incremental links, the base and its parts as
+    :func:`linkage.report.read_linkage` merges them):
+
+    - ``_evidence_edges`` (view): one row per edge with ``contributions_key``, a hash
+      of its entity type and per-comparison columns;
+    - ``_evidence_contributions`` (table): per distinct key, those columns packed into
+      one JSON object (``to_json``), built once per combination (tens of thousands)
+      rather than per edge (millions).
+
+    If two different combinations ever shared a hash, the keys are numbered instead
+    and each edge finds its combination by comparing every column (slower, exact)."""
+    scans = []
+    for etype in ENTITY_TYPES:
+        parts = matching.linkage_files(home, etype, "evidence")
         if not parts:
             continue
-        path = parts[0]
         if len(parts) == 1:
             # The path is the home's, not a user value; a view cannot take parameters.
-            scan = f"read_parquet({_quote(str(path))})"
+            scan = f"read_parquet({_quote(str(parts[0]))})"
         else:  # incremental links appended parts: linkage merges them
+            from linkage.report import read_linkage
+
             scan = f"_evidence_{etype}_frame"
             con.register(scan, read_linkage(home, etype, "evidence").collect())
         cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()]
         extra = [c for c in cols if c not in _EVIDENCE_FIXED]
         for c in extra:  # column names become SQL identifiers: only plain ones
             if not c.isidentifier():
-                raise ValueError(f"unexpected evidence column {c!r} in {path}")
-        packed = (
-            "to_json(struct_pack(" + ", ".join(f"{c} := {c}" for c in extra) + "))"
-            if extra
-            else "'{}'::JSON"
-        )
+                raise ValueError(f"unexpected evidence column {c!r} in {parts[0]}")
+        scans.append((etype, scan, cols, extra))
+
+    def head(etype: str, cols: list[str]) -> str:
         source = "CAST(source AS VARCHAR)" if "source" in cols else "NULL::VARCHAR"
         decision = "CAST(decision_id AS BIGINT)" if "decision_id" in cols else "NULL::BIGINT"
-        arms.append(
+        return (
             f"SELECT '{etype}' AS entity_type, CAST(entity_id AS VARCHAR) AS entity_id, "
             "CAST(mention_id_l AS VARCHAR) AS mention_id_l, "
             "CAST(mention_id_r AS VARCHAR) AS mention_id_r, "
             "CAST(match_weight AS DOUBLE) AS match_weight, "
             "CAST(match_probability AS DOUBLE) AS match_probability, "
-            f"{source} AS decided_by, {decision} AS decision_id, {packed} AS contributions "
-            f"FROM {scan}"
+            f"{source} AS decided_by, {decision} AS decision_id"
         )
-    con.execute("CREATE TEMP VIEW _evidence AS " + (" UNION ALL ".join(arms) or _EMPTY_EVIDENCE))
+
+    def packed(extra: list[str]) -> str:
+        if not extra:
+            return "'{}'::JSON"
+        return "to_json(struct_pack(" + ", ".join(f"{c} := {c}" for c in extra) + "))"
+
+    def key(etype: str, extra: list[str]) -> str:
+        return "hash(" + ", ".join([f"'{etype}'", *extra]) + ")"
+
+    combos = [
+        f"SELECT {key(etype, extra)} AS contributions_key, {packed(extra)} AS contributions "
+        f"FROM (SELECT DISTINCT {', '.join(extra) or 'true'} FROM {scan})"
+        for etype, scan, _, extra in scans
+    ]
+    con.execute(
+        "CREATE TEMP TABLE _evidence_contributions AS "
+        + (
+            " UNION ALL ".join(combos)
+            or "SELECT NULL::UBIGINT AS contributions_key, NULL::JSON AS contributions WHERE false"
+        )
+    )
+    n, distinct = con.execute(
+        "SELECT count(*), count(DISTINCT contributions_key) FROM _evidence_contributions"
+    ).fetchone()
+    if n == distinct:
+        arms = [
+            f"{head(etype, cols)}, {key(etype, extra)} AS contributions_key FROM {scan}"
+            for etype, scan, cols, extra in scans
+        ]
+    else:  # a hash collision between two combinations: number them, join on the values
+        con.execute("DELETE FROM _evidence_contributions")
+        arms = []
+        offset = 0
+        for etype, scan, cols, extra in scans:
+            combos_t = f"_evidence_{etype}_combos"
+            con.execute(
+                f"CREATE TEMP TABLE {combos_t} AS SELECT CAST(row_number() OVER () + {offset} "
+                f"AS UBIGINT) AS contributions_key, * FROM (SELECT DISTINCT "
+                f"{', '.join(extra) or 'true AS _none'} FROM {scan})"
+            )
+            con.execute(
+                f"INSERT INTO _evidence_contributions SELECT contributions_key, "
+                f"{packed(extra)} FROM {combos_t}"
+            )
+            offset = con.execute("SELECT count(*) FROM _evidence_contributions").fetchone()[0]
+            match = " AND ".join(f"k.{c} IS NOT DISTINCT FROM e.{c}" for c in extra) or "true"
+            arms.append(
+                f"{head(etype, cols)}, k.contributions_key FROM {scan} e "
+                f"JOIN {combos_t} k ON {match}"
+            )
+    con.execute("CREATE TEMP VIEW _evidence_edges AS " + (" UNION ALL ".join(arms) or _EMPTY_EDGES))
 
 
 def _sources(home: Home) -> pl.DataFrame:
@@ -136,35 +262,149 @@ def _sources(home: Home) -> pl.DataFrame:
     )
 
 
+# The mention columns the warehouse uses (not the raw values, names split in parts or
+# the attributes JSON, which stay in the lake for subject access).
+MENTION_COLUMNS = (
+    "mention_id",
+    "source_id",
+    "entity_type",
+    "role",
+    "name_native",
+    "name_latin",
+    "dob",
+    "sex",
+    "id_number",
+    "id_masked",
+    "id_dob",
+    "phone",
+    "phone_masked",
+    "email",
+    "plate",
+    "passport",
+    "name",
+    "uscc",
+    "industry",
+    *ADDRESS_FIELDS,
+)
+
+
+def _current_sql(home: Home) -> str:
+    """``_current_records`` (a view) as :func:`connectors.lake.current_records` defines
+    it, in SQL over ``_records``: snapshot files by their latest delivery, databases by
+    the newest version of each record (``ingested_at``, then ``line``, then the later
+    file and row) minus deletions detected at or after it, deltas all. The source IDs
+    come from the catalog (a view takes no parameters)."""
+    specs = load_specs(home.sources_dir)
+
+    def ids(chosen: list[str]) -> str:
+        return "[" + ", ".join(_quote(i) for i in chosen) + "]::VARCHAR[]"
+
+    snapshots = ids([s.id for s in specs if s.cadence == "snapshot" and s.database is None])
+    dbs = ids([s.id for s in specs if s.database is not None])
+    cols = ", ".join(f"r.{c}" for c in RECORD_SCHEMA)
+    return f"""
+    CREATE TEMP VIEW _current_records AS
+    WITH r AS (SELECT * FROM _records r JOIN _record_files USING (filename)),
+    latest AS (
+        SELECT source_id, max(delivered) AS delivered FROM r
+        WHERE list_contains({snapshots}, source_id) GROUP BY source_id
+    ),
+    gone AS (
+        SELECT source_id, record_key, max(detected_at) AS detected_at FROM _deletions
+        GROUP BY source_id, record_key
+    ),
+    newest AS (
+        SELECT * FROM r WHERE list_contains({dbs}, source_id)
+        QUALIFY row_number() OVER (
+            PARTITION BY source_id, record_key
+            ORDER BY ingested_at DESC NULLS LAST, line DESC NULLS LAST, fi DESC,
+                     file_row_number DESC) = 1
+    )
+    SELECT {cols} FROM r JOIN latest USING (source_id, delivered)
+    UNION ALL
+    SELECT {cols} FROM newest r LEFT JOIN gone g USING (source_id, record_key)
+    WHERE g.detected_at IS NULL OR g.detected_at < r.ingested_at
+    UNION ALL
+    SELECT {cols} FROM r
+    WHERE NOT list_contains({snapshots}, source_id) AND NOT list_contains({dbs}, source_id)
+    """
+
+
 def _register_inputs(con: duckdb.DuckDBPyConnection, home: Home) -> dict[str, float]:
-    """Copy the inputs into temporary tables; returns the seconds per input (read and
-    copy). The match features are computed from the mentions frame by linkage's
-    feature functions."""
+    """Make the inputs visible to :func:`warehouse.schema.build`; returns the seconds
+    per input. The lake's staged files and linkage's outputs are read by DuckDB
+    straight from Parquet (``read_parquet``: views, or temporary tables where a
+    result is used many times); only the small catalog, corrections and decisions
+    come through polars."""
     seconds: dict[str, float] = {}
-    t = time.perf_counter()
-    mentions = lake.mentions(home).collect()
-    seconds["_mentions"] = time.perf_counter() - t
-    readers: dict[str, Any] = {
-        "_mentions": lambda: mentions,
-        "_records": lambda: lake.records(home).collect(),
-        "_current": lambda: lake.current_records(home).collect(),
-        "_relationships": lambda: lake.relationships(home).collect(),
-        "_map": lambda: _entity_map(home),
-        "_sources": lambda: _sources(home),
-        "_corrections": lambda: corrections.corrections_frame(home),
-        "_decisions": lambda: corrections.decisions_frame(home),
-    }
-    for name, read in readers.items():
+
+    def timed(name: str, fn: Any) -> None:
         t = time.perf_counter()
-        frame = read()
-        con.register(f"{name}_frame", frame)
-        con.execute(f"CREATE TEMP TABLE {name} AS SELECT * FROM {name}_frame")
-        con.unregister(f"{name}_frame")
+        fn()
         seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t
-    t = time.perf_counter()
-    matching.register_match_inputs(con, home, mentions)  # read once, by one CREATE TABLE
-    seconds["match_features"] = time.perf_counter() - t
-    _evidence_view(con, home)
+
+    mention_files = lake.staged_files(home, "mentions")
+    record_files = lake.staged_files(home, "records")
+
+    def mentions() -> None:
+        _files_table(con, "_mention_files", mention_files)
+        raw = _scan_sql(con, mention_files, MENTION_SCHEMA, columns=MENTION_COLUMNS, extra="f")
+        con.execute(f"CREATE TEMP VIEW _mention_rows AS {raw}")
+        # One row per mention: where a mention is staged in several files (the same
+        # identity, so the same values), the first file's row, as lake.mentions keeps.
+        con.execute(
+            """CREATE TEMP TABLE _mention_dups AS
+            SELECT mention_id, min(fi) AS fi
+            FROM (SELECT mention_id, filename FROM _mention_rows) JOIN _mention_files USING (filename)
+            GROUP BY mention_id HAVING count(*) > 1"""
+        )
+        con.execute(
+            f"""CREATE TEMP VIEW _mentions AS
+            SELECT {", ".join(f"r.{c}" for c in MENTION_COLUMNS)}
+            FROM _mention_rows r JOIN _mention_files f USING (filename)
+            WHERE NOT EXISTS (SELECT 1 FROM _mention_dups d
+                              WHERE d.mention_id = r.mention_id AND d.fi <> f.fi)"""
+        )
+
+    def records() -> None:
+        _files_table(con, "_record_files", record_files)
+        con.execute(
+            "CREATE TEMP VIEW _records AS " + _scan_sql(con, record_files, RECORD_SCHEMA, extra="f")
+        )
+        from connectors.database_ingest import DELETION_SCHEMA
+
+        deletion_files = sorted((home.lake / "staged").glob("*/*/*.deletions.parquet"))
+        con.execute(
+            "CREATE TEMP VIEW _deletions AS " + _scan_sql(con, deletion_files, DELETION_SCHEMA)
+        )
+
+    def current() -> None:
+        con.execute(_current_sql(home))
+
+    def relationships() -> None:
+        files = lake.staged_files(home, "relationships")
+        con.execute(
+            "CREATE TEMP VIEW _relationships AS " + _scan_sql(con, files, RELATIONSHIP_SCHEMA)
+        )
+
+    def small(name: str, frame: Any) -> Any:
+        def go() -> None:
+            con.register(f"{name}_frame", frame())
+            con.execute(f"CREATE TEMP TABLE {name} AS SELECT * FROM {name}_frame")
+            con.unregister(f"{name}_frame")
+
+        return go
+
+    timed("_mentions", mentions)
+    timed("_records", records)
+    timed("_current", current)
+    timed("_relationships", relationships)
+    timed("_map", lambda: _entity_map(con, home))
+    timed("_sources", small("_sources", lambda: _sources(home)))
+    timed("_corrections", small("_corrections", lambda: corrections.corrections_frame(home)))
+    timed("_decisions", small("_decisions", lambda: corrections.decisions_frame(home)))
+    timed("match_features", lambda: matching.register_match_inputs(con, home))
+    timed("_evidence", lambda: _evidence_inputs(con, home))
     return {k: round(v, 2) for k, v in seconds.items()}
 
 
@@ -176,8 +416,8 @@ def _one(con: duckdb.DuckDBPyConnection, sql: str) -> Any:
 SMOKE_CHECKS: dict[str, str] = {
     # each query returns the number of violations
     "mention in no entity or several": """
-        SELECT (SELECT count(*) FROM _mentions WHERE mention_id NOT IN
-                    (SELECT mention_id FROM memberships))
+        SELECT (SELECT count(*) FROM (SELECT DISTINCT mention_id FROM _mention_rows)
+                WHERE mention_id NOT IN (SELECT mention_id FROM memberships))
              + (SELECT count(*) FROM (SELECT mention_id FROM memberships
                     GROUP BY mention_id HAVING count(*) > 1))""",
     "record whose mention is unknown": """
@@ -191,6 +431,7 @@ def _smoke(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     problems = {name: int(_one(con, sql)) for name, sql in SMOKE_CHECKS.items()}
     fatal = {k: v for k, v in problems.items() if v}
     counts = {t: int(_one(con, f"SELECT count(*) FROM {t}")) for t in schema.TABLES if t != "runs"}
+    counts["link_evidence"] = counts["evidence_edges"]  # the view: one row per edge
     empty = [t for t in ("entities", "memberships", "entity_names", "facts") if counts[t] == 0]
     if fatal or empty:
         raise PublishError(
@@ -225,6 +466,31 @@ def _copy_runs(con: duckdb.DuckDBPyConnection, old: Path) -> None:
         con.execute("DETACH previous")
 
 
+def memory_limit() -> str:
+    """DuckDB's memory limit for a publish: ``$TESSERA_PUBLISH_MEMORY`` (e.g. ``12GB``),
+    else half the machine's memory, at most 8 GB (the publish shares the machine; what
+    does not fit spills to the temporary directory)."""
+    env = os.environ.get("TESSERA_PUBLISH_MEMORY")
+    if env:
+        return env
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 8 << 30
+    return f"{max(1, min(8, total // 2 >> 30))}GB"
+
+
+def _configure(con: duckdb.DuckDBPyConnection, spill: Path) -> None:
+    """Every core, a memory limit, spilling next to the file being built."""
+    con.execute("SET enable_progress_bar = false")
+    con.execute(f"SET threads = {max(1, os.cpu_count() or 1)}")
+    con.execute(f"SET memory_limit = {_quote(memory_limit())}")
+    con.execute(f"SET temp_directory = {_quote(str(spill))}")
+    # Tables that need an order say ORDER BY; the others may be written in
+    # parallel, in any order (faster, less memory).
+    con.execute("SET preserve_insertion_order = false")
+
+
 def publish(home: Home, reference_date: dt.date | None = None) -> dict[str, Any]:
     """Build the warehouse in a new file, check it, and swap it in atomically.
 
@@ -242,13 +508,11 @@ def publish(home: Home, reference_date: dt.date | None = None) -> dict[str, Any]
     steps: dict[str, float] = {}
     for stale in (tmp, tmp.with_name(tmp.name + ".wal")):
         stale.unlink(missing_ok=True)
+    spill = tmp.with_name(tmp.name + ".tmp")
     try:
         con = duckdb.connect(str(tmp))
         try:
-            con.execute("SET enable_progress_bar = false")
-            # Tables that need an order say ORDER BY; the others may be written in
-            # parallel, in any order (faster, less memory).
-            con.execute("SET preserve_insertion_order = false")
+            _configure(con, spill)
             t = time.perf_counter()
             read_seconds = _register_inputs(con, home)
             steps["read_inputs"] = time.perf_counter() - t
@@ -272,6 +536,8 @@ def publish(home: Home, reference_date: dt.date | None = None) -> dict[str, Any]
         tmp.unlink(missing_ok=True)
         tmp.with_name(tmp.name + ".wal").unlink(missing_ok=True)
         raise
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
     return {
         "path": str(target),
         "reference_date": ref.isoformat(),

@@ -257,7 +257,29 @@ def _name_candidates(
         refs += sorted({"b:" + native[i : i + 2] for i in range(len(native) - 1)})
     if not refs:
         return []
-    sql = f"""
+    params = {
+        "native": native or "",
+        "latin": latin or "",
+        "dob": dob,
+        "sex": sex,
+        "limit": int(limit),
+    }
+    if dob is None and sex is None:
+        # A common name's one-edit neighbours are thousands of entities. Only a name
+        # equal to the query (its ``h:`` / ``p:`` reference) scores 1.0, and without a
+        # dob or sex bonus nothing else can reach it: if ``limit`` entities score 1.0
+        # on the exact references alone, they are the answer (same order, same ties).
+        exact = [r for r in ("h:" + native if native else None, "p:" + py if py else None) if r]
+        first = con.execute(_candidates_sql(), {**params, "refs": exact}).fetchall()
+        if len(first) >= int(limit) and all(r[1] >= 1.0 for r in first):
+            return [tuple(r) for r in first]
+    return [tuple(r) for r in con.execute(_candidates_sql(), {**params, "refs": refs}).fetchall()]
+
+
+def _candidates_sql() -> str:
+    """The name query of :func:`_name_candidates` (parameters ``native, latin, refs,
+    dob, sex, limit``)."""
+    return f"""
     WITH hits AS ({_NAME_SCORE}),
     best AS (SELECT entity_id, any_value(dob) AS dob, any_value(sex) AS sex,
                     any_value(n_mentions) AS n_mentions, max(score) AS score,
@@ -277,15 +299,6 @@ def _name_candidates(
              n_mentions DESC, entity_id
     LIMIT $limit
     """
-    params = {
-        "native": native or "",
-        "latin": latin or "",
-        "refs": refs,
-        "dob": dob,
-        "sex": sex,
-        "limit": int(limit),
-    }
-    return [tuple(r) for r in con.execute(sql, params).fetchall()]
 
 
 def search(
