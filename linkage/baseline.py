@@ -35,6 +35,12 @@ def key_edges(mentions: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
 
 def baseline_clusters(home: Home, entity_type: str = "person") -> pl.DataFrame:
     """Clusters (``mention_id, cluster_id``) of every ``entity_type`` mention by the naive rule."""
-    m = lake.mentions(home).filter(pl.col("entity_type") == entity_type).collect()
+    keys = sorted({k for rule in RULES[entity_type] for k in rule})
+    m = (
+        lake.mentions(home)
+        .filter(pl.col("entity_type") == entity_type)
+        .select("mention_id", *keys)
+        .collect()
+    )
     edges = pl.concat([key_edges(m, keys) for keys in RULES[entity_type]])
     return connected_components(m["mention_id"], edges)

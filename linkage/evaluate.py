@@ -156,10 +156,24 @@ def _evidence(group: pl.DataFrame, head: dict, by: str, rows: int) -> dict[str, 
     return {**head, "evidence": sample.head(rows).select(cols).to_dicts()}
 
 
-def label(home: Home, clusters: pl.DataFrame, entity_type: str) -> pl.DataFrame:
-    """Mentions of ``entity_type`` with their cluster (singleton when unlisted) and truth."""
-    m = lake.mentions(home).filter(pl.col("entity_type") == entity_type).collect()
-    truth = mention_truth(home)
+def label(
+    home: Home,
+    clusters: pl.DataFrame,
+    entity_type: str,
+    *,
+    truth: pl.DataFrame | None = None,
+    detail: bool = True,
+) -> pl.DataFrame:
+    """Mentions of ``entity_type`` with their cluster (singleton when unlisted) and truth
+    (``truth``: :func:`linkage.truth.mention_truth`, read when not given). Only the
+    columns the scores read (and, with ``detail``, the evidence rows show)."""
+    scan = lake.mentions(home).filter(pl.col("entity_type") == entity_type)
+    wanted = {"mention_id", "entity_type", "source_id", "name_latin", *_DISTINGUISHING}
+    if detail:
+        wanted |= set(EVIDENCE_COLUMNS)
+    m = scan.select(c for c in scan.collect_schema().names() if c in wanted).collect()
+    if truth is None:
+        truth = mention_truth(home)
     out = m.join(
         clusters.select("mention_id", "cluster_id"), on="mention_id", how="left"
     ).with_columns(
@@ -234,10 +248,22 @@ def evaluate_labelled(labelled: pl.DataFrame, *, detail: bool = True) -> dict[st
     return out
 
 
-def evaluate(home: Home, clusters: pl.DataFrame, *, detail: bool = True) -> dict[str, Any]:
+def evaluate(
+    home: Home,
+    clusters: pl.DataFrame,
+    *,
+    detail: bool = True,
+    truth: pl.DataFrame | None = None,
+) -> dict[str, Any]:
     """Score ``clusters`` (``mention_id, cluster_id``) against the truth, per entity
     type present in it: pairwise and B-cubed P/R/F1, recall per source pair, the worst
-    false merges and missed links."""
+    false merges and missed links. ``truth``: :func:`linkage.truth.mention_truth`,
+    when the caller scores several clusterings (read once here otherwise)."""
     m = lake.mentions(home).select("mention_id", "entity_type").collect()
     types = sorted(clusters.join(m, on="mention_id")["entity_type"].unique().to_list())
-    return {t: evaluate_labelled(label(home, clusters, t), detail=detail) for t in types}
+    if truth is None and types:
+        truth = mention_truth(home)
+    return {
+        t: evaluate_labelled(label(home, clusters, t, truth=truth, detail=detail), detail=detail)
+        for t in types
+    }

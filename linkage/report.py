@@ -251,14 +251,18 @@ def has_truth(home: Home) -> bool:
 
 def evaluate_all(home: Home, *, detail: bool = True) -> dict[str, Any]:
     """Score the saved clusters against the truth, with the naive rule for contrast."""
+    from linkage.truth import mention_truth
+
     out: dict[str, Any] = {}
+    truth = None
     for etype in ENTITY_TYPES:
         path = home.lake / "linkage" / f"{etype}_clusters.parquet"
         if not path.exists():
             raise FileNotFoundError(
                 f"no {etype} clusters in {path.parent}: run `tessera link` first"
             )
-        model = evaluate(home, pl.read_parquet(path), detail=detail).get(etype)
-        naive = evaluate(home, baseline_clusters(home, etype), detail=False).get(etype)
+        truth = mention_truth(home) if truth is None else truth  # once for the four
+        model = evaluate(home, pl.read_parquet(path), detail=detail, truth=truth).get(etype)
+        naive = evaluate(home, baseline_clusters(home, etype), detail=False, truth=truth).get(etype)
         out[etype] = {"model": model, "naive_rule": naive}
     return out

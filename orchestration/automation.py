@@ -26,6 +26,7 @@ from connectors.spec import SourceSpec
 from orchestration.linkage import (
     BUSINESS_CLUSTERS,
     PERSON_CLUSTERS,
+    PERSON_MENTIONS,
     PERSON_MODEL,
     PERSON_PREDICTIONS,
 )
@@ -37,7 +38,9 @@ from orchestration.warehouse import GROUP as WAREHOUSE_GROUP
 from tessera.config import Home
 
 PIPELINE_TAG = {"tessera/pipeline": "writer"}
-CLUSTER_OPS = (PERSON_CLUSTERS, BUSINESS_CLUSTERS)
+# The assets whose work depends on the linking mode (the mentions asset derives every
+# mention's features only for a full link).
+CLUSTER_OPS = (PERSON_MENTIONS, PERSON_CLUSTERS, BUSINESS_CLUSTERS)
 
 
 def delivery_days(home: Home) -> dg.DailyPartitionsDefinition:
