@@ -22,6 +22,7 @@ import polars as pl
 
 from connectors import lake
 from connectors.spec import SourceSpec
+from orchestration import isolate
 from orchestration.metadata import column_schema, jsonable, md_table, preview
 from orchestration.resources import QualityThresholds, TesseraHome
 from tessera import quality as qc
@@ -86,10 +87,25 @@ def run_link(
             f"{entity_type}: incremental linking asked for, but there is no previous link: "
             "linking everything"
         )
+    # In a child process on a large world (orchestration.isolate): its memory goes
+    # back when it ends.
+    return chosen, isolate.call(
+        home, link_entities, home, entity_type, chosen, model_path, features_path
+    )
+
+
+def link_entities(
+    home: Home,
+    entity_type: str,
+    chosen: str,
+    model_path: Path | None = None,
+    features_path: Path | None = None,
+) -> dict[str, Any]:
+    """The library calls of :func:`run_link` for the mode already chosen."""
     if chosen == "incremental":
         from linkage.incremental import link_incremental
 
-        return chosen, dict(link_incremental(home, entity_type))
+        return dict(link_incremental(home, entity_type))
     from linkage.report import settle
     from linkage.run import cluster, entity_features, load_prediction, predict
 
@@ -116,7 +132,26 @@ def run_link(
     settled = settle(home, res)
     settled["guard_refused_edges"] = res.guard_refused_edges
     settled["edges_at_threshold"] = res.edges.height
-    return chosen, settled
+    return settled
+
+
+def score_against_truth(home: Home) -> dict[str, dict[str, Any]]:
+    """Per entity type, the saved clusters' and the naive rule's scores against the
+    truth (``model``, ``naive rule``: ``linkage.evaluate.evaluate``, no detail)."""
+    from linkage.baseline import baseline_clusters
+    from linkage.evaluate import evaluate
+    from linkage.truth import mention_truth
+
+    paths = _paths(home)
+    scores: dict[str, dict[str, Any]] = {}
+    truth = mention_truth(home)  # once for the four scorings
+    for etype in ("person", "business"):
+        clusters = pl.read_parquet(paths[f"{etype}_clusters"])
+        model = evaluate(home, clusters, detail=False, truth=truth).get(etype)
+        naive = evaluate(home, baseline_clusters(home, etype), detail=False, truth=truth).get(etype)
+        if model is not None and naive is not None:
+            scores[etype] = {"model": model, "naive rule": naive}
+    return scores
 
 
 def cluster_checks(
@@ -511,11 +546,7 @@ def build_linkage_assets(specs: list[SourceSpec] | tuple[SourceSpec, ...]) -> li
         (``linkage.baseline.baseline_clusters``): pairwise and B-cubed precision, recall
         and F1 per entity type. A home without ``truth/`` (real data) records that and
         scores nothing."""
-        from linkage.baseline import baseline_clusters
-        from linkage.evaluate import evaluate
-
         home = tessera.home()
-        paths = _paths(home)
         if not any(home.truth.glob("*/*.parquet")):
             return dg.MaterializeResult(
                 metadata={"truth": "none: nothing to score against", "dagster/row_count": 0},
@@ -527,20 +558,10 @@ def build_linkage_assets(specs: list[SourceSpec] | tuple[SourceSpec, ...]) -> li
                     )
                 ],
             )
-        from linkage.truth import mention_truth
-
-        scores: dict[str, dict[str, Any]] = {}
+        scores = isolate.call(home, score_against_truth, home)
         metadata: dict[str, Any] = {}
-        truth = mention_truth(home)  # once for the four scorings
-        for etype in ("person", "business"):
-            clusters = pl.read_parquet(paths[f"{etype}_clusters"])
-            model = evaluate(home, clusters, detail=False, truth=truth).get(etype)
-            naive = evaluate(home, baseline_clusters(home, etype), detail=False, truth=truth).get(
-                etype
-            )
-            if model is None or naive is None:
-                continue
-            scores[etype] = {"model": model, "naive rule": naive}
+        for etype, by in scores.items():
+            model, naive = by["model"], by["naive rule"]
             for method, s in (("model", model), ("naive", naive)):
                 for kind in ("pairwise", "bcubed"):
                     for k in ("precision", "recall", "f1"):

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from orchestration import isolate
 from orchestration.linkage import BUSINESS_CLUSTERS, EVALUATION, PERSON_CLUSTERS
 from orchestration.metadata import jsonable, md_table
 from orchestration.resources import QualityThresholds, TesseraHome
@@ -67,7 +68,8 @@ def build_candidate(home: Home) -> dict:
             os.link(home.warehouse, cand)
         except OSError:
             pass  # no run history carried over; the build itself does not need it
-    return publish(CandidateHome(home.root))
+    # In a child process on a large world (orchestration.isolate).
+    return isolate.call(home, publish, CandidateHome(home.root))
 
 
 def analyst_export_path(home: Home) -> Path:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dagster as dg
 import polars as pl
+import pytest
 
 from connectors.catalog import builtin_specs
 from connectors.lake import records
@@ -258,3 +259,24 @@ def test_embedded_instance_stores_events_without_a_sync(tmp_path) -> None:
     text = (dagster_home(copy) / "dagster.yaml").read_text()
     assert str(copy.dagster_home.resolve() / "history" / "runs") in text
     assert str(home.dagster_home.resolve()) not in text
+
+
+def test_isolated_calls_run_in_a_child_process(tmp_path, monkeypatch) -> None:
+    """orchestration.isolate: with TESSERA_ISOLATE_STEPS=1 a step's call runs in another
+    process and its exceptions come back; =0 runs it here; auto decides by the size of
+    the staged mention files."""
+    import os
+
+    from orchestration import isolate
+
+    home = Home(tmp_path / "home")
+    monkeypatch.setenv("TESSERA_ISOLATE_STEPS", "1")
+    assert isolate.call(home, os.getpid) != os.getpid()
+    with pytest.raises(ValueError, match="invalid literal"):
+        isolate.call(home, int, "not a number")
+    monkeypatch.setenv("TESSERA_ISOLATE_STEPS", "0")
+    assert isolate.call(home, os.getpid) == os.getpid()
+    monkeypatch.delenv("TESSERA_ISOLATE_STEPS")
+    assert not isolate.isolate(home)  # nothing staged
+    monkeypatch.setattr(isolate, "AUTO_BYTES", -1)
+    assert isolate.isolate(home)

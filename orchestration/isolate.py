@@ -1,0 +1,52 @@
+"""Run a step's heavy library call in a process of its own.
+
+Dagster materialises a run's assets one after another in one process (the in-process
+executor of ``tessera run``, and the run worker of ``dagster dev``). At 1,000,000
+persons the linking, the evaluation and the publish each need several GB, and what one
+step's polars frames and DuckDB connections leave behind the next step does not get
+back: a day's run reached 21.3 GiB and then, the next day, was killed by the kernel at
+23.7 GiB while building the warehouse. A step's call run in a spawned child gives all
+its memory back when the child exits.
+
+``TESSERA_ISOLATE_STEPS``: ``1`` always, ``0`` never, else (default) when the staged
+mention files of the home exceed :data:`AUTO_BYTES` (a child costs a few seconds of
+imports, which a small world does not need to pay).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, TypeVar
+
+from tessera.config import Home
+
+T = TypeVar("T")
+
+AUTO_BYTES = 256 * 1024 * 1024
+
+
+def isolate(home: Home) -> bool:
+    """Whether steps on ``home`` run their heavy calls in a child process."""
+    setting = os.environ.get("TESSERA_ISOLATE_STEPS", "auto").strip().lower()
+    if setting in ("1", "true", "yes"):
+        return True
+    if setting in ("0", "false", "no"):
+        return False
+    from connectors import lake
+
+    size = sum(p.stat().st_size for p in lake.staged_files(home, "mentions"))
+    return size > AUTO_BYTES
+
+
+def call(home: Home, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)``, in a freshly spawned child process when :func:`isolate`
+    says so (``fn`` and its arguments must pickle: module-level functions, homes,
+    paths, strings); an exception in the child is raised here."""
+    if not isolate(home):
+        return fn(*args, **kwargs)
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        return pool.submit(fn, *args, **kwargs).result()
