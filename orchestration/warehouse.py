@@ -124,6 +124,13 @@ def _top_entities(path: Path) -> dg.MetadataValue:
     return md_table(rows, ("entity", "type", "name", "mentions", "sources"))
 
 
+def _tables_schema(counts: dict[str, int]) -> dg.TableSchema:
+    """The tables of a warehouse file as a Dagster schema, each with its row count."""
+    return dg.TableSchema(
+        columns=[dg.TableColumn(t, "table", description=f"{n:,} rows") for t, n in counts.items()]
+    )
+
+
 def build_warehouse_assets() -> list[dg.AssetsDefinition]:
     """``warehouse/build`` (candidate + blocking smoke check), ``warehouse/publish`` and
     ``warehouse/analyst_export``."""
@@ -160,12 +167,7 @@ def build_warehouse_assets() -> list[dg.AssetsDefinition]:
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": counts.get("entities", 0),
-                "dagster/column_schema": dg.TableSchema(
-                    columns=[
-                        dg.TableColumn(t, "table", description=f"{n:,} rows")
-                        for t, n in counts.items()
-                    ]
-                ),
+                "dagster/column_schema": _tables_schema(counts),
                 "path": str(candidate_path(home)),
                 "reference_date": out["reference_date"],
                 "seconds": out["seconds"],
@@ -233,12 +235,7 @@ def build_warehouse_assets() -> list[dg.AssetsDefinition]:
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": counts.get("entities", 0),
-                "dagster/column_schema": dg.TableSchema(
-                    columns=[
-                        dg.TableColumn(t, "table", description=f"{n:,} rows")
-                        for t, n in counts.items()
-                    ]
-                ),
+                "dagster/column_schema": _tables_schema(counts),
                 "path": dg.MetadataValue.path(str(path)),
                 "size_bytes": path.stat().st_size,
                 "rows_per_table": dg.MetadataValue.json(counts),
