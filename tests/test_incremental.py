@@ -345,3 +345,42 @@ def test_name_statistics_over_the_touched_names_equal_the_full_ones(
     got = restate(blanked).collect().select("mention_id", *stats).sort("mention_id")
     assert got.height < full.height
     assert got.equals(subset.select("mention_id", *stats).sort("mention_id"))
+
+
+def test_linkage_sql_merges_parts_as_read_linkage_does(world: dict, tmp_path) -> None:
+    """warehouse.matching.linkage_sql (publish's DuckDB reader of the base and parts)
+    gives the rows read_linkage gives: on the world after an increment (evidence,
+    features, edges) and on hand-made parts where a void replaces earlier rows."""
+    import duckdb
+
+    from linkage.report import append_linkage
+    from warehouse.matching import linkage_sql
+
+    def both(home: Home, kind: str, etype: str = "person") -> tuple[pl.DataFrame, pl.DataFrame]:
+        want = read_linkage(home, etype, kind).collect()
+        got = duckdb.connect().sql(linkage_sql(home, etype, kind)).pl()
+        cols = sorted(want.columns)
+        assert sorted(got.columns) == cols
+        key = [c for c in ("entity_id", "mention_id", "mention_id_l", "mention_id_r") if c in cols]
+        return (
+            want.select(cols).cast(pl.String).sort(key),
+            got.select(cols).cast(pl.String).sort(key),
+        )
+
+    home = world["home"]
+    for etype in ENTITY_TYPES:
+        for kind in ("evidence", "features", "edges"):
+            want, got = both(home, kind, etype)
+            assert want.height > 0
+            assert got.equals(want), (etype, kind)
+
+    small = Home(tmp_path)
+    d = small.lake / "linkage"
+    d.mkdir(parents=True)
+    pl.DataFrame({"entity_id": ["E1", "E1", "E2"], "mention_id_l": ["a", "b", "c"]}).write_parquet(
+        d / "person_evidence.parquet"
+    )
+    part = pl.DataFrame({"entity_id": ["E3"], "mention_id_l": ["a"]})
+    append_linkage(small, "person", "evidence", part, void=pl.Series(["E1", "E3"]))
+    want, got = both(small, "evidence")
+    assert got.rows() == want.rows() == [("E2", "c"), ("E3", "a")]

@@ -186,6 +186,44 @@ def linkage_files(home: Home, entity_type: str, kind: str) -> list[Path]:
     return linkage_parts(home, entity_type, kind)
 
 
+def linkage_sql(home: Home, entity_type: str, kind: str) -> str:
+    """A ``SELECT`` over one linkage output as it stands, read by DuckDB: the base file
+    and the parts incremental links appended, later parts replacing earlier rows as
+    :func:`linkage.report.read_linkage` merges them (an anti-join on the kind's key),
+    so a large world's rows are not copied through polars. Paths are the home's, not
+    user values."""
+    paths = linkage_files(home, entity_type, kind)
+    if not paths:
+        raise FileNotFoundError(f"no {entity_type} {kind} in {home.lake / 'linkage'}")
+
+    def files(ps: list[Path]) -> str:
+        quoted = ", ".join("'" + str(p).replace("'", "''") + "'" for p in ps)
+        return f"read_parquet([{quoted}], union_by_name = true)"
+
+    if len(paths) == 1:
+        return f"SELECT * FROM {files(paths)}"
+    from linkage.report import DELTA_KEYS
+
+    key = DELTA_KEYS[kind]
+    if key is None:
+        return f"SELECT * FROM {files(paths)}"
+    voids = []
+    for p in paths[1:]:
+        void = p.with_name(p.stem + ".void.parquet")
+        voids.append(void if void.exists() else p)
+    arms = []
+    for i, p in enumerate(paths):
+        later = voids[i:]
+        if later:
+            arms.append(
+                f"SELECT f.* FROM {files([p])} AS f ANTI JOIN "
+                f"(SELECT DISTINCT {key} FROM {files(later)}) AS v USING ({key})"
+            )
+        else:
+            arms.append(f"SELECT * FROM {files([p])}")
+    return " UNION ALL BY NAME ".join(f"({a})" for a in arms)
+
+
 def _register_features(
     con: duckdb.DuckDBPyConnection, home: Home, entity_type: str, derive: Any
 ) -> None:
@@ -204,11 +242,10 @@ def _register_features(
             con.execute(f"CREATE TEMP VIEW {name} AS SELECT {', '.join(cols)} FROM {scan}")
             return
     elif parts:
-        from linkage.report import read_linkage
-
-        stored = read_linkage(home, entity_type, "features")
-        if set(cols) <= set(stored.collect_schema().names()):
-            con.register(name, stored.select(cols).collect())
+        scan = f"({linkage_sql(home, entity_type, 'features')})"
+        have = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
+        if set(cols) <= have:
+            con.execute(f"CREATE TEMP VIEW {name} AS SELECT {', '.join(cols)} FROM {scan}")
             return
     con.register(name, derive())
 

@@ -168,11 +168,8 @@ def _evidence_inputs(con: duckdb.DuckDBPyConnection, home: Home) -> None:
         if len(parts) == 1:
             # The path is the home's, not a user value; a view cannot take parameters.
             scan = f"read_parquet({_quote(str(parts[0]))})"
-        else:  # incremental links appended parts: linkage merges them
-            from linkage.report import read_linkage
-
-            scan = f"_evidence_{etype}_frame"
-            con.register(scan, read_linkage(home, etype, "evidence").collect())
+        else:  # incremental links appended parts: merged as linkage does, by DuckDB
+            scan = f"({matching.linkage_sql(home, etype, 'evidence')})"
         cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()]
         extra = [c for c in cols if c not in _EVIDENCE_FIXED]
         for c in extra:  # column names become SQL identifiers: only plain ones
