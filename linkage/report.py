@@ -92,6 +92,17 @@ def linkage_parts(home: Home, entity_type: str, kind: str) -> list[Path]:
     return [base, *parts]
 
 
+def void_files(paths: list[Path]) -> list[Path]:
+    """For each delta part of ``paths`` (:func:`linkage_parts`, base first), the file
+    whose key column names the earlier rows it replaces: its ``.void.parquet`` when
+    it has one, else the part itself."""
+    out = []
+    for p in paths[1:]:
+        void = p.with_name(p.stem + ".void.parquet")
+        out.append(void if void.exists() else p)
+    return out
+
+
 def read_linkage(home: Home, entity_type: str, kind: str) -> pl.LazyFrame:
     """``<type>_<kind>`` (``edges``, ``evidence`` or ``features``) as it stands: the base
     file written by the last full link and the parts each incremental link appended
@@ -106,10 +117,7 @@ def read_linkage(home: Home, entity_type: str, kind: str) -> pl.LazyFrame:
     frames = [pl.scan_parquet(p) for p in paths]
     if key is None or len(frames) == 1:
         return pl.concat(frames, how="diagonal_relaxed")
-    voids = []
-    for p in paths[1:]:
-        void = p.with_name(p.stem + ".void.parquet")
-        voids.append(pl.scan_parquet(void) if void.exists() else pl.scan_parquet(p).select(key))
+    voids = [pl.scan_parquet(v).select(key) for v in void_files(paths)]
     out = []
     for i, f in enumerate(frames):
         later = voids[i:]
@@ -253,15 +261,15 @@ def evaluate_all(home: Home, *, detail: bool = True) -> dict[str, Any]:
     """Score the saved clusters against the truth, with the naive rule for contrast."""
     from linkage.truth import mention_truth
 
-    out: dict[str, Any] = {}
-    truth = None
-    for etype in ENTITY_TYPES:
-        path = home.lake / "linkage" / f"{etype}_clusters.parquet"
+    paths = {etype: home.lake / "linkage" / f"{etype}_clusters.parquet" for etype in ENTITY_TYPES}
+    for etype, path in paths.items():
         if not path.exists():
             raise FileNotFoundError(
                 f"no {etype} clusters in {path.parent}: run `tessera link` first"
             )
-        truth = mention_truth(home) if truth is None else truth  # once for the four
+    out: dict[str, Any] = {}
+    truth = mention_truth(home)  # once for the four scorings
+    for etype, path in paths.items():
         model = evaluate(home, pl.read_parquet(path), detail=detail, truth=truth).get(etype)
         naive = evaluate(home, baseline_clusters(home, etype), detail=False, truth=truth).get(etype)
         out[etype] = {"model": model, "naive_rule": naive}

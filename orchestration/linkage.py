@@ -135,25 +135,6 @@ def link_entities(
     return settled
 
 
-def score_against_truth(home: Home) -> dict[str, dict[str, Any]]:
-    """Per entity type, the saved clusters' and the naive rule's scores against the
-    truth (``model``, ``naive rule``: ``linkage.evaluate.evaluate``, no detail)."""
-    from linkage.baseline import baseline_clusters
-    from linkage.evaluate import evaluate
-    from linkage.truth import mention_truth
-
-    paths = _paths(home)
-    scores: dict[str, dict[str, Any]] = {}
-    truth = mention_truth(home)  # once for the four scorings
-    for etype in ("person", "business"):
-        clusters = pl.read_parquet(paths[f"{etype}_clusters"])
-        model = evaluate(home, clusters, detail=False, truth=truth).get(etype)
-        naive = evaluate(home, baseline_clusters(home, etype), detail=False, truth=truth).get(etype)
-        if model is not None and naive is not None:
-            scores[etype] = {"model": model, "naive rule": naive}
-    return scores
-
-
 def cluster_checks(
     home: Home, entity_type: str, limits: qc.LinkageThresholds
 ) -> list[dg.AssetCheckResult]:
@@ -558,7 +539,13 @@ def build_linkage_assets(specs: list[SourceSpec] | tuple[SourceSpec, ...]) -> li
                     )
                 ],
             )
-        scores = isolate.call(home, score_against_truth, home)
+        from linkage.report import evaluate_all
+
+        scores = {
+            etype: {"model": by["model"], "naive rule": by["naive_rule"]}
+            for etype, by in isolate.call(home, evaluate_all, home, detail=False).items()
+            if by["model"] is not None and by["naive_rule"] is not None
+        }
         metadata: dict[str, Any] = {}
         for etype, by in scores.items():
             model, naive = by["model"], by["naive rule"]
