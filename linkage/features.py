@@ -153,15 +153,16 @@ def name_statistics(features: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame:
     # A thin mention whose name no mention with an ID carries is most likely a typo of
     # someone's name (everyone has an ID-bearing register record): keys to meet the
     # names one character away (the last, or the middle of a 3-character name).
-    unregistered = pl.col("id_any").is_null().all().over("name_py")
-    typo = pl.col("name_py_thin").is_not_null() & unregistered & n.is_between(3, 4)
+    out = out.with_columns(
+        pl.col("id_any").is_not_null().any().over("name_py").alias("name_registered")
+    )
+    typo = pl.col("name_py_thin").is_not_null() & ~pl.col("name_registered") & n.is_between(3, 4)
     return out.with_columns(
         pl.when(pl.col("name_py_thin").is_not_null() & n.is_between(2, 4))
         .then(native.str.slice(-1) + native.str.slice(0, n - 1))
         .alias("name_native_rot_thin"),
         pl.when(typo).then(native.str.slice(0, n - 1)).alias("name_typo_a_thin"),
         pl.when(typo).then(native.str.slice(0, 1) + native.str.slice(-1)).alias("name_typo_b_thin"),
-        pl.col("id_any").is_not_null().any().over("name_py").alias("name_registered"),
     )
 
 
