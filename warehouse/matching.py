@@ -202,15 +202,12 @@ def linkage_sql(home: Home, entity_type: str, kind: str) -> str:
 
     if len(paths) == 1:
         return f"SELECT * FROM {files(paths)}"
-    from linkage.report import DELTA_KEYS
+    from linkage.report import DELTA_KEYS, void_files
 
     key = DELTA_KEYS[kind]
     if key is None:
         return f"SELECT * FROM {files(paths)}"
-    voids = []
-    for p in paths[1:]:
-        void = p.with_name(p.stem + ".void.parquet")
-        voids.append(void if void.exists() else p)
+    voids = void_files(paths)
     arms = []
     for i, p in enumerate(paths):
         later = voids[i:]
