@@ -49,10 +49,6 @@ from linkage.model import (
 from tessera.config import Home
 
 
-def _unlink(path: Path) -> None:
-    path.unlink(missing_ok=True)
-
-
 class ScoredPairs:
     """The scored pairs of one prediction as a Parquet file (``mention_id_l,
     mention_id_r, match_weight, match_probability, prior_log2`` and per comparison
@@ -65,7 +61,7 @@ class ScoredPairs:
         self.path = Path(path)
         self.owned = owned
         if owned:
-            weakref.finalize(self, _unlink, self.path)
+            weakref.finalize(self, self.path.unlink, missing_ok=True)
 
     def scan(self) -> pl.LazyFrame:
         return pl.scan_parquet(self.path)
@@ -94,7 +90,7 @@ def linkage_duckdb() -> Iterator[duckdb.DuckDBPyConnection]:
         con.close()
 
 
-def predict_chunks(mentions: int) -> int:
+def predict_chunks() -> int:
     """How many slices (of the left side, by Splink's uid hash) the prediction is
     scored in: ``TESSERA_PREDICT_CHUNKS``, else 1 (one pass is the fastest; DuckDB
     spills above its memory limit). More slices bound the blocked pairs held at once
@@ -103,8 +99,22 @@ def predict_chunks(mentions: int) -> int:
     return max(1, int(env)) if env else 1
 
 
+class _HoldsScoredPairs:
+    """``scored`` / ``scan_scored()`` over a ``scored_pairs`` field (:class:`ScoredPairs`)."""
+
+    scored_pairs: ScoredPairs
+
+    @property
+    def scored(self) -> pl.DataFrame:
+        """Every scored pair at or above the floor, read whole (small worlds, tests)."""
+        return self.scored_pairs.read()
+
+    def scan_scored(self) -> pl.LazyFrame:
+        return self.scored_pairs.scan()
+
+
 @dataclass
-class LinkResult:
+class LinkResult(_HoldsScoredPairs):
     """Clusters (``mention_id, cluster_id``) with what it took to make them."""
 
     entity_type: str
@@ -127,14 +137,6 @@ class LinkResult:
     @property
     def pairs_per_mention(self) -> float:
         return self.candidate_pairs / self.mentions if self.mentions else 0.0
-
-    @property
-    def scored(self) -> pl.DataFrame:
-        """Every scored pair at or above the floor, read whole (small worlds, tests)."""
-        return self.scored_pairs.read()
-
-    def scan_scored(self) -> pl.LazyFrame:
-        return self.scored_pairs.scan()
 
 
 def duplicate_free_keys(
@@ -163,7 +165,7 @@ def _guard(
 
 
 @dataclass
-class Prediction:
+class Prediction(_HoldsScoredPairs):
     """One Splink prediction of one entity type: every candidate pair scored once,
     those at or above the score floor kept with their evidence (``scored``); the
     ones at or above the model's ``threshold`` are the edges to cluster."""
@@ -176,14 +178,6 @@ class Prediction:
     model_path: Path
     timings: dict[str, float] = field(default_factory=dict)
     blocking: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def scored(self) -> pl.DataFrame:
-        """Every scored pair at or above the floor, read whole (small worlds, tests)."""
-        return self.scored_pairs.read()
-
-    def scan_scored(self) -> pl.LazyFrame:
-        return self.scored_pairs.scan()
 
     @property
     def edges(self) -> pl.DataFrame:
@@ -310,7 +304,7 @@ def _score(
     # Row order is Splink's arbitrary order anyway (the pairs are sorted where it
     # matters); not keeping it lets DuckDB materialise and write with less memory.
     con.execute("SET preserve_insertion_order = false")
-    n = predict_chunks(features.height)
+    n = predict_chunks()
     timings["blocking"] = timings["scoring"] = 0.0
     candidate_pairs = 0
     parts = []
