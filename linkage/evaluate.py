@@ -9,16 +9,28 @@ its entity that is in its cluster (recall).
 Mentions of an evaluated entity type that the clustering does not list count as
 singletons. A mention that collapses several real entities (a name-only source)
 is scored on its majority entity and counted in ``ambiguous_mentions``.
+
+Two implementations give the same figures. Without the detail (the daily run),
+:func:`score_clusters` has DuckDB read the clusters, the staged mentions and the
+truth from Parquet and sum group sizes (``sum ce²/c`` over the (cluster, entity)
+groups is the B-cubed precision times the mention count); nothing row-sized comes
+into Python. With the detail (``tessera eval``: recall per source pair, examples of
+false merges and missed links) :func:`label` builds the labelled polars frame and
+:func:`evaluate_labelled` scores it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import duckdb
 import polars as pl
 
 from connectors import lake
-from linkage.truth import mention_truth
+from linkage.truth import create_mention_truth, mention_truth, read_parquet_sql, run_sql
 from tessera.config import Home
 
 EVIDENCE_COLUMNS = (
@@ -248,6 +260,215 @@ def evaluate_labelled(labelled: pl.DataFrame, *, detail: bool = True) -> dict[st
     return out
 
 
+# -- the same scores from DuckDB over Parquet (no detail) --------------------------------
+
+
+@contextmanager
+def scoring_duckdb(
+    home: Home, truth: pl.DataFrame | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A linkage DuckDB connection (:func:`linkage.run.linkage_duckdb`) for
+    :func:`score_clusters`, with the view ``mentions`` over the staged mention files.
+    ``truth`` (:func:`linkage.truth.mention_truth`) becomes its ``mention_truth``
+    table; without it DuckDB builds that table when a score first needs it."""
+    from linkage.run import linkage_duckdb
+
+    with linkage_duckdb() as con:
+        files = lake.staged_files(home, "mentions")
+        have: set[str] = set()
+        if files:
+            src = read_parquet_sql(files)
+            have = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()}
+        # Columns no staged file has yet are nulls, as lake.mentions inserts them.
+        cols = ", ".join(
+            (f'"{c}"' if c in have else f'NULL::VARCHAR AS "{c}"') for c in _SCORED_COLUMNS
+        )
+        where = "" if files else " WHERE false"
+        run_sql(
+            con,
+            f"CREATE TEMP VIEW mentions AS SELECT {cols} FROM "
+            + (read_parquet_sql(files) if files else "(SELECT 1)")
+            + where,
+        )
+        if truth is not None:
+            con.register("_truth_frame", truth)
+            run_sql(
+                con,
+                "CREATE TEMP TABLE mention_truth AS "
+                "SELECT mention_id, entity_id, n_entities FROM _truth_frame",
+            )
+            con.unregister("_truth_frame")
+        yield con
+
+
+_SCORED_COLUMNS = ("mention_id", "entity_type", "name_latin", *_DISTINGUISHING)
+# The polars key of name_only_ceiling: RE2's \s is ASCII only, so the rest of Rust's
+# Unicode White_Space (\v, U+0085 and the separators \p{Z}) is listed.
+_NAME_KEY_SQL = "lower(regexp_replace(name_latin, '[\\s\\x{0B}\\x{85}\\p{Z}·\\-]', '', 'g'))"
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    q = "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND temporary"
+    return bool(con.execute(q, [name]).fetchall()[0][0])
+
+
+def _base_table(con: duckdb.DuckDBPyConnection, home: Home, entity_type: str) -> str:
+    """The temporary table of every ``entity_type`` mention with its truth
+    (``mention_id, entity_id, collapsed, amb``; ``amb``: an ambiguous name-only person
+    mention, see :func:`name_only_ceiling`), built once per connection."""
+    if not entity_type.isidentifier():
+        raise ValueError(f"not an entity type: {entity_type!r}")
+    table = f"_scored_{entity_type}"
+    if _has_table(con, table):
+        return table
+    if not _has_table(con, "mention_truth"):
+        create_mention_truth(con, home)
+    person = entity_type == "person"
+    name_only = " AND ".join(f'"{c}" IS NULL' for c in _DISTINGUISHING)
+    extra = f", name_latin, ({name_only}) AS name_only" if person else ""
+    run_sql(
+        con,
+        f"""
+        CREATE TEMP TABLE _labelled AS
+        SELECT m.*, coalesce(t.entity_id, 'unknown:' || m.mention_id) AS entity_id,
+               coalesce(t.n_entities, 1) > 1 AS collapsed
+        FROM (SELECT DISTINCT mention_id {extra} FROM mentions WHERE entity_type = ?) m
+        LEFT JOIN mention_truth t ON t.mention_id = m.mention_id
+        """,
+        [entity_type],
+    )
+    if person:
+        # The name key is computed once per distinct name; only the names whose key a
+        # name-only mention carries are grouped by entity.
+        run_sql(
+            con,
+            f"""
+            CREATE TEMP TABLE {table} AS
+            WITH names AS MATERIALIZED (
+                SELECT name_latin, {_NAME_KEY_SQL} AS name_key
+                FROM (SELECT DISTINCT name_latin FROM _labelled WHERE name_latin IS NOT NULL)
+            ), wanted AS MATERIALIZED (
+                SELECT name_latin, name_key FROM names WHERE name_key IN (
+                    SELECT n.name_key FROM names n
+                    WHERE n.name_latin IN (SELECT name_latin FROM _labelled WHERE name_only))
+            ), shared AS (
+                SELECT w.name_latin FROM wanted w WHERE w.name_key IN (
+                    SELECT w2.name_key FROM _labelled l JOIN wanted w2 USING (name_latin)
+                    GROUP BY w2.name_key HAVING count(DISTINCT l.entity_id) > 1)
+            )
+            SELECT l.mention_id, l.entity_id, l.collapsed,
+                   l.name_only AND s.name_latin IS NOT NULL AS amb
+            FROM _labelled l LEFT JOIN shared s ON s.name_latin = l.name_latin
+        """,
+        )
+    else:
+        run_sql(
+            con,
+            f"CREATE TEMP TABLE {table} AS "
+            "SELECT mention_id, entity_id, collapsed, false AS amb FROM _labelled",
+        )
+    run_sql(con, "DROP TABLE _labelled")
+    return table
+
+
+def score_clusters(
+    con: duckdb.DuckDBPyConnection,
+    home: Home,
+    clusters: pl.DataFrame | Path,
+    entity_type: str,
+) -> dict[str, Any] | None:
+    """The scores :func:`evaluate` gives without the detail (``mentions, entities,
+    clusters, pairwise, bcubed, ambiguous_mentions`` and, for persons,
+    ``name_only_ceiling``) for the ``entity_type`` mentions of ``clusters`` (a frame or
+    a Parquet file of ``mention_id, cluster_id``), computed by DuckDB on ``con``
+    (:func:`scoring_duckdb`); None when ``clusters`` holds no such mention."""
+    base = _base_table(con, home, entity_type)
+    if isinstance(clusters, Path):
+        src = read_parquet_sql([clusters]).replace(", union_by_name = true", "")
+    else:
+        con.register("_clusters_frame", clusters.select("mention_id", "cluster_id"))
+        src = "_clusters_frame"
+    try:
+        # One row per (cluster, entity): n mentions, r of them not ambiguous name-only,
+        # k collapsing several entities; unlisted mentions are singletons.
+        run_sql(
+            con,
+            f"""
+            CREATE OR REPLACE TEMP TABLE _ce AS
+            SELECT cluster_id, entity_id, count(*) AS n,
+                   count(*) FILTER (WHERE NOT amb) AS r,
+                   count(*) FILTER (WHERE collapsed) AS k,
+                   count(listed) AS listed
+            FROM (SELECT b.entity_id, b.amb, b.collapsed, c.mention_id AS listed,
+                         coalesce(c.cluster_id::VARCHAR, 'single:' || b.mention_id) AS cluster_id
+                  FROM {base} b LEFT JOIN (SELECT mention_id, cluster_id FROM {src}) c
+                  ON c.mention_id = b.mention_id)
+            GROUP BY cluster_id, entity_id
+        """,
+        )
+    finally:
+        if src == "_clusters_frame":
+            con.unregister("_clusters_frame")
+    totals = con.execute("""
+        SELECT coalesce(sum(listed), 0), sum(n), sum(n * (n - 1) // 2), sum(r * (r - 1) // 2),
+               sum(k), sum(n - r)
+        FROM _ce
+    """).fetchall()[0]
+    groups = con.execute("""
+        WITH c AS MATERIALIZED (
+            SELECT cluster_id, sum(n)::BIGINT AS n, sum(r)::BIGINT AS r FROM _ce GROUP BY cluster_id
+        ), e AS MATERIALIZED (
+            SELECT entity_id, sum(n)::BIGINT AS n, sum(r)::BIGINT AS r FROM _ce GROUP BY entity_id
+        )
+        SELECT
+            (SELECT count(*) FROM c), (SELECT sum(n * (n - 1) // 2) FROM c),
+            (SELECT sum(r * (r - 1) // 2) FROM c),
+            (SELECT count(*) FROM e), (SELECT sum(n * (n - 1) // 2) FROM e),
+            (SELECT sum(r * (r - 1) // 2) FROM e), (SELECT sum((n - r) * (n - 1)) FROM e),
+            (SELECT sum(x.n * x.n / c.n) FROM _ce x JOIN c ON c.cluster_id = x.cluster_id),
+            (SELECT sum(x.n * x.n / e.n) FROM _ce x JOIN e ON e.entity_id = x.entity_id)
+    """).fetchall()[0]
+    run_sql(con, "DROP TABLE _ce")
+    listed, *rest_totals = totals
+    mentions, tp, tp_r, collapsed, amb = (int(v or 0) for v in rest_totals)
+    n_c, pred, pred_r, n_e, true, true_r, held, bp, br = groups
+    if not listed:
+        return None
+    out: dict[str, Any] = {
+        "mentions": mentions,
+        "entities": int(n_e),
+        "clusters": int(n_c),
+        "pairwise": _pairwise(pred, true, tp),
+        "bcubed": _bcubed(bp, br, mentions),
+        "ambiguous_mentions": collapsed,
+    }
+    if entity_type == "person":
+        out["name_only_ceiling"] = {
+            "ambiguous_name_only_mentions": amb,
+            "true_pairs_holding_one": int(held or 0),
+            "pairwise_without_them": _pairwise(pred_r, true_r, tp_r),
+        }
+    return out
+
+
+def _pairwise(pred: int | None, true: int | None, tp: int | None) -> dict[str, Any]:
+    p, r = _ratio(tp or 0, pred or 0), _ratio(tp or 0, true or 0)
+    return {
+        "precision": p,
+        "recall": r,
+        "f1": _f1(p, r),
+        "predicted_pairs": int(pred or 0),
+        "true_pairs": int(true or 0),
+        "true_positive_pairs": int(tp or 0),
+    }
+
+
+def _bcubed(bp: float | None, br: float | None, mentions: int) -> dict[str, float]:
+    p = float(bp) / mentions if mentions else 1.0
+    r = float(br) / mentions if mentions else 1.0
+    return {"precision": p, "recall": r, "f1": _f1(p, r)}
+
+
 def evaluate(
     home: Home,
     clusters: pl.DataFrame,
@@ -256,9 +477,24 @@ def evaluate(
     truth: pl.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Score ``clusters`` (``mention_id, cluster_id``) against the truth, per entity
-    type present in it: pairwise and B-cubed P/R/F1, recall per source pair, the worst
-    false merges and missed links. ``truth``: :func:`linkage.truth.mention_truth`,
-    when the caller scores several clusterings (read once here otherwise)."""
+    type present in it: pairwise and B-cubed P/R/F1 and, with ``detail``, recall per
+    source pair, the worst false merges and missed links. ``truth``:
+    :func:`linkage.truth.mention_truth`, when the caller scores several clusterings
+    (read once here otherwise). Without ``detail`` DuckDB computes the scores
+    (:func:`score_clusters`)."""
+    if not detail:
+        with scoring_duckdb(home, truth) as con:
+            con.register("_types_frame", clusters.select("mention_id"))
+            types = [
+                r[0]
+                for r in con.execute(
+                    "SELECT DISTINCT m.entity_type FROM _types_frame c "
+                    "JOIN mentions m ON m.mention_id = c.mention_id ORDER BY 1"
+                ).fetchall()
+            ]
+            con.unregister("_types_frame")
+            scores = {t: score_clusters(con, home, clusters, t) for t in types}
+            return {t: s for t, s in scores.items() if s is not None}
     m = lake.mentions(home).select("mention_id", "entity_type").collect()
     types = sorted(clusters.join(m, on="mention_id")["entity_type"].unique().to_list())
     if truth is None and types:

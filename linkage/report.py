@@ -24,16 +24,14 @@ which returns the base file and its parts as one frame.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
 
 from connectors import lake
-from linkage.baseline import baseline_clusters
 from linkage.decisions import (
     REVIEW_BAND,
     WEAK_WEIGHT,
@@ -46,61 +44,13 @@ from linkage.decisions import (
 )
 from linkage.evaluate import evaluate
 from linkage.explain import weak_entity_edges, write_evidence
+from linkage.parts import DELTA_KEYS, _delta_dir, _stamp, linkage_parts, void_files
 from linkage.run import LinkResult, link, linkage_duckdb
 from linkage.run import duplicate_free_keys as mention_guard_keys
 from linkage.stable_ids import assign_entity_ids
 from tessera.config import Home
 
 ENTITY_TYPES = ("person", "business")
-
-# What a later delta part replaces in the earlier ones (None: parts only add rows).
-# ``features``: the rows with the same mention ID (the part holds new mentions and
-# restated ones); ``evidence``: every row of the entity IDs in the part's void list
-# (the part holds the complete evidence of the entities it re-explains).
-DELTA_KEYS: dict[str, str | None] = {
-    "edges": None,
-    "evidence": "entity_id",
-    "features": "mention_id",
-}
-
-
-def _stamp(base: Path) -> str:
-    """Which base file a delta part extends: size and a hash of the file's tail (its
-    Parquet footer), so parts written after one full link are ignored once the next
-    full link rewrites the base (copies of the folder keep matching)."""
-    size = base.stat().st_size
-    with base.open("rb") as f:
-        f.seek(max(0, size - 65536))
-        tail = f.read()
-    return hashlib.sha1(str(size).encode() + tail).hexdigest()[:12]
-
-
-def _delta_dir(home: Home, entity_type: str, kind: str) -> Path:
-    return home.lake / "linkage" / f"{entity_type}_{kind}_delta"
-
-
-def linkage_parts(home: Home, entity_type: str, kind: str) -> list[Path]:
-    """The files of one linkage output, oldest first: the base
-    ``<type>_<kind>.parquet`` and the delta parts appended since it was written."""
-    if kind not in DELTA_KEYS:
-        raise ValueError(f"{kind!r} has no delta parts (one of {sorted(DELTA_KEYS)})")
-    base = home.lake / "linkage" / f"{entity_type}_{kind}.parquet"
-    if not base.exists():
-        return []
-    d = _delta_dir(home, entity_type, kind)
-    parts = sorted(d.glob(f"{_stamp(base)}-*[0-9].parquet")) if d.exists() else []
-    return [base, *parts]
-
-
-def void_files(paths: list[Path]) -> list[Path]:
-    """For each delta part of ``paths`` (:func:`linkage_parts`, base first), the file
-    whose key column names the earlier rows it replaces: its ``.void.parquet`` when
-    it has one, else the part itself."""
-    out = []
-    for p in paths[1:]:
-        void = p.with_name(p.stem + ".void.parquet")
-        out.append(void if void.exists() else p)
-    return out
 
 
 def read_linkage(home: Home, entity_type: str, kind: str) -> pl.LazyFrame:
@@ -254,12 +204,27 @@ def settle(home: Home, res: LinkResult) -> dict[str, Any]:
 
 
 def has_truth(home: Home) -> bool:
+    """Whether ``home`` holds the simulated truth (``truth/<source>/<day>.parquet``)."""
     return any(home.truth.glob("*/*.parquet"))
 
 
-def evaluate_all(home: Home, *, detail: bool = True) -> dict[str, Any]:
-    """Score the saved clusters against the truth, with the naive rule for contrast."""
-    from linkage.truth import mention_truth
+def evaluate_all(
+    home: Home, *, detail: bool = True, naive: bool | Literal["cached"] = True
+) -> dict[str, Any]:
+    """Score the saved clusters against the truth, with the naive rule for contrast:
+    per entity type ``model`` and ``naive_rule`` (the scores of
+    :func:`linkage.evaluate.evaluate`) and ``naive_rule_source`` (where the naive
+    rule's scores come from, see :func:`linkage.baseline.naive_rule_scores`).
+
+    Without ``detail`` DuckDB scores from the Parquet files
+    (:func:`linkage.evaluate.score_clusters`); with it the model's scores carry the
+    recall per source pair and examples of false merges and missed links. ``naive``:
+    True computes the naive rule and stores its scores, ``"cached"`` reuses the stored
+    ones (a daily run: the rule depends on the staged mentions only), False skips it
+    (``naive_rule`` None)."""
+    from linkage.baseline import naive_inputs_fingerprint, naive_rule_scores
+    from linkage.evaluate import score_clusters, scoring_duckdb
+    from linkage.truth import create_mention_truth
 
     paths = {etype: home.lake / "linkage" / f"{etype}_clusters.parquet" for etype in ENTITY_TYPES}
     for etype, path in paths.items():
@@ -268,9 +233,23 @@ def evaluate_all(home: Home, *, detail: bool = True) -> dict[str, Any]:
                 f"no {etype} clusters in {path.parent}: run `tessera link` first"
             )
     out: dict[str, Any] = {}
-    truth = mention_truth(home)  # once for the four scorings
-    for etype, path in paths.items():
-        model = evaluate(home, pl.read_parquet(path), detail=detail, truth=truth).get(etype)
-        naive = evaluate(home, baseline_clusters(home, etype), detail=False, truth=truth).get(etype)
-        out[etype] = {"model": model, "naive_rule": naive}
+    fingerprint = naive_inputs_fingerprint(home) if naive is not False else None
+    with scoring_duckdb(home) as con:  # the truth is read once for every scoring
+        truth: pl.DataFrame | None = None
+        for etype, path in paths.items():
+            if detail:
+                if truth is None:
+                    create_mention_truth(con, home)
+                    truth = con.sql("SELECT * FROM mention_truth").pl()
+                model = evaluate(home, pl.read_parquet(path), detail=True, truth=truth).get(etype)
+            else:
+                model = score_clusters(con, home, path, etype)
+            scores, source = naive_rule_scores(
+                home,
+                etype,
+                naive,
+                lambda clusters, etype=etype: score_clusters(con, home, clusters, etype),
+                fingerprint,
+            )
+            out[etype] = {"model": model, "naive_rule": scores, "naive_rule_source": source}
     return out

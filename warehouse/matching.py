@@ -48,6 +48,8 @@ from linkage.features import (
     legal_rep_names,
     person_features,
 )
+from linkage.parts import linkage_parts as linkage_files
+from linkage.parts import linkage_sql
 from tessera.config import Home
 
 ENTITY_TYPES = ("person", "business")
@@ -168,57 +170,6 @@ def _published_levels(home: Home) -> dict[str, tuple[Any, str]]:
     finally:
         con.close()
     return {etype: (json.loads(settings), levels) for etype, settings, levels in rows}
-
-
-def linkage_files(home: Home, entity_type: str, kind: str) -> list[Path]:
-    """The files of one linkage output (``edges``, ``evidence``, ``features``): the base
-    alone when no incremental link appended parts (decided without importing the
-    linkage runner and Splink, a second or more), else
-    :func:`linkage.report.linkage_parts`."""
-    base = home.lake / "linkage" / f"{entity_type}_{kind}.parquet"
-    if not base.exists():
-        return []
-    delta = home.lake / "linkage" / f"{entity_type}_{kind}_delta"
-    if not delta.exists() or not any(delta.glob("*.parquet")):
-        return [base]
-    from linkage.report import linkage_parts
-
-    return linkage_parts(home, entity_type, kind)
-
-
-def linkage_sql(home: Home, entity_type: str, kind: str) -> str:
-    """A ``SELECT`` over one linkage output as it stands, read by DuckDB: the base file
-    and the parts incremental links appended, later parts replacing earlier rows as
-    :func:`linkage.report.read_linkage` merges them (an anti-join on the kind's key),
-    so a large world's rows are not copied through polars. Paths are the home's, not
-    user values."""
-    paths = linkage_files(home, entity_type, kind)
-    if not paths:
-        raise FileNotFoundError(f"no {entity_type} {kind} in {home.lake / 'linkage'}")
-
-    def files(ps: list[Path]) -> str:
-        quoted = ", ".join("'" + str(p).replace("'", "''") + "'" for p in ps)
-        return f"read_parquet([{quoted}], union_by_name = true)"
-
-    if len(paths) == 1:
-        return f"SELECT * FROM {files(paths)}"
-    from linkage.report import DELTA_KEYS, void_files
-
-    key = DELTA_KEYS[kind]
-    if key is None:
-        return f"SELECT * FROM {files(paths)}"
-    voids = void_files(paths)
-    arms = []
-    for i, p in enumerate(paths):
-        later = voids[i:]
-        if later:
-            arms.append(
-                f"SELECT f.* FROM {files([p])} AS f ANTI JOIN "
-                f"(SELECT DISTINCT {key} FROM {files(later)}) AS v USING ({key})"
-            )
-        else:
-            arms.append(f"SELECT * FROM {files([p])}")
-    return " UNION ALL BY NAME ".join(f"({a})" for a in arms)
 
 
 def _register_features(
