@@ -236,22 +236,84 @@ def oriented_rules(rules: list[str], uid: str = "mention_id") -> list[dict[str, 
     return out
 
 
+Key = tuple[tuple[str, str], ...]
+
+
+def key_conditions(rules: list[str]) -> list[Key] | None:
+    """For each blocking rule, the equalities among its top-level conjuncts whose two
+    sides each read one record (``l.x = r.y``, ``l.k = substr(r.n, 1, 2)``), as one
+    composite key: ``((expression on the existing record, expression on the new
+    record), ...)``, in both orientations, the table prefixes removed (parsed with
+    sqlglot, which Splink uses). Two records a rule joins agree on its key, so the
+    existing records sharing some key with a new one are a superset of those the
+    rules can pair with it. None when a rule has no such conjunct (any record may
+    pair)."""
+    import sqlglot
+    from sqlglot import exp
+
+    def bare(e: exp.Expression) -> str:
+        e = e.copy()
+        for c in e.find_all(exp.Column):
+            c.set("table", None)
+        return e.sql(dialect="duckdb")
+
+    out: list[Key] = []
+    for rule in rules:
+        tree = sqlglot.parse_one(rule, read="duckdb").unnest()
+        conjuncts = list(tree.flatten()) if isinstance(tree, exp.And) else [tree]
+        key = []
+        for c in conjuncts:
+            c = c.unnest()
+            if not isinstance(c, exp.EQ):
+                continue
+            sides = [{col.table for col in e.find_all(exp.Column)} for e in (c.this, c.expression)]
+            if sorted(map(sorted, sides)) == [["l"], ["r"]]:
+                left, right = (
+                    (c.this, c.expression) if sides[0] == {"l"} else (c.expression, c.this)
+                )
+                key.append((bare(left), bare(right)))
+        if not key:
+            return None
+        out += [tuple(key), tuple((b, a) for a, b in key)]
+    return list(dict.fromkeys(out))
+
+
 def _blocking_candidates(
     existing: pl.DataFrame, new: pl.DataFrame, rules: list[str]
 ) -> pl.DataFrame:
-    """The ``existing`` rows that can pair with a ``new`` row under some blocking rule:
-    the first column equality of each rule holds, in either orientation (a superset of
-    the rule; the blocking join applies it exactly). A rule with no column equality
-    keeps every row."""
-    conds: list[pl.Expr] = []
-    for sql in rules:
-        eqs = _EQ.findall(sql)
-        if not eqs:
-            return existing
-        a, b = (side[2:].strip('"') for side in eqs[0])
-        for mine, theirs in ((a, b), (b, a)):
-            conds.append(pl.col(mine).is_in(new[theirs].drop_nulls().unique().implode()))
-    return existing.filter(pl.any_horizontal(conds)) if conds else existing
+    """The ``existing`` rows that can pair with a ``new`` row under some blocking rule
+    (:func:`key_conditions`: a superset of the rules' pairs; the blocking join
+    applies them exactly), found by one DuckDB hash join per key over the frames in
+    memory. All rows when a rule has no usable equality."""
+    keys = key_conditions(rules)
+    if keys is None:
+        return existing
+    import sqlglot
+    from sqlglot import exp
+
+    read = {
+        c.name
+        for key in keys
+        for mine, _ in key
+        for c in sqlglot.parse_one(mine, read="duckdb").find_all(exp.Column)
+    }
+    con = duckdb.connect()
+    try:
+        con.register("existing_rows", existing.select("uid", *sorted(read - {"uid"})).to_arrow())
+        con.register("new_rows", new.to_arrow())
+        arms = []
+        for key in keys:
+            theirs = ", ".join(f"{t} AS k{i}" for i, (_, t) in enumerate(key))
+            present = " AND ".join(f"({t}) IS NOT NULL" for _, t in key)
+            on = " AND ".join(f"({m}) = n.k{i}" for i, (m, _) in enumerate(key))
+            arms.append(
+                f"SELECT existing_rows.uid FROM existing_rows JOIN "
+                f"(SELECT DISTINCT {theirs} FROM new_rows WHERE {present}) n ON {on}"
+            )
+        uids = con.sql(" UNION ".join(arms)).pl()["uid"]
+    finally:
+        con.close()
+    return existing.filter(pl.col("uid").is_in(uids.implode()))
 
 
 def _tf_columns(settings: dict[str, Any]) -> list[str]:
