@@ -25,6 +25,7 @@ from connectors.daily import fingerprint, pending_files
 from connectors.spec import SourceSpec
 from orchestration.linkage import (
     BUSINESS_CLUSTERS,
+    EVALUATION,
     PERSON_CLUSTERS,
     PERSON_MENTIONS,
     PERSON_MODEL,
@@ -39,8 +40,9 @@ from tessera.config import Home
 
 PIPELINE_TAG = {"tessera/pipeline": "writer"}
 # The assets whose work depends on the linking mode (the mentions asset derives every
-# mention's features only for a full link).
-CLUSTER_OPS = (PERSON_MENTIONS, PERSON_CLUSTERS, BUSINESS_CLUSTERS)
+# mention's features only for a full link; the evaluation recomputes the naive rule
+# only then).
+CLUSTER_OPS = (PERSON_MENTIONS, PERSON_CLUSTERS, BUSINESS_CLUSTERS, EVALUATION)
 
 
 def delivery_days(home: Home) -> dg.DailyPartitionsDefinition:

@@ -257,6 +257,8 @@ def _scores_table(scores: dict[str, dict[str, Any]]) -> str:
     ]
     for etype, by in scores.items():
         for method, s in by.items():
+            if s is None:
+                continue
             pw, b3 = s["pairwise"], s["bcubed"]
             lines.append(
                 f"| {etype} | {method} | {pw['precision']:.5f} | {pw['recall']:.5f} | "
@@ -520,13 +522,18 @@ def build_linkage_assets(specs: list[SourceSpec] | tuple[SourceSpec, ...]) -> li
         **common,
     )
     def evaluation(
-        context: dg.AssetExecutionContext, tessera: TesseraHome, quality: QualityThresholds
+        context: dg.AssetExecutionContext,
+        config: LinkConfig,
+        tessera: TesseraHome,
+        quality: QualityThresholds,
     ) -> dg.MaterializeResult:
         """Accuracy of the saved person and business clusters against the simulated truth
-        (``linkage.evaluate.evaluate``), next to the naive rule
-        (``linkage.baseline.baseline_clusters``): pairwise and B-cubed precision, recall
-        and F1 per entity type. A home without ``truth/`` (real data) records that and
-        scores nothing."""
+        (``linkage.report.evaluate_all``, scored by DuckDB), next to the naive rule
+        (``linkage.baseline``): pairwise and B-cubed precision, recall and F1 per entity
+        type. The naive rule depends on the staged mentions only: a full relink
+        (``mode: full``) computes it, a daily run shows the scores stored then
+        (``naive_rule_source`` says when they were computed). A home without ``truth/``
+        (real data) records that and scores nothing."""
         home = tessera.home()
         if not any(home.truth.glob("*/*.parquet")):
             return dg.MaterializeResult(
@@ -541,15 +548,21 @@ def build_linkage_assets(specs: list[SourceSpec] | tuple[SourceSpec, ...]) -> li
             )
         from linkage.report import evaluate_all
 
+        naive = True if config.mode == "full" else "cached"
+        result = isolate.call(home, evaluate_all, home, detail=False, naive=naive)
         scores = {
             etype: {"model": by["model"], "naive rule": by["naive_rule"]}
-            for etype, by in isolate.call(home, evaluate_all, home, detail=False).items()
-            if by["model"] is not None and by["naive_rule"] is not None
+            for etype, by in result.items()
+            if by["model"] is not None
         }
         metadata: dict[str, Any] = {}
         for etype, by in scores.items():
-            model, naive = by["model"], by["naive rule"]
-            for method, s in (("model", model), ("naive", naive)):
+            model, naive_scores = by["model"], by["naive rule"]
+            source = result[etype].get("naive_rule_source") or {}
+            metadata[f"{etype}_naive_rule_source"] = jsonable(source)
+            for method, s in (("model", model), ("naive", naive_scores)):
+                if s is None:
+                    continue
                 for kind in ("pairwise", "bcubed"):
                     for k in ("precision", "recall", "f1"):
                         metadata[f"{etype}_{method}_{kind}_{k}"] = float(s[kind][k])
