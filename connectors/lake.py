@@ -39,11 +39,16 @@ def records(home: Home, sources: list[str] | None = None) -> pl.LazyFrame:
     return _scan(paths, RECORD_SCHEMA)
 
 
+def mention_rows(home: Home) -> pl.LazyFrame:
+    """Every staged mention row in file order: a mention staged by several files (the
+    same identity delivered again) appears once per file."""
+    return _scan(staged_files(home, "mentions"), MENTION_SCHEMA)
+
+
 def mentions(home: Home) -> pl.LazyFrame:
-    """Every distinct staged mention (one per identity per source)."""
-    return _scan(staged_files(home, "mentions"), MENTION_SCHEMA).unique(
-        subset=["mention_id"], keep="first", maintain_order=True
-    )
+    """Every distinct staged mention (one per identity per source): the first of its
+    rows (:func:`mention_rows`)."""
+    return mention_rows(home).unique(subset=["mention_id"], keep="first", maintain_order=True)
 
 
 def relationships(home: Home) -> pl.LazyFrame:
