@@ -441,19 +441,22 @@ def score_new(
 
 
 def _region(
-    prev: pl.DataFrame, seeds: pl.Series, old_edges: pl.DataFrame
+    prev: pl.DataFrame, seeds: pl.Series, old_edges: pl.LazyFrame
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The existing entities to re-cluster: those holding a ``seeds`` mention, closed
     over old edges that cross entities (an edge refused by the guard or a decision
     ties two entities a full relink would reconsider together). Returns the region's
-    old map (``mention_id, entity_id``) and its old edges (both ends inside)."""
+    old map (``mention_id, entity_id``) and its old edges (both ends inside). The
+    edges are scanned only when there are seeds, for the region's mentions only."""
     ents = prev.filter(pl.col("mention_id").is_in(seeds.implode()))["entity_id"].unique()
+    if ents.is_empty():
+        return prev.clear(), old_edges.clear().collect()
     while True:
         members = prev.filter(pl.col("entity_id").is_in(ents.implode()))
         ids = members["mention_id"].implode()
         touching = old_edges.filter(
             pl.col("mention_id_l").is_in(ids) | pl.col("mention_id_r").is_in(ids)
-        )
+        ).collect()
         ends = pl.concat([touching["mention_id_l"], touching["mention_id_r"]]).unique()
         more = prev.filter(pl.col("mention_id").is_in(ends.implode()))["entity_id"].unique()
         grown = pl.concat([ents, more]).unique()
@@ -646,6 +649,11 @@ def _review(
 # ------------------------------------------------------------------ the increment
 
 
+def touched_path(home: Home, entity_type: str) -> Path:
+    """``<type>_touched.parquet``: the entity IDs the last incremental link changed."""
+    return home.lake / "linkage" / f"{entity_type}_touched.parquet"
+
+
 def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
     """Link the ``entity_type`` mentions of ``home`` that the last run has not seen
     (in the lake, not in ``<type>_entities.parquet``) into the existing entities,
@@ -668,6 +676,9 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
     timings["features"] = time.perf_counter() - t
     stats: dict[str, Any] = {"entity_type": entity_type, "new_mentions": new_ids.len()}
     if new_ids.len() == 0:
+        pl.DataFrame({"entity_id": []}, schema={"entity_id": pl.String}).write_parquet(
+            touched_path(home, entity_type)
+        )
         return stats | {
             "candidate_pairs": 0,
             "seconds": {k: round(v, 2) for k, v in timings.items()},
@@ -708,7 +719,7 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
 
     # Mention level for those, closed over old edges that cross entities.
     t = time.perf_counter()
-    all_old_edges = read_linkage(home, entity_type, "edges").select(EDGE_COLUMNS).collect()
+    all_old_edges = read_linkage(home, entity_type, "edges").select(EDGE_COLUMNS)
     while True:
         fb_nodes = comps.filter(pl.col("component").is_in(fallback.implode()))
         seeds = pl.concat(
@@ -819,6 +830,15 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
     elif feature_rows.height:
         append_linkage(home, entity_type, "features", feature_rows)
     review.write_parquet(rv_path)
+    # The entities this increment changed (grown, new, or rebuilt at mention level):
+    # the checks of a daily run look at these only (every other entity passed them).
+    touched = pl.concat(
+        [
+            entities.filter(pl.col("mention_id").is_in(new_ids.implode()))["entity_id"],
+            ids.entities["entity_id"],
+        ]
+    ).unique()
+    touched.to_frame("entity_id").sort("entity_id").write_parquet(touched_path(home, entity_type))
     timings["write"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
 
