@@ -136,12 +136,18 @@ def link_entities(
 
 
 def cluster_checks(
-    home: Home, entity_type: str, limits: qc.LinkageThresholds
+    home: Home, entity_type: str, limits: qc.LinkageThresholds, mode: str = "full"
 ) -> list[dg.AssetCheckResult]:
-    """The over-merge guards of one entity type (blocking): entity size and
-    duplicate-free sources."""
+    """The over-merge guards of one entity type (blocking): entity size (every
+    entity) and duplicate-free sources (after an incremental link, the entities it
+    changed: the others passed when they were last changed)."""
     size = qc.oversized_entities(home, entity_type, limits.max_entity_mentions)
-    dup = qc.duplicate_free_violations(home, entity_type)
+    touched = None
+    if mode == "incremental":
+        from linkage.incremental import touched_path
+
+        touched = pl.read_parquet(touched_path(home, entity_type))["entity_id"]
+    dup = qc.duplicate_free_violations(home, entity_type, touched)
     return [
         dg.AssetCheckResult(
             check_name="entity_size",
@@ -158,6 +164,7 @@ def cluster_checks(
             passed=dup["entities"] == 0,
             metadata={
                 "entities_with_two_records_of_one_register": dup["entities"],
+                "entities_checked": dup["entities_checked"],
                 "examples": ", ".join(dup["examples"]) or "none",
             },
         ),
@@ -183,15 +190,19 @@ def _cluster_check_specs(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
     ]
 
 
-def _edges_histogram(home: Home, entity_type: str) -> dg.MetadataValue:
-    from linkage.report import read_linkage
+def _edges_histogram(
+    home: Home, entity_type: str, mode: str = "full", stats: dict[str, Any] | None = None
+) -> dg.MetadataValue:
+    """The match weights of the edges this run made: a full link's, or the part the
+    incremental link appended (``stats``: what it reported)."""
+    from linkage.parts import linkage_parts
 
-    try:
-        # The full link's edges and every incremental link's parts.
-        edges = read_linkage(home, entity_type, "edges").select("match_weight").collect()
-    except FileNotFoundError:
+    parts = linkage_parts(home, entity_type, "edges")
+    if not parts or (mode == "incremental" and not (stats or {}).get("edges")):
         return dg.MetadataValue.md("no edges")
-    return dg.MetadataValue.md(weight_histogram(edges["match_weight"]))
+    path = parts[-1] if mode == "incremental" else parts[0]
+    weights = pl.read_parquet(path, columns=["match_weight"])["match_weight"]
+    return dg.MetadataValue.md(weight_histogram(weights))
 
 
 def _largest(clusters: pl.DataFrame) -> dg.MetadataValue:
@@ -461,9 +472,9 @@ def build_linkage_assets(specs: list[SourceSpec] | tuple[SourceSpec, ...]) -> li
                 "seconds": jsonable(stats.get("seconds", {})),
                 "cluster_sizes": dg.MetadataValue.md(_sizes_table(clusters)),
                 "largest_entities": _largest(clusters),
-                "match_weight_histogram": _edges_histogram(home, "person"),
+                "match_weight_histogram": _edges_histogram(home, "person", mode, stats),
             },
-            check_results=cluster_checks(home, "person", quality.linkage()),
+            check_results=cluster_checks(home, "person", quality.linkage(), mode),
         )
 
     @dg.asset(
@@ -500,9 +511,9 @@ def build_linkage_assets(specs: list[SourceSpec] | tuple[SourceSpec, ...]) -> li
                 "guard_refused_edges": stats.get("guard_refused_edges", 0),
                 "cluster_sizes": dg.MetadataValue.md(_sizes_table(clusters)),
                 "largest_entities": _largest(clusters),
-                "match_weight_histogram": _edges_histogram(home, "business"),
+                "match_weight_histogram": _edges_histogram(home, "business", mode, stats),
             },
-            check_results=cluster_checks(home, "business", quality.linkage()),
+            check_results=cluster_checks(home, "business", quality.linkage(), mode),
         )
 
     @dg.asset(

@@ -59,13 +59,37 @@ def oversized_entities(home: Home, entity_type: str, limit: int) -> dict[str, An
     }
 
 
-def duplicate_free_violations(home: Home, entity_type: str) -> dict[str, Any]:
-    """Entities holding two different records of one duplicate-free source."""
+def duplicate_free_violations(
+    home: Home, entity_type: str, entity_ids: pl.Series | None = None
+) -> dict[str, Any]:
+    """Entities holding two different records of one duplicate-free source; of
+    ``entity_ids`` only when given (a daily run: the entities it changed)."""
     from linkage.clusters import offending_clusters
     from linkage.report import duplicate_free_keys
 
-    bad = offending_clusters(clusters(home, entity_type), duplicate_free_keys(home, entity_type))
-    return {"entities": bad.height, "examples": bad["cluster_id"].head(5).to_list()}
+    found = clusters(home, entity_type)
+    if entity_ids is None:
+        keys = duplicate_free_keys(home, entity_type)
+    else:
+        from connectors import lake
+        from linkage.run import duplicate_free_keys as keys_of
+
+        found = found.filter(pl.col("cluster_id").is_in(entity_ids.implode()))
+        ids = found["mention_id"].implode()
+        mentions = (
+            lake.mention_rows(home)
+            .filter(pl.col("mention_id").is_in(ids))
+            .select("mention_id", "source_id", "role")
+            .unique(subset=["mention_id"], keep="first", maintain_order=True)
+            .collect()
+        )
+        keys = keys_of(home, mentions, found["mention_id"])
+    bad = offending_clusters(found, keys)
+    return {
+        "entities": bad.height,
+        "examples": bad["cluster_id"].head(5).to_list(),
+        "entities_checked": found["cluster_id"].n_unique(),
+    }
 
 
 def membership_map(path: Path) -> pl.DataFrame | None:
