@@ -14,7 +14,10 @@ Two implementations give the same figures. Without the detail (the daily run),
 :func:`score_clusters` has DuckDB read the clusters, the staged mentions and the
 truth from Parquet and sum group sizes (``sum ce²/c`` over the (cluster, entity)
 groups is the B-cubed precision times the mention count); nothing row-sized comes
-into Python. With the detail (``tessera eval``: recall per source pair, examples of
+into Python. A daily run (:func:`scoring_duckdb` with ``stored``) takes the labelled
+mentions from the store :func:`linkage.truth.update_truth_store` keeps up to date, so
+scoring a clustering is one scan of its Parquet file joined with the stored labels.
+With the detail (``tessera eval``: recall per source pair, examples of
 false merges and missed links) :func:`label` builds the labelled polars frame and
 :func:`evaluate_labelled` scores it.
 """
@@ -30,8 +33,21 @@ import duckdb
 import polars as pl
 
 from connectors import lake
-from linkage.truth import create_mention_truth, mention_truth, read_parquet_sql, run_sql
+from linkage.truth import (
+    DISTINGUISHING,
+    ambiguous_keys_sql,
+    create_labels,
+    create_mention_truth,
+    mention_truth,
+    read_parquet_sql,
+    run_sql,
+    staged_mentions_sql,
+    stored_truth_views,
+)
 from tessera.config import Home
+
+# The columns a name-only person mention lacks (linkage.truth.DISTINGUISHING).
+_DISTINGUISHING = DISTINGUISHING
 
 EVIDENCE_COLUMNS = (
     "mention_id",
@@ -197,14 +213,6 @@ def label(
     )
 
 
-# A person mention that says none of these carries only a name (and perhaps sex,
-# birth place or an address).
-_DISTINGUISHING = (
-    "dob", "dob_raw", "id_number", "id_raw", "id_masked", "id_dob",
-    "phone", "phone_raw", "phone_masked", "email", "plate", "passport",
-)  # fmt: skip
-
-
 def name_only_ceiling(labelled: pl.DataFrame) -> dict[str, Any] | None:
     """How much of the person recall no model can reach from the records alone.
 
@@ -265,31 +273,26 @@ def evaluate_labelled(labelled: pl.DataFrame, *, detail: bool = True) -> dict[st
 
 @contextmanager
 def scoring_duckdb(
-    home: Home, truth: pl.DataFrame | None = None
+    home: Home, truth: pl.DataFrame | None = None, *, stored: bool = False
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """A linkage DuckDB connection (:func:`linkage.run.linkage_duckdb`) for
     :func:`score_clusters`, with the view ``mentions`` over the staged mention files.
     ``truth`` (:func:`linkage.truth.mention_truth`) becomes its ``mention_truth``
-    table; without it DuckDB builds that table when a score first needs it."""
+    table; without it DuckDB builds that table when a score first needs it. With
+    ``stored`` the truth and every mention's label come from the store kept between
+    runs, brought up to date first (:func:`linkage.truth.stored_truth_views`): a score
+    reads the clusters and the stored labels, not the staged files."""
     from linkage.run import linkage_duckdb
 
+    if stored and truth is not None:
+        raise ValueError("stored truth or a truth frame, not both")
     with linkage_duckdb() as con:
         files = lake.staged_files(home, "mentions")
-        have: set[str] = set()
-        if files:
-            src = read_parquet_sql(files)
-            have = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()}
-        # Columns no staged file has yet are nulls, as lake.mentions inserts them.
-        cols = ", ".join(
-            (f'"{c}"' if c in have else f'NULL::VARCHAR AS "{c}"') for c in _SCORED_COLUMNS
-        )
-        where = "" if files else " WHERE false"
         run_sql(
-            con,
-            f"CREATE TEMP VIEW mentions AS SELECT {cols} FROM "
-            + (read_parquet_sql(files) if files else "(SELECT 1)")
-            + where,
+            con, f"CREATE TEMP VIEW mentions AS SELECT * FROM {staged_mentions_sql(con, files)}"
         )
+        if stored:
+            stored_truth_views(con, home)
         if truth is not None:
             con.register("_truth_frame", truth)
             run_sql(
@@ -301,72 +304,36 @@ def scoring_duckdb(
         yield con
 
 
-_SCORED_COLUMNS = ("mention_id", "entity_type", "name_latin", *_DISTINGUISHING)
-# The polars key of name_only_ceiling: RE2's \s is ASCII only, so the rest of Rust's
-# Unicode White_Space (\v, U+0085 and the separators \p{Z}) is listed.
-_NAME_KEY_SQL = "lower(regexp_replace(name_latin, '[\\s\\x{0B}\\x{85}\\p{Z}·\\-]', '', 'g'))"
-
-
-def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    q = "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND temporary"
+def _has_relation(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    q = """SELECT count(*) FROM (
+        SELECT table_name AS name FROM duckdb_tables() WHERE temporary
+        UNION ALL SELECT view_name FROM duckdb_views() WHERE temporary) WHERE name = ?"""
     return bool(con.execute(q, [name]).fetchall()[0][0])
 
 
 def _base_table(con: duckdb.DuckDBPyConnection, home: Home, entity_type: str) -> str:
-    """The temporary table of every ``entity_type`` mention with its truth
-    (``mention_id, entity_id, collapsed, amb``; ``amb``: an ambiguous name-only person
-    mention, see :func:`name_only_ceiling`), built once per connection."""
+    """The relation of every ``entity_type`` mention with its truth (``mention_id,
+    entity_id, collapsed, amb``; ``amb``: an ambiguous name-only person mention, see
+    :func:`name_only_ceiling`): the stored labels (``labelled_<type>``, see
+    :func:`scoring_duckdb`) or a temporary table built once per connection."""
     if not entity_type.isidentifier():
         raise ValueError(f"not an entity type: {entity_type!r}")
+    if _has_relation(con, f"labelled_{entity_type}"):
+        return f"labelled_{entity_type}"
     table = f"_scored_{entity_type}"
-    if _has_table(con, table):
+    if _has_relation(con, table):
         return table
-    if not _has_table(con, "mention_truth"):
+    if not _has_relation(con, "mention_truth"):
         create_mention_truth(con, home)
-    person = entity_type == "person"
-    name_only = " AND ".join(f'"{c}" IS NULL' for c in _DISTINGUISHING)
-    extra = f", name_latin, ({name_only}) AS name_only" if person else ""
+    create_labels(con, "_labelled", "mentions", "mention_truth", entity_type)
     run_sql(
         con,
         f"""
-        CREATE TEMP TABLE _labelled AS
-        SELECT m.*, coalesce(t.entity_id, 'unknown:' || m.mention_id) AS entity_id,
-               coalesce(t.n_entities, 1) > 1 AS collapsed
-        FROM (SELECT DISTINCT mention_id {extra} FROM mentions WHERE entity_type = ?) m
-        LEFT JOIN mention_truth t ON t.mention_id = m.mention_id
+        CREATE TEMP TABLE {table} AS
+        SELECT l.mention_id, l.entity_id, l.collapsed, l.name_only AND s.shared IS TRUE AS amb
+        FROM _labelled l LEFT JOIN ({ambiguous_keys_sql("_labelled")}) s USING (name_key)
         """,
-        [entity_type],
     )
-    if person:
-        # The name key is computed once per distinct name; only the names whose key a
-        # name-only mention carries are grouped by entity.
-        run_sql(
-            con,
-            f"""
-            CREATE TEMP TABLE {table} AS
-            WITH names AS MATERIALIZED (
-                SELECT name_latin, {_NAME_KEY_SQL} AS name_key
-                FROM (SELECT DISTINCT name_latin FROM _labelled WHERE name_latin IS NOT NULL)
-            ), wanted AS MATERIALIZED (
-                SELECT name_latin, name_key FROM names WHERE name_key IN (
-                    SELECT n.name_key FROM names n
-                    WHERE n.name_latin IN (SELECT name_latin FROM _labelled WHERE name_only))
-            ), shared AS (
-                SELECT w.name_latin FROM wanted w WHERE w.name_key IN (
-                    SELECT w2.name_key FROM _labelled l JOIN wanted w2 USING (name_latin)
-                    GROUP BY w2.name_key HAVING count(DISTINCT l.entity_id) > 1)
-            )
-            SELECT l.mention_id, l.entity_id, l.collapsed,
-                   l.name_only AND s.name_latin IS NOT NULL AS amb
-            FROM _labelled l LEFT JOIN shared s ON s.name_latin = l.name_latin
-        """,
-        )
-    else:
-        run_sql(
-            con,
-            f"CREATE TEMP TABLE {table} AS "
-            "SELECT mention_id, entity_id, collapsed, false AS amb FROM _labelled",
-        )
     run_sql(con, "DROP TABLE _labelled")
     return table
 
@@ -425,10 +392,14 @@ def score_clusters(
             (SELECT sum(r * (r - 1) // 2) FROM c),
             (SELECT count(*) FROM e), (SELECT sum(n * (n - 1) // 2) FROM e),
             (SELECT sum(r * (r - 1) // 2) FROM e), (SELECT sum((n - r) * (n - 1)) FROM e),
-            (SELECT sum(x.n * x.n / c.n) FROM _ce x JOIN c ON c.cluster_id = x.cluster_id),
-            (SELECT sum(x.n * x.n / e.n) FROM _ce x JOIN e ON e.entity_id = x.entity_id)
+            (SELECT sum((x.n * x.n / c.n)::DECIMAL(38, 24)) FROM _ce x
+             JOIN c ON c.cluster_id = x.cluster_id),
+            (SELECT sum((x.n * x.n / e.n)::DECIMAL(38, 24)) FROM _ce x
+             JOIN e ON e.entity_id = x.entity_id)
     """).fetchall()[0]
     run_sql(con, "DROP TABLE _ce")
+    # The B-cubed terms are summed as decimals: exact, so the same in any order (a
+    # parallel float sum differs in the last bits from run to run).
     listed, *rest_totals = totals
     mentions, tp, tp_r, collapsed, amb = (int(v or 0) for v in rest_totals)
     n_c, pred, pred_r, n_e, true, true_r, held, bp, br = groups

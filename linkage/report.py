@@ -216,7 +216,9 @@ def evaluate_all(
     :func:`linkage.evaluate.evaluate`) and ``naive_rule_source`` (where the naive
     rule's scores come from, see :func:`linkage.baseline.naive_rule_scores`).
 
-    Without ``detail`` DuckDB scores from the Parquet files
+    The truth comes from the store in ``lake/linkage/mention_truth/``, brought up to
+    date first (:func:`linkage.truth.update_truth_store`: only the files added since
+    are read). Without ``detail`` DuckDB scores from the Parquet files
     (:func:`linkage.evaluate.score_clusters`); with it the model's scores carry the
     recall per source pair and examples of false merges and missed links. ``naive``:
     True computes the naive rule and stores its scores, ``"cached"`` reuses the stored
@@ -224,7 +226,6 @@ def evaluate_all(
     (``naive_rule`` None)."""
     from linkage.baseline import naive_inputs_fingerprint, naive_rule_scores
     from linkage.evaluate import score_clusters, scoring_duckdb
-    from linkage.truth import create_mention_truth
 
     paths = {etype: home.lake / "linkage" / f"{etype}_clusters.parquet" for etype in ENTITY_TYPES}
     for etype, path in paths.items():
@@ -234,12 +235,13 @@ def evaluate_all(
             )
     out: dict[str, Any] = {}
     fingerprint = naive_inputs_fingerprint(home) if naive is not False else None
-    with scoring_duckdb(home) as con:  # the truth is read once for every scoring
+    # The truth mapping and the labelled mentions are kept between runs and extended
+    # by the files added since (linkage.truth.update_truth_store).
+    with scoring_duckdb(home, stored=True) as con:
         truth: pl.DataFrame | None = None
         for etype, path in paths.items():
             if detail:
                 if truth is None:
-                    create_mention_truth(con, home)
                     truth = con.sql("SELECT * FROM mention_truth").pl()
                 model = evaluate(home, pl.read_parquet(path), detail=True, truth=truth).get(etype)
             else:
