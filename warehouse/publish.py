@@ -24,6 +24,7 @@ import polars as pl
 from connectors import lake
 from connectors.canonical import ADDRESS_FIELDS, MENTION_SCHEMA, RECORD_SCHEMA, RELATIONSHIP_SCHEMA
 from connectors.catalog import load_specs
+from linkage.parts import linkage_parts, linkage_sql
 from tessera.config import Home
 from warehouse import corrections, matching, schema
 
@@ -116,9 +117,21 @@ def _files_table(con: duckdb.DuckDBPyConnection, name: str, paths: list[Path]) -
         )
 
 
-def _entity_map(con: duckdb.DuckDBPyConnection, home: Home) -> None:
-    """``_map``: mention → entity, stable IDs (``<type>_entities``) if present, else
-    clusters, read by DuckDB straight from the Parquet files."""
+def map_files(home: Home) -> list[Path]:
+    """The entity map's files: per type its stable IDs (``<type>_entities``) if present,
+    else its clusters."""
+    out = []
+    for etype in ENTITY_TYPES:
+        ent = home.lake / "linkage" / f"{etype}_entities.parquet"
+        clu = home.lake / "linkage" / f"{etype}_clusters.parquet"
+        if ent.exists() or clu.exists():
+            out.append(ent if ent.exists() else clu)
+    return out
+
+
+def _entity_map(con: duckdb.DuckDBPyConnection, home: Home, name: str = "_map") -> None:
+    """``_map`` (or ``name``): mention → entity, stable IDs (``<type>_entities``) if
+    present, else clusters, read by DuckDB straight from the Parquet files."""
     arms = []
     for etype in ENTITY_TYPES:
         ent = home.lake / "linkage" / f"{etype}_entities.parquet"
@@ -135,7 +148,7 @@ def _entity_map(con: duckdb.DuckDBPyConnection, home: Home) -> None:
             )
     if not arms:
         raise FileNotFoundError(f"no linkage output in {home.lake / 'linkage'}: run link first")
-    con.execute("CREATE TEMP TABLE _map AS " + " UNION ALL ".join(arms))
+    con.execute(f"CREATE TEMP TABLE {name} AS " + " UNION ALL ".join(arms))
 
 
 _EMPTY_EDGES = """
@@ -147,7 +160,59 @@ _EMPTY_EDGES = """
     WHERE false"""
 
 
-def _evidence_inputs(con: duckdb.DuckDBPyConnection, home: Home) -> None:
+def evidence_scans(
+    con: duckdb.DuckDBPyConnection, home: Home
+) -> list[tuple[str, str, list[tuple[str, str]], list[str]]]:
+    """Per entity type with evidence: its merged scan (a ``FROM`` item: the base file,
+    or the base and its delta parts merged as linkage merges them), its columns
+    (name, type) and its per-comparison columns (every column but
+    :data:`_EVIDENCE_FIXED`)."""
+    scans = []
+    for etype in ENTITY_TYPES:
+        parts = linkage_parts(home, etype, "evidence")
+        if not parts:
+            continue
+        if len(parts) == 1:
+            # The path is the home's, not a user value; a view cannot take parameters.
+            scan = f"read_parquet({_quote(str(parts[0]))})"
+        else:  # incremental links appended parts: merged as linkage does, by DuckDB
+            scan = f"({linkage_sql(home, etype, 'evidence')})"
+        cols = [(r[0], r[1]) for r in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()]
+        extra = [c for c, _ in cols if c not in _EVIDENCE_FIXED]
+        for c in extra:  # column names become SQL identifiers: only plain ones
+            if not c.isidentifier():
+                raise ValueError(f"unexpected evidence column {c!r} in {parts[0]}")
+        scans.append((etype, scan, cols, extra))
+    return scans
+
+
+def evidence_head(etype: str, cols: list[str]) -> str:
+    """The ``SELECT`` of the fixed evidence columns, as ``_evidence_edges`` has them."""
+    source = "CAST(source AS VARCHAR)" if "source" in cols else "NULL::VARCHAR"
+    decision = "CAST(decision_id AS BIGINT)" if "decision_id" in cols else "NULL::BIGINT"
+    return (
+        f"SELECT '{etype}' AS entity_type, CAST(entity_id AS VARCHAR) AS entity_id, "
+        "CAST(mention_id_l AS VARCHAR) AS mention_id_l, "
+        "CAST(mention_id_r AS VARCHAR) AS mention_id_r, "
+        "CAST(match_weight AS DOUBLE) AS match_weight, "
+        "CAST(match_probability AS DOUBLE) AS match_probability, "
+        f"{source} AS decided_by, {decision} AS decision_id"
+    )
+
+
+def evidence_packed(extra: list[str]) -> str:
+    """The per-comparison columns as one JSON object."""
+    if not extra:
+        return "'{}'::JSON"
+    return "to_json(struct_pack(" + ", ".join(f"{c} := {c}" for c in extra) + "))"
+
+
+def evidence_key(etype: str, extra: list[str]) -> str:
+    """The contributions key: a hash of the entity type and the per-comparison columns."""
+    return "hash(" + ", ".join([f"'{etype}'", *extra]) + ")"
+
+
+def _evidence_inputs(con: duckdb.DuckDBPyConnection, home: Home) -> dict[str, str]:
     """The kept edges of both types, read by DuckDB straight from the Parquet file
     (after incremental links, the base and its parts as
     :func:`linkage.report.read_linkage` merges them):
@@ -159,46 +224,14 @@ def _evidence_inputs(con: duckdb.DuckDBPyConnection, home: Home) -> None:
       rather than per edge (millions).
 
     If two different combinations ever shared a hash, the keys are numbered instead
-    and each edge finds its combination by comparing every column (slower, exact)."""
-    scans = []
-    for etype in ENTITY_TYPES:
-        parts = matching.linkage_files(home, etype, "evidence")
-        if not parts:
-            continue
-        if len(parts) == 1:
-            # The path is the home's, not a user value; a view cannot take parameters.
-            scan = f"read_parquet({_quote(str(parts[0]))})"
-        else:  # incremental links appended parts: merged as linkage does, by DuckDB
-            scan = f"({matching.linkage_sql(home, etype, 'evidence')})"
-        cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()]
-        extra = [c for c in cols if c not in _EVIDENCE_FIXED]
-        for c in extra:  # column names become SQL identifiers: only plain ones
-            if not c.isidentifier():
-                raise ValueError(f"unexpected evidence column {c!r} in {parts[0]}")
-        scans.append((etype, scan, cols, extra))
-
-    def head(etype: str, cols: list[str]) -> str:
-        source = "CAST(source AS VARCHAR)" if "source" in cols else "NULL::VARCHAR"
-        decision = "CAST(decision_id AS BIGINT)" if "decision_id" in cols else "NULL::BIGINT"
-        return (
-            f"SELECT '{etype}' AS entity_type, CAST(entity_id AS VARCHAR) AS entity_id, "
-            "CAST(mention_id_l AS VARCHAR) AS mention_id_l, "
-            "CAST(mention_id_r AS VARCHAR) AS mention_id_r, "
-            "CAST(match_weight AS DOUBLE) AS match_weight, "
-            "CAST(match_probability AS DOUBLE) AS match_probability, "
-            f"{source} AS decided_by, {decision} AS decision_id"
-        )
-
-    def packed(extra: list[str]) -> str:
-        if not extra:
-            return "'{}'::JSON"
-        return "to_json(struct_pack(" + ", ".join(f"{c} := {c}" for c in extra) + "))"
-
-    def key(etype: str, extra: list[str]) -> str:
-        return "hash(" + ", ".join([f"'{etype}'", *extra]) + ")"
-
+    and each edge finds its combination by comparing every column (slower, exact).
+    Returns what an incremental publish must find unchanged: per type the evidence
+    columns with their types, and how the keys were made (``hash`` or ``numbered``)."""
+    scans = evidence_scans(con, home)
+    stamps = {f"evidence_columns:{etype}": repr(cols) for etype, _, cols, _ in scans}
     combos = [
-        f"SELECT {key(etype, extra)} AS contributions_key, {packed(extra)} AS contributions "
+        f"SELECT {evidence_key(etype, extra)} AS contributions_key, "
+        f"{evidence_packed(extra)} AS contributions "
         f"FROM (SELECT DISTINCT {', '.join(extra) or 'true'} FROM {scan})"
         for etype, scan, _, extra in scans
     ]
@@ -213,11 +246,14 @@ def _evidence_inputs(con: duckdb.DuckDBPyConnection, home: Home) -> None:
         "SELECT count(*), count(DISTINCT contributions_key) FROM _evidence_contributions"
     ).fetchone()
     if n == distinct:
+        stamps["contributions"] = "hash"
         arms = [
-            f"{head(etype, cols)}, {key(etype, extra)} AS contributions_key FROM {scan}"
+            f"{evidence_head(etype, [c for c, _ in cols])}, "
+            f"{evidence_key(etype, extra)} AS contributions_key FROM {scan}"
             for etype, scan, cols, extra in scans
         ]
     else:  # a hash collision between two combinations: number them, join on the values
+        stamps["contributions"] = "numbered"
         con.execute("DELETE FROM _evidence_contributions")
         arms = []
         offset = 0
@@ -230,15 +266,16 @@ def _evidence_inputs(con: duckdb.DuckDBPyConnection, home: Home) -> None:
             )
             con.execute(
                 f"INSERT INTO _evidence_contributions SELECT contributions_key, "
-                f"{packed(extra)} FROM {combos_t}"
+                f"{evidence_packed(extra)} FROM {combos_t}"
             )
             offset = con.execute("SELECT count(*) FROM _evidence_contributions").fetchone()[0]
             match = " AND ".join(f"k.{c} IS NOT DISTINCT FROM e.{c}" for c in extra) or "true"
             arms.append(
-                f"{head(etype, cols)}, k.contributions_key FROM {scan} e "
+                f"{evidence_head(etype, [c for c, _ in cols])}, k.contributions_key FROM {scan} e "
                 f"JOIN {combos_t} k ON {match}"
             )
     con.execute("CREATE TEMP VIEW _evidence_edges AS " + (" UNION ALL ".join(arms) or _EMPTY_EDGES))
+    return stamps
 
 
 def _sources(home: Home) -> pl.DataFrame:
@@ -285,12 +322,14 @@ MENTION_COLUMNS = (
 )
 
 
-def _current_sql(home: Home) -> str:
+def _current_sql(home: Home, latest: str | None = None) -> str:
     """``_current_records`` (a view) as :func:`connectors.lake.current_records` defines
     it, in SQL over ``_records``: snapshot files by their latest delivery, databases by
     the newest version of each record (``ingested_at``, then ``line``, then the later
     file and row) minus deletions detected at or after it, deltas all. The source IDs
-    come from the catalog (a view takes no parameters)."""
+    come from the catalog (a view takes no parameters). ``latest`` (``source_id,
+    delivered``) gives each snapshot source's latest delivery when ``_records`` holds
+    only some of the records (an incremental publish)."""
     specs = load_specs(home.sources_dir)
 
     def ids(chosen: list[str]) -> str:
@@ -302,10 +341,12 @@ def _current_sql(home: Home) -> str:
     return f"""
     CREATE TEMP VIEW _current_records AS
     WITH r AS (SELECT * FROM _records r JOIN _record_files USING (filename)),
-    latest AS (
-        SELECT source_id, max(delivered) AS delivered FROM r
-        WHERE list_contains({snapshots}, source_id) GROUP BY source_id
-    ),
+    latest AS ({
+        f"SELECT source_id, delivered FROM {latest}"
+        if latest
+        else f"SELECT source_id, max(delivered) AS delivered FROM r "
+        f"WHERE list_contains({snapshots}, source_id) GROUP BY source_id"
+    }),
     gone AS (
         SELECT source_id, record_key, max(detected_at) AS detected_at FROM _deletions
         GROUP BY source_id, record_key
@@ -327,9 +368,43 @@ def _current_sql(home: Home) -> str:
     """
 
 
-def _register_inputs(con: duckdb.DuckDBPyConnection, home: Home) -> dict[str, float]:
+def register_mentions(con: duckdb.DuckDBPyConnection, rows: str) -> None:
+    """``_mentions`` (a view): one row per mention of ``rows`` (the staged mention rows
+    with their ``filename``): where a mention is staged in several files (the same
+    identity, so the same values), the first file's row (``_mention_files``), as
+    ``lake.mentions`` keeps."""
+    con.execute(
+        f"""CREATE TEMP TABLE _mention_dups AS
+        SELECT mention_id, min(fi) AS fi
+        FROM (SELECT mention_id, filename FROM {rows}) JOIN _mention_files USING (filename)
+        GROUP BY mention_id HAVING count(*) > 1"""
+    )
+    con.execute(
+        f"""CREATE TEMP VIEW _mentions AS
+        SELECT {", ".join(f"r.{c}" for c in MENTION_COLUMNS)}
+        FROM {rows} r JOIN _mention_files f USING (filename)
+        WHERE NOT EXISTS (SELECT 1 FROM _mention_dups d
+                          WHERE d.mention_id = r.mention_id AND d.fi <> f.fi)"""
+    )
+
+
+def deletion_files(home: Home) -> list[Path]:
+    """The staged deletions detected in the source databases."""
+    return sorted((home.lake / "staged").glob("*/*/*.deletions.parquet"))
+
+
+def small_table(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) -> None:
+    """A temporary table ``name`` holding a small polars frame."""
+    con.register(f"{name}_frame", frame)
+    con.execute(f"CREATE TEMP TABLE {name} AS SELECT * FROM {name}_frame")
+    con.unregister(f"{name}_frame")
+
+
+def _register_inputs(
+    con: duckdb.DuckDBPyConnection, home: Home
+) -> tuple[dict[str, float], dict[str, str]]:
     """Make the inputs visible to :func:`warehouse.schema.build`; returns the seconds
-    per input. The lake's staged files and linkage's outputs are read by DuckDB
+    per input and the evidence stamps (:func:`_evidence_inputs`). The lake's staged files and linkage's outputs are read by DuckDB
     straight from Parquet (``read_parquet``: views, or temporary tables where a
     result is used many times); only the small catalog, corrections and decisions
     come through polars."""
@@ -347,21 +422,7 @@ def _register_inputs(con: duckdb.DuckDBPyConnection, home: Home) -> dict[str, fl
         _files_table(con, "_mention_files", mention_files)
         raw = _scan_sql(con, mention_files, MENTION_SCHEMA, columns=MENTION_COLUMNS, extra="f")
         con.execute(f"CREATE TEMP VIEW _mention_rows AS {raw}")
-        # One row per mention: where a mention is staged in several files (the same
-        # identity, so the same values), the first file's row, as lake.mentions keeps.
-        con.execute(
-            """CREATE TEMP TABLE _mention_dups AS
-            SELECT mention_id, min(fi) AS fi
-            FROM (SELECT mention_id, filename FROM _mention_rows) JOIN _mention_files USING (filename)
-            GROUP BY mention_id HAVING count(*) > 1"""
-        )
-        con.execute(
-            f"""CREATE TEMP VIEW _mentions AS
-            SELECT {", ".join(f"r.{c}" for c in MENTION_COLUMNS)}
-            FROM _mention_rows r JOIN _mention_files f USING (filename)
-            WHERE NOT EXISTS (SELECT 1 FROM _mention_dups d
-                              WHERE d.mention_id = r.mention_id AND d.fi <> f.fi)"""
-        )
+        register_mentions(con, "_mention_rows")
 
     def records() -> None:
         _files_table(con, "_record_files", record_files)
@@ -370,9 +431,9 @@ def _register_inputs(con: duckdb.DuckDBPyConnection, home: Home) -> dict[str, fl
         )
         from connectors.database_ingest import DELETION_SCHEMA
 
-        deletion_files = sorted((home.lake / "staged").glob("*/*/*.deletions.parquet"))
         con.execute(
-            "CREATE TEMP VIEW _deletions AS " + _scan_sql(con, deletion_files, DELETION_SCHEMA)
+            "CREATE TEMP VIEW _deletions AS "
+            + _scan_sql(con, deletion_files(home), DELETION_SCHEMA)
         )
 
     def current() -> None:
@@ -385,12 +446,7 @@ def _register_inputs(con: duckdb.DuckDBPyConnection, home: Home) -> dict[str, fl
         )
 
     def small(name: str, frame: Any) -> Any:
-        def go() -> None:
-            con.register(f"{name}_frame", frame())
-            con.execute(f"CREATE TEMP TABLE {name} AS SELECT * FROM {name}_frame")
-            con.unregister(f"{name}_frame")
-
-        return go
+        return lambda: small_table(con, name, frame())
 
     timed("_mentions", mentions)
     timed("_records", records)
@@ -401,8 +457,9 @@ def _register_inputs(con: duckdb.DuckDBPyConnection, home: Home) -> dict[str, fl
     timed("_corrections", small("_corrections", lambda: corrections.corrections_frame(home)))
     timed("_decisions", small("_decisions", lambda: corrections.decisions_frame(home)))
     timed("match_features", lambda: matching.register_match_inputs(con, home))
-    timed("_evidence", lambda: _evidence_inputs(con, home))
-    return {k: round(v, 2) for k, v in seconds.items()}
+    stamps: dict[str, str] = {}
+    timed("_evidence", lambda: stamps.update(_evidence_inputs(con, home)))
+    return {k: round(v, 2) for k, v in seconds.items()}, stamps
 
 
 def _one(con: duckdb.DuckDBPyConnection, sql: str) -> Any:
@@ -427,8 +484,7 @@ def _smoke(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     or an empty core table."""
     problems = {name: int(_one(con, sql)) for name, sql in SMOKE_CHECKS.items()}
     fatal = {k: v for k, v in problems.items() if v}
-    counts = {t: int(_one(con, f"SELECT count(*) FROM {t}")) for t in schema.TABLES if t != "runs"}
-    counts["link_evidence"] = counts["evidence_edges"]  # the view: one row per edge
+    counts = _counts(con)
     empty = [t for t in ("entities", "memberships", "entity_names", "facts") if counts[t] == 0]
     if fatal or empty:
         raise PublishError(
@@ -488,15 +544,105 @@ def _configure(con: duckdb.DuckDBPyConnection, spill: Path) -> None:
     con.execute("SET preserve_insertion_order = false")
 
 
-def publish(home: Home, reference_date: dt.date | None = None) -> dict[str, Any]:
+def clone_file(src: Path, dst: Path) -> None:
+    """Copy ``src`` to ``dst`` in the kernel (``copy_file_range``: a reflink, no data
+    copied, on filesystems that share extents such as XFS and Btrfs; an in-kernel copy
+    elsewhere), or with :func:`shutil.copyfile` where that is not available."""
+    if not hasattr(os, "copy_file_range"):
+        shutil.copyfile(src, dst)
+        return
+    with src.open("rb") as fin, dst.open("wb") as fout:
+        size = os.fstat(fin.fileno()).st_size
+        done = 0
+        try:
+            while done < size:
+                n = os.copy_file_range(fin.fileno(), fout.fileno(), size - done)
+                if n == 0:
+                    break
+                done += n
+        except OSError:  # e.g. across filesystems on an old kernel
+            done = -1
+    if done != size:
+        shutil.copyfile(src, dst)
+
+
+def fingerprint(home: Home) -> str:
+    """What the warehouse's content is a function of besides its input files: the SQL
+    of every table (:func:`warehouse.schema.fingerprint`), the mention columns, the
+    current-records rule with the catalog's snapshot and database sources, and the
+    evidence columns' reading. An incremental publish needs the base's to be equal."""
+    import hashlib
+
+    parts = [
+        schema.fingerprint(),
+        repr(MENTION_COLUMNS),
+        _current_sql(home),
+        evidence_head("person", ["source", "decision_id"]),
+        evidence_key("person", ["a"]),
+        evidence_packed(["a"]),
+    ]
+    return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def _counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    counts = {
+        t: int(_one(con, f"SELECT count(*) FROM {t}"))
+        for t in schema.TABLES
+        if t not in ("runs", "publish_inputs")
+    }
+    counts["link_evidence"] = counts["evidence_edges"]  # the view: one row per edge
+    return counts
+
+
+def _full_build(
+    con: duckdb.DuckDBPyConnection, home: Home, ref: dt.date, target: Path, steps: dict[str, float]
+) -> dict[str, Any]:
+    """Every table from the lake (the inputs, :func:`warehouse.schema.build`, the smoke
+    checks), with the run history of ``target``."""
+    t = time.perf_counter()
+    read_seconds, stamps = _register_inputs(con, home)
+    steps["read_inputs"] = time.perf_counter() - t
+    t = time.perf_counter()
+    build_seconds = schema.build(con, ref) or {}
+    steps["build"] = time.perf_counter() - t
+    t = time.perf_counter()
+    counts = _smoke(con)
+    steps["smoke_checks"] = time.perf_counter() - t
+    _copy_runs(con, target)
+    return {
+        "counts": counts,
+        "read_seconds": read_seconds,
+        "build_seconds": build_seconds,
+        "stamps": stamps,
+    }
+
+
+def publish(
+    home: Home,
+    reference_date: dt.date | None = None,
+    *,
+    base: Path | None = None,
+    max_touched: float | None = None,
+) -> dict[str, Any]:
     """Build the warehouse in a new file, check it, and swap it in atomically.
 
     ``reference_date`` (default: the last delivery date in the lake) is the day
-    list entries are judged active / expired / not_started against. Returns the
+    list entries are judged active / expired / not_started against.
+
+    ``base`` (e.g. the live warehouse) asks for an incremental publish
+    (:mod:`warehouse.incremental`): when ``base`` was built from inputs that today's
+    extend (no staged file removed or rewritten, no full relink since, the same SQL),
+    it is copied and only the rows of the entities the new inputs touched are
+    rebuilt; otherwise (or when more than ``max_touched`` of the entities were
+    touched, default :data:`warehouse.incremental.MAX_TOUCHED`) everything is built.
+    ``base`` itself is never modified.
+
+    Returns ``mode`` (``incremental`` or ``full``), ``full_reason`` (why a full build
+    ran), ``touched`` (entities whose rows were rebuilt; null for a full build), the
     row count per table, the reference date, the path, the seconds taken, the
-    seconds per step (read inputs, build, smoke checks) and, within them, per input
-    (``read_seconds``) and per table (``build_seconds``).
-    Raises (and leaves the previous warehouse in place) if anything fails."""
+    seconds per step and, for a full build, per input (``read_seconds``); per table
+    (``build_seconds``). Raises (and leaves the previous warehouse in place) if
+    anything fails."""
     t0 = time.perf_counter()
     ref = reference_date or default_reference_date(home)
     target = home.warehouse
@@ -506,28 +652,73 @@ def publish(home: Home, reference_date: dt.date | None = None) -> dict[str, Any]
     for stale in (tmp, tmp.with_name(tmp.name + ".wal")):
         stale.unlink(missing_ok=True)
     spill = tmp.with_name(tmp.name + ".tmp")
+    mode, reason, touched = "full", "no base warehouse given", None
+    out: dict[str, Any] = {}
     try:
-        con = duckdb.connect(str(tmp))
-        try:
-            _configure(con, spill)
-            t = time.perf_counter()
-            read_seconds = _register_inputs(con, home)
-            steps["read_inputs"] = time.perf_counter() - t
-            t = time.perf_counter()
-            build_seconds = schema.build(con, ref) or {}
-            steps["build"] = time.perf_counter() - t
-            t = time.perf_counter()
-            counts = _smoke(con)
-            steps["smoke_checks"] = time.perf_counter() - t
-            _copy_runs(con, target)
-            seconds = round(time.perf_counter() - t0, 3)
-            con.execute(
-                "INSERT INTO runs VALUES (current_timestamp, ?, ?, ?)",
-                [ref, seconds, json.dumps(counts)],
-            )
-            con.execute("CHECKPOINT")
-        finally:
-            con.close()
+        if base is not None:
+            from warehouse import incremental
+
+            try:
+                t = time.perf_counter()
+                plan = incremental.plan(home, base)
+                steps["plan"] = time.perf_counter() - t
+                t = time.perf_counter()
+                clone_file(base, tmp)
+                steps["copy_base"] = time.perf_counter() - t
+                con = duckdb.connect(str(tmp))
+                try:
+                    _configure(con, spill)
+                    inc = incremental.update(
+                        con,
+                        home,
+                        ref,
+                        plan,
+                        max_touched=incremental.MAX_TOUCHED if max_touched is None else max_touched,
+                    )
+                    fatal = {k: v for k, v in inc["problems"].items() if v}
+                    counts = _counts(con)
+                    empty = [
+                        t
+                        for t in ("entities", "memberships", "entity_names", "facts")
+                        if not counts[t]
+                    ]
+                    if fatal or empty:
+                        raise PublishError(
+                            f"smoke checks failed: {fatal or ''} "
+                            f"{'empty: ' + str(empty) if empty else ''}"
+                        )
+                    steps.update(inc["steps"])
+                    mode, reason, touched = "incremental", None, inc["touched"]
+                    out = {
+                        "counts": counts,
+                        "read_seconds": {},
+                        "build_seconds": inc["build_seconds"],
+                        "stamps": inc["stamps"],
+                        "entities_before": inc["entities_before"],
+                    }
+                    _finish(con, home, ref, out, t0)
+                    t = time.perf_counter()
+                    con.execute("COMMIT")
+                    steps["commit"] = time.perf_counter() - t
+                    incremental.detach(con)
+                    t = time.perf_counter()
+                    con.execute("CHECKPOINT")
+                    steps["checkpoint"] = time.perf_counter() - t
+                finally:
+                    con.close()
+            except incremental.FullBuild as e:
+                reason = str(e)
+                for stale in (tmp, tmp.with_name(tmp.name + ".wal")):
+                    stale.unlink(missing_ok=True)
+        if mode == "full":
+            con = duckdb.connect(str(tmp))
+            try:
+                _configure(con, spill)
+                out = _full_build(con, home, ref, target if base is None else base, steps)
+                _finish(con, home, ref, out, t0)
+                con.execute("CHECKPOINT")
+            finally:
+                con.close()
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -537,13 +728,35 @@ def publish(home: Home, reference_date: dt.date | None = None) -> dict[str, Any]
         shutil.rmtree(spill, ignore_errors=True)
     return {
         "path": str(target),
+        "mode": mode,
+        "full_reason": reason,
+        "touched": touched,
         "reference_date": ref.isoformat(),
-        "counts": counts,
+        "counts": out["counts"],
         "seconds": round(time.perf_counter() - t0, 2),
         "steps": {k: round(v, 2) for k, v in steps.items()},
-        "read_seconds": read_seconds,
-        "build_seconds": build_seconds,
+        "read_seconds": out["read_seconds"],
+        "build_seconds": out["build_seconds"],
     }
+
+
+def _finish(
+    con: duckdb.DuckDBPyConnection, home: Home, ref: dt.date, out: dict[str, Any], t0: float
+) -> None:
+    """Append the run to ``runs`` and record what the warehouse was built from."""
+    from warehouse import incremental
+
+    seconds = round(time.perf_counter() - t0, 3)
+    con.execute(
+        "INSERT INTO runs VALUES (current_timestamp, ?, ?, ?)",
+        [ref, seconds, json.dumps(out["counts"])],
+    )
+    stamps = {
+        **out["stamps"],
+        "fingerprint": fingerprint(home),
+        "reference_date": ref.isoformat(),
+    }
+    incremental.record_inputs(con, home, stamps)
 
 
 def connect(home: Home) -> duckdb.DuckDBPyConnection:

@@ -97,7 +97,9 @@ def source_rank(spec: SourceSpec) -> int:
 
 
 def _seen() -> str:
-    """Per mention: first/last seen and the record that states it most recently.
+    """Per mention: first/last seen and the record that states it most recently (of
+    several on that day, the largest key: a deterministic choice, so that a build
+    over some of the mentions picks what a build over all of them picks).
 
     A subject mention is dated by its own records; a role mention (a household
     head, an employer, a legal representative named on someone else's row) by
@@ -113,7 +115,8 @@ def _seen() -> str:
         SELECT related_mention_id, record_key, first_d, last_d FROM _rel_dated
     )
     SELECT mention_id, min(first_d) AS first_seen, max(last_d) AS last_seen,
-           arg_max(record_key, last_d) AS record_key
+           arg_max(record_key, {'d': last_d, 'k': coalesce(record_key, '')})
+               FILTER (WHERE last_d IS NOT NULL) AS record_key
     FROM dated GROUP BY mention_id
     """
 
@@ -202,11 +205,17 @@ def _golden() -> str:
     """
 
 
-CORRECTIONS = (
-    """CREATE TEMP TABLE _latest_corrections AS
-    SELECT c.*, k.ek FROM _corrections c JOIN _keys k USING (entity_id)
+def latest_corrections_sql(keys: str = "_keys") -> str:
+    """``_latest_corrections``: the newest correction per (entity, attribute) among the
+    entities of ``keys`` (``entity_id, ek``; an identifier written here, not a value)."""
+    return f"""CREATE TEMP TABLE _latest_corrections AS
+    SELECT c.*, k.ek FROM _corrections c JOIN {keys} k USING (entity_id)
     QUALIFY row_number() OVER (PARTITION BY entity_id, attribute ORDER BY correction_id DESC) = 1
-    """,
+    """
+
+
+CORRECTIONS = (
+    latest_corrections_sql(),
     """DELETE FROM _golden WHERE EXISTS (SELECT 1 FROM _latest_corrections c
         WHERE c.ek = _golden.ek AND c.attribute = _golden.attr)""",
     """INSERT INTO _golden
@@ -250,6 +259,12 @@ _LINEAGE = """count(*) AS n_mentions, list_sort(list_distinct(list(source_id))) 
            min(first_seen) AS first_seen, max(last_seen) AS last_seen"""
 # Per-entity groups are keyed by the entity's integer key; the ID comes along.
 _BY_ENTITY = "any_value(entity_id) AS entity_id, any_value(entity_type) AS entity_type"
+
+# A list entry's status on the reference date (the parameter ``$reference_date``).
+LIST_STATUS = (
+    "CASE WHEN {start} > $reference_date THEN 'not_started' "
+    "WHEN {expiry} < $reference_date THEN 'expired' ELSE 'active' END"
+)
 
 _IDENTIFIER_ARMS = " UNION ALL ".join(
     f"SELECT ek, entity_id, entity_type, source_id, first_seen, last_seen, "
@@ -305,13 +320,11 @@ STATEMENTS_TABLES = {
     FROM _current r JOIN _map e USING (mention_id)
     ORDER BY e.entity_id, r.event_date, r.source_id, r.record_key
     """,
-    "list_entries": """
+    "list_entries": f"""
     CREATE TABLE list_entries AS
     SELECT e.entity_id, r.source_id, r.record_key, r.list_type, r.legal_basis,
            r.issuing_body, r.start_date, r.expiry_date,
-           CASE WHEN r.start_date > $reference_date THEN 'not_started'
-                WHEN r.expiry_date < $reference_date THEN 'expired'
-                ELSE 'active' END AS status,
+           {LIST_STATUS.format(start="r.start_date", expiry="r.expiry_date")} AS status,
            CAST($reference_date AS DATE) AS reference_date, r.file, r.line
     FROM _current r JOIN _map e USING (mention_id)
     WHERE r.list_type IS NOT NULL
@@ -490,10 +503,44 @@ CREATE TABLE runs (
 )
 """
 
+# What the warehouse was built from (see warehouse.incremental): one row per input
+# file (path relative to the home, size, modification time) or setting (``stamp``).
+PUBLISH_INPUTS_DDL = """
+CREATE TABLE publish_inputs (
+    kind VARCHAR, path VARCHAR, size BIGINT, modified TIMESTAMP_NS, stamp VARCHAR
+)
+"""
 
-def build(con: duckdb.DuckDBPyConnection, reference_date: object) -> dict[str, float]:
-    """Create every table, macro, view and index from the registered inputs; returns
-    the seconds each table (and all indexes together) took."""
+# The tables an incremental publish updates row by row, and the condition naming the
+# rows of the touched entities (``_touched``); the others are rebuilt whole.
+ENTITY_TABLES: dict[str, str] = {
+    "entities": "entity_id IN (SELECT entity_id FROM _touched)",
+    "memberships": "entity_id IN (SELECT entity_id FROM _touched)",
+    "entity_names": "entity_id IN (SELECT entity_id FROM _touched)",
+    "entity_identifiers": "entity_id IN (SELECT entity_id FROM _touched)",
+    "entity_addresses": "entity_id IN (SELECT entity_id FROM _touched)",
+    "facts": "entity_id IN (SELECT entity_id FROM _touched)",
+    "list_entries": "entity_id IN (SELECT entity_id FROM _touched)",
+    "relationships": "entity_id IN (SELECT entity_id FROM _touched) "
+    "OR related_entity_id IN (SELECT entity_id FROM _touched)",
+    "identifier_keys": "entity_id IN (SELECT entity_id FROM _touched)",
+    "name_refs": "entity_id IN (SELECT entity_id FROM _touched)",
+}
+WHOLE_TABLES = ("sources", "corrections", "human_decisions", "match_models")
+
+
+def build_tables(
+    con: duckdb.DuckDBPyConnection,
+    reference_date: object,
+    *,
+    skip: tuple[str, ...] = (),
+    applied_keys: str | None = None,
+) -> dict[str, float]:
+    """Create every table of :data:`TABLES` but ``runs`` and ``publish_inputs`` (minus
+    ``skip``) in the default schema from the registered inputs; returns the seconds
+    each took. ``applied_keys`` (``entity_id, ek``; default ``_keys``) are the entities
+    whose corrections count as applied in ``corrections``: an incremental publish
+    builds the golden records of a few entities but lists every correction."""
     seconds: dict[str, float] = {}
 
     def run(name: str, sql: str, params: dict[str, object] | None = None) -> None:
@@ -524,6 +571,9 @@ def build(con: duckdb.DuckDBPyConnection, reference_date: object) -> dict[str, f
         run("corrections", sql)
     run("entities", _entities())
     drop("_golden", "_pref")
+    if applied_keys:
+        drop("_latest_corrections")
+        run("corrections", latest_corrections_sql(applied_keys))
     free_after = {
         "entity_addresses": ("_mb",),
         "relationships": ("_rel_dated",),
@@ -531,19 +581,57 @@ def build(con: duckdb.DuckDBPyConnection, reference_date: object) -> dict[str, f
         "evidence_contributions": ("_evidence_contributions",),
     }
     for name, sql in STATEMENTS_TABLES.items():
-        if name not in first:
+        if name not in first and name not in skip:
             run(name, sql)
-            drop(*free_after.get(name, ()))
+        drop(*free_after.get(name, ()))
     for name, sql in SEARCH_TABLES.items():
-        run(name, sql)
+        if name not in skip:
+            run(name, sql)
+    drop("_keys")
+    return {k: round(v, 2) for k, v in seconds.items()}
+
+
+def build(con: duckdb.DuckDBPyConnection, reference_date: object) -> dict[str, float]:
+    """Create every table, macro, view and index from the registered inputs; returns
+    the seconds each table (and all indexes together) took."""
+    seconds = build_tables(con, reference_date)
     for sql in MACROS:
         con.execute(sql)
     for sql in VIEWS.values():
         con.execute(sql)
+    t = time.perf_counter()
     for sql in INDEXES:
-        run("indexes", sql)
+        con.execute(sql)
+    seconds["indexes"] = round(time.perf_counter() - t, 2)
     con.execute(RUNS_DDL)
-    return {k: round(v, 2) for k, v in seconds.items()}
+    con.execute(PUBLISH_INPUTS_DDL)
+    return seconds
 
 
-TABLES = ("entities", *STATEMENTS_TABLES, *SEARCH_TABLES, "runs")
+TABLES = ("entities", *STATEMENTS_TABLES, *SEARCH_TABLES, "runs", "publish_inputs")
+
+
+def fingerprint() -> str:
+    """A hash of the SQL that defines the warehouse: an incremental publish only
+    updates a warehouse built by the same statements (any change here, in the
+    match features' SQL or in the indexes means a full build)."""
+    import hashlib
+
+    parts = [
+        repr(sorted(STATEMENTS_TABLES.items())),
+        repr(sorted(SEARCH_TABLES.items())),
+        repr(INDEXES),
+        repr(VIEWS),
+        repr(MACROS),
+        repr(CORRECTIONS),
+        _seen(),
+        _REL_DATED,
+        _KEYS,
+        _mention_base(),
+        _PREF,
+        _golden(),
+        _entities(),
+        RUNS_DDL,
+        PUBLISH_INPUTS_DDL,
+    ]
+    return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:16]

@@ -1,0 +1,305 @@
+"""Incremental publish: the previous warehouse updated for the entities a day touched
+holds exactly what a full publish builds; anything it cannot follow falls back to a
+full build; a failure leaves the previous warehouse.
+
+World: a copy of the session's linked world (``tests/linked_world.py``), published in
+full (the base). Then a field correction and two human decisions (a cannot-link
+splitting the largest person, a must-link merging two others) are recorded, day 3 is
+delivered, ingested and linked incrementally (``link_incremental``), so the day
+brings new mentions, grown, new, merged and split entities and a correction."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+from linked_world import LINKED, copy_of_linked_world
+
+from tessera.config import Home
+from warehouse import incremental, schema
+from warehouse.publish import building_path, publish
+
+UNCOMPARED = ("runs", "publish_inputs")
+
+
+def _differences(a: Path, b: Path) -> dict[str, tuple[int, int]]:
+    """Per table (all but runs and publish_inputs): rows only in ``a``, rows only in
+    ``b`` (multisets: every column, duplicates counted); plus the columns and types,
+    indexes and views of both files."""
+    con = duckdb.connect()
+    try:
+        con.execute("ATTACH ? AS a (READ_ONLY)", [str(a)])
+        con.execute("ATTACH ? AS b (READ_ONLY)", [str(b)])
+        out = {}
+        for t in schema.TABLES:
+            if t in UNCOMPARED:
+                continue
+            only = [
+                con.execute(
+                    f"SELECT count(*) FROM (SELECT * FROM {x}.{t} EXCEPT ALL SELECT * FROM {y}.{t})"
+                ).fetchone()[0]
+                for x, y in (("a", "b"), ("b", "a"))
+            ]
+            if any(only):
+                out[t] = (only[0], only[1])
+
+        def shape(db: str) -> list[tuple]:
+            return (
+                con.execute(
+                    "SELECT table_name, column_name, data_type FROM information_schema.columns "
+                    "WHERE table_catalog = ? ORDER BY ALL",
+                    [db],
+                ).fetchall()
+                + con.execute(
+                    "SELECT index_name, table_name, expressions FROM duckdb_indexes() "
+                    "WHERE database_name = ? ORDER BY ALL",
+                    [db],
+                ).fetchall()
+            )
+
+        if shape("a") != shape("b"):
+            out["schema"] = (1, 1)
+        return out
+    finally:
+        con.close()
+
+
+def _rows(path: Path, sql: str, params: list | None = None) -> list[tuple]:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
+def _next_day(home: Home) -> None:
+    """Deliver, ingest and link (incrementally) the world's next day."""
+    from connectors.catalog import load_specs
+    from connectors.ingest import ingest
+    from linkage.incremental import ENTITY_TYPES, link_incremental
+    from simulation.run import simulate
+    from simulation.world import WorldConfig
+
+    days = LINKED["days"]
+    simulate(home, WorldConfig(**{**LINKED, "days": days + 1}), days=range(days, days + 1))
+    ingest(home, load_specs(home.sources_dir))
+    for t in ENTITY_TYPES:
+        link_incremental(home, t)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The base warehouse (day 2, full), then day 3 linked incrementally with a
+    correction and two decisions; an incremental and a full publish of it."""
+    import linkage.decisions as dec
+    from warehouse.corrections import record_correction
+
+    home = copy_of_linked_world(tmp_path_factory, "publish_incremental")
+    publish(home)
+    base = home.root / "base.duckdb"
+    shutil.copyfile(home.warehouse, base)
+
+    ent = pl.read_parquet(home.lake / "linkage" / "person_entities.parquet")
+    sizes = ent.group_by("entity_id").len().sort(["len", "entity_id"], descending=[True, False])
+    big = ent.filter(pl.col("entity_id") == sizes["entity_id"][0]).sort("mention_id")
+    dec.record_decision(
+        home, big["mention_id"][0], big["mention_id"][-1], same=False, reason="test: two people"
+    )
+    merged = (sizes["entity_id"][1], sizes["entity_id"][2])
+    dec.record_decision(home, *merged, same=True, reason="test: one person")
+    corrected = sizes["entity_id"][5]
+    record_correction(home, corrected, "sex", "F", who="tester", reason="test: corrected")
+    _next_day(home)
+
+    day3 = home.root.parent / "day3"
+    shutil.copytree(home.root, day3)  # the lake as the day left it, for the fallbacks
+    inc = publish(home, base=base)
+    inc_path = home.root / "incremental.duckdb"
+    shutil.copyfile(home.warehouse, inc_path)
+    full = publish(home)
+    full_path = home.root / "full.duckdb"
+    shutil.copyfile(home.warehouse, full_path)
+    return {
+        "home": home,
+        "day3": day3,
+        "base": base,
+        "inc": inc,
+        "inc_path": inc_path,
+        "full": full,
+        "full_path": full_path,
+        "apart": (big["mention_id"][0], big["mention_id"][-1]),
+        "merged": merged,
+        "corrected": corrected,
+    }
+
+
+def test_incremental_publish_equals_full(world: dict) -> None:
+    inc, full = world["inc"], world["full"]
+    print("incremental:", inc["seconds"], inc["steps"], "full:", full["seconds"])
+    assert inc["mode"] == "incremental", inc["full_reason"]
+    assert full["mode"] == "full"
+    entities = inc["counts"]["entities"]
+    assert 0 < inc["touched"] < entities / 4
+    assert _differences(world["inc_path"], world["full_path"]) == {}
+    assert inc["counts"] == full["counts"]
+
+
+def test_the_day_merged_split_and_corrected(world: dict) -> None:
+    """The touched set covered what the day did: the split entity, the merged pair,
+    the corrected entity (its correction applied by the update)."""
+    base, inc = world["base"], world["inc_path"]
+    before = {r[0] for r in _rows(base, "SELECT entity_id FROM entities")}
+    after = {r[0] for r in _rows(inc, "SELECT entity_id FROM entities")}
+    assert after - before, "the day brings new entities"
+    a, b = world["merged"]
+    assert not {a, b} <= after, "the must-link merged two entities into one"
+    apart = _rows(
+        inc,
+        "SELECT count(DISTINCT entity_id) FROM memberships WHERE list_contains(?, mention_id)",
+        [list(world["apart"])],
+    )
+    assert apart == [(2,)], "the cannot-link split the largest entity"
+    got = _rows(
+        inc, "SELECT sex, sex_source FROM entities WHERE entity_id = ?", [world["corrected"]]
+    )
+    assert got == [("F", "correction")]
+    assert _rows(inc, "SELECT count(*) FROM corrections WHERE applied")[0][0] == 1
+
+
+def test_a_later_reference_date_and_a_second_update(world: dict, tmp_path: Path) -> None:
+    """Incrementally again from the incremental warehouse (rows updated once are
+    deleted again), with a reference date a year on (every list status recomputed):
+    the same as a full publish on that date."""
+    from warehouse.corrections import record_correction
+
+    home = Home(tmp_path / "home")
+    shutil.copytree(world["day3"], home.root)
+    shutil.copyfile(world["inc_path"], home.warehouse)
+    target = _rows(
+        home.warehouse, "SELECT entity_id FROM entities WHERE entity_type = 'person' LIMIT 1"
+    )[0][0]
+    record_correction(home, target, "name_latin", "zhang san", who="tester", reason="test")
+    later = dt.date.fromisoformat(world["inc"]["reference_date"]) + dt.timedelta(days=400)
+    base = home.root / "base.duckdb"
+    shutil.copyfile(home.warehouse, base)
+    inc = publish(home, later, base=base)
+    assert inc["mode"] == "incremental", inc["full_reason"]
+    assert inc["touched"] == 1
+    inc_path = home.root / "incremental.duckdb"
+    shutil.copyfile(home.warehouse, inc_path)
+    full = publish(home, later)
+    assert _differences(inc_path, home.warehouse) == {}
+    assert full["counts"] == inc["counts"]
+    statuses = dict(_rows(inc_path, "SELECT status, count(*) FROM list_entries GROUP BY ALL"))
+    assert statuses.get("expired", 0) > 0
+
+
+def test_a_full_relink_means_a_full_build(world: dict, tmp_path: Path) -> None:
+    from linkage.report import link_all
+
+    home = Home(tmp_path / "home")
+    shutil.copytree(world["day3"], home.root)
+    link_all(home)
+    out = publish(home, base=world["base"])
+    assert out["mode"] == "full"
+    assert "relinked in full" in out["full_reason"]
+    assert out["touched"] is None
+
+
+def test_a_rewritten_staged_file_means_a_full_build(world: dict, tmp_path: Path) -> None:
+    home = Home(tmp_path / "home")
+    shutil.copytree(world["day3"], home.root)
+    old = sorted((home.lake / "staged").glob("*/*/*.records.parquet"))[0]
+    pl.read_parquet(old).write_parquet(old)  # the same rows, written again
+    out = publish(home, base=world["base"])
+    assert out["mode"] == "full"
+    assert "rewritten" in out["full_reason"]
+
+
+def test_too_many_touched_entities_mean_a_full_build(world: dict, tmp_path: Path) -> None:
+    home = Home(tmp_path / "home")
+    shutil.copytree(world["day3"], home.root)
+    out = publish(home, base=world["base"], max_touched=0.001)
+    assert out["mode"] == "full"
+    assert "touched" in out["full_reason"]
+    assert _differences(home.warehouse, world["full_path"]) == {}
+
+
+def test_a_failed_update_leaves_the_previous_warehouse(
+    world: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = Home(tmp_path / "home")
+    shutil.copytree(world["day3"], home.root)
+    shutil.copyfile(world["base"], home.warehouse)
+    before = home.warehouse.read_bytes()
+    real = incremental._replace_rows
+
+    def dying(con: duckdb.DuckDBPyConnection, table: str, cond: str) -> None:
+        real(con, table, cond)
+        if table == "facts":  # half the tables updated ...
+            raise RuntimeError("disk full")  # ... then the update dies
+
+    monkeypatch.setattr(incremental, "_replace_rows", dying)
+    with pytest.raises(RuntimeError, match="disk full"):
+        publish(home, base=home.warehouse)
+    assert home.warehouse.read_bytes() == before
+    assert not building_path(home).exists()
+    assert not building_path(home).with_name(building_path(home).name + ".wal").exists()
+
+
+def test_publish_records_its_inputs(world: dict) -> None:
+    rows = _rows(world["inc_path"], "SELECT kind, path, size, modified, stamp FROM publish_inputs")
+    kinds = {r[0] for r in rows}
+    assert {"staged:mentions", "staged:records", "map", "evidence:person", "features:person"} <= (
+        kinds
+    )
+    assert {"fingerprint", "reference_date", "contributions"} <= kinds
+    home = world["home"]
+    staged = {str(p.relative_to(home.lake)) for p in home.lake.glob("staged/*/*/*.parquet")}
+    assert staged == {r[1] for r in rows if r[0].startswith("staged:")}
+
+
+def test_a_new_snapshot_delivery(world: dict, tmp_path: Path) -> None:
+    """A snapshot list delivers again a week later with a fifth of its entries gone:
+    the entities of the old and the new delivery are rebuilt (their list entries
+    leave, their facts move), as a full publish builds them."""
+    from connectors.catalog import load_specs
+
+    home = Home(tmp_path / "home")
+    shutil.copytree(world["day3"], home.root)
+    base = home.root / "base.duckdb"
+    shutil.copyfile(world["full_path"], base)
+    snapshots = {
+        s.id for s in load_specs(home.sources_dir) if s.cadence == "snapshot" and s.database is None
+    }
+    latest = {}
+    for source in sorted(snapshots):
+        files = sorted((home.lake / "staged" / source).glob("*/*.records.parquet"))
+        if files:
+            rows = pl.read_parquet(files)
+            rows = rows.filter(pl.col("delivered") == pl.col("delivered").max())
+            if rows["list_type"].is_not_null().any():
+                latest[source] = rows
+    source, rows = min(latest.items(), key=lambda kv: (kv[1].height, kv[0]))
+    day = rows["delivered"].max() + dt.timedelta(days=7)
+    kept = rows.with_row_index().filter(pl.col("index") % 5 != 0).drop("index")
+    folder = home.lake / "staged" / source / day.isoformat()
+    folder.mkdir()
+    kept.with_columns(pl.lit(day).alias("delivered")).write_parquet(
+        folder / f"{source}_{day:%Y%m%d}.records.parquet"
+    )
+
+    inc = publish(home, base=base)
+    assert inc["mode"] == "incremental", inc["full_reason"]
+    assert inc["reference_date"] == day.isoformat()
+    assert inc["touched"] >= rows["mention_id"].n_unique() * 0.5
+    inc_path = home.root / "incremental.duckdb"
+    shutil.copyfile(home.warehouse, inc_path)
+    publish(home)
+    assert _differences(inc_path, home.warehouse) == {}
+    n = _rows(inc_path, "SELECT count(*) FROM list_entries WHERE source_id = ?", [source])
+    assert n == [(kept.filter(pl.col("list_type").is_not_null()).height,)]
