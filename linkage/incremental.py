@@ -188,9 +188,13 @@ def _increment_features(
         key, stats, restate = "name_py", list(PERSON_NAME_STATS), name_statistics
     else:
         key, stats, restate = "name_core", list(BUSINESS_NAME_STATS), business_name_statistics
-    touched = pl.col(key).is_in(fresh[key].unique().implode(), nulls_equal=True)
+    # One mask over the stored rows (each is_in pass over 7.2M rows costs ~1.5 s).
+    touched = stored.select(
+        pl.col(key).is_in(fresh[key].unique().implode(), nulls_equal=True)
+    ).to_series()
+    before = stored.filter(touched)
     restated = (
-        restate(pl.concat([stored.filter(touched), fresh.select(stored.columns)]))
+        restate(pl.concat([before, fresh.select(stored.columns)]))
         .select(stored.columns)
         .collect()
         .cast(stored.schema)
@@ -198,7 +202,7 @@ def _increment_features(
     features = pl.concat([stored.filter(~touched), restated])
     # Only the new rows and the stored rows whose statistics moved go into the part.
     moved = restated.join(
-        stored.filter(touched).select("mention_id", *stats),
+        before.select("mention_id", *stats),
         on=["mention_id", *stats],
         how="anti",
         nulls_equal=True,
