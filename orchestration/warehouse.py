@@ -68,8 +68,10 @@ def build_candidate(home: Home) -> dict:
             os.link(home.warehouse, cand)
         except OSError:
             pass  # no run history carried over; the build itself does not need it
-    # In a child process on a large world (orchestration.isolate).
-    return isolate.call(home, publish, CandidateHome(home.root))
+    # Incremental from the live warehouse where the library can (it falls back to a
+    # full build itself and says why); in a child process on a large world.
+    base = home.warehouse if home.warehouse.exists() else None
+    return isolate.call(home, publish, CandidateHome(home.root), base=base)
 
 
 def analyst_export_path(home: Home) -> Path:
@@ -155,8 +157,11 @@ def build_warehouse_assets() -> list[dg.AssetsDefinition]:
     def build(
         context: dg.AssetExecutionContext, tessera: TesseraHome, quality: QualityThresholds
     ) -> dg.MaterializeResult:
-        """The next warehouse, built in full next to the live one
-        (``warehouse.candidate.duckdb``) by ``warehouse.publish.publish``: entities with
+        """The next warehouse, built next to the live one (``warehouse.candidate.duckdb``)
+        by ``warehouse.publish.publish``: incrementally from the live file (only the
+        entities changed since it was built are rebuilt; metadata ``mode``,
+        ``entities_rebuilt``), or in full when a relink or a rewritten input requires
+        it (``full_reason``): entities with
         golden records, memberships, facts, lists, relationships, evidence, search
         tables and analyst views, with the library's own smoke checks. Not visible to
         analysts until ``warehouse/publish`` swaps it in."""
@@ -170,6 +175,9 @@ def build_warehouse_assets() -> list[dg.AssetsDefinition]:
                 "dagster/column_schema": _tables_schema(counts),
                 "path": str(candidate_path(home)),
                 "reference_date": out["reference_date"],
+                "mode": out.get("mode", "full"),
+                "full_reason": out.get("full_reason") or "",
+                "entities_rebuilt": out.get("touched") if out.get("touched") is not None else -1,
                 "seconds": out["seconds"],
                 "steps": jsonable(out.get("steps", {})),
                 "tables": md_table(counts.items(), ("table", "rows")),

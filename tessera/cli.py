@@ -424,14 +424,22 @@ def cmd_why(args: argparse.Namespace) -> int:
 def cmd_publish(args: argparse.Namespace) -> int:
     from warehouse.publish import publish
 
+    home = _home(args)
+    base = home.warehouse if args.incremental and home.warehouse.exists() else None
     with console.status("publishing…"):
-        out = publish(_home(args))
+        out = publish(home, base=base)
     if args.json:
         _print_json(out)
         return 0
     counts = ", ".join(f"{k} {v:,}" for k, v in out["counts"].items())
+    how = out.get("mode", "full")
+    if how == "incremental":
+        how += f", {out['touched']:,} entities rebuilt"
+    elif out.get("full_reason"):
+        how += f": {out['full_reason']}"
     console.print(
-        f"published {out['path']} in {out['seconds']:.1f} s (reference date {out['reference_date']})"
+        f"published {out['path']} in {out['seconds']:.1f} s ({how}; "
+        f"reference date {out['reference_date']})"
     )
     console.print(f"   {counts}")
     return 0
@@ -674,9 +682,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-faults", action="store_true", help="deliver without deliberate faults")
     s.set_defaults(fn=cmd_simulate)
     add("ingest", "ingest pending deliveries: raw, staged, quarantine").set_defaults(fn=cmd_ingest)
-    add("publish", "build the DuckDB warehouse and swap it in atomically").set_defaults(
-        fn=cmd_publish
+    pb = add("publish", "build the DuckDB warehouse and swap it in atomically")
+    pb.add_argument(
+        "--incremental",
+        action="store_true",
+        help="rebuild only the entities changed since the live warehouse was built "
+        "(a full build when a relink or a rewritten file requires it)",
     )
+    pb.set_defaults(fn=cmd_publish)
     sh = add("show", "the file of one entity: golden record, sources, lists, timeline, evidence")
     sh.add_argument("entity_id")
     sh.add_argument("--user", default=None, help="who is asking (default $TESSERA_USER or OS user)")

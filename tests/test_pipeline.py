@@ -278,7 +278,8 @@ def _tables(path: Path) -> dict[str, list[tuple]]:
         tables = [
             r[0]
             for r in con.execute(
-                "SELECT table_name FROM duckdb_tables() WHERE table_name <> 'runs'"
+                "SELECT table_name FROM duckdb_tables() "
+                "WHERE table_name NOT IN ('runs', 'publish_inputs')"
             ).fetchall()
         ]
         for t in sorted(tables):
