@@ -214,7 +214,7 @@ def build_warehouse_assets() -> list[dg.AssetsDefinition]:
             raise FileNotFoundError(
                 f"no candidate warehouse at {cand}: materialise warehouse/build"
             )
-        changes = qc.entity_changes(qc.membership_map(home.warehouse), qc.membership_map(cand))
+        changes = qc.warehouse_changes(home.warehouse, cand)
         by_type = _counts_by_type(cand)
         os.replace(cand, home.warehouse)
         return dg.MaterializeResult(

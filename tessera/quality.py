@@ -7,7 +7,7 @@ the Dagster asset checks in ``orchestration/`` call them and decide what blocks.
   guards (an entity far larger than a person or business can be; two records of a
   register that never holds one entity twice, in one entity).
 - :func:`warehouse_smoke`: invariants of a built warehouse file before it is swapped in.
-- :func:`entity_changes`: new, merged, split and retired entities between two
+- :func:`entity_changes` / :func:`warehouse_changes`: new, merged, split and retired entities between two
   mention → entity maps (the last published warehouse and the candidate).
 """
 
@@ -160,6 +160,47 @@ SMOKE_SQL: dict[str, str] = {
     ),
 }
 CORE_TABLES = ("entities", "memberships", "entity_names", "facts")
+
+
+def warehouse_changes(old: Path, new: Path) -> dict[str, Any]:
+    """:func:`entity_changes` between the memberships of two warehouse files (``old``
+    may not exist), computed by DuckDB inside the files: at 1,000,000 persons the two
+    7.9M-row maps no longer go through polars (10 s of a daily publish)."""
+    if not old.exists():
+        return entity_changes(None, membership_map(new))
+    con = duckdb.connect()
+    try:
+        con.execute("ATTACH ? AS o (READ_ONLY)", [str(old)])
+        con.execute("ATTACH ? AS n (READ_ONLY)", [str(new)])
+        row = con.execute(
+            """
+            WITH pairs AS (
+                SELECT n.entity_id, o.entity_id AS old_id
+                FROM n.memberships n LEFT JOIN o.memberships o USING (mention_id)
+                GROUP BY ALL),
+            known AS (SELECT * FROM pairs WHERE old_id IS NOT NULL),
+            touched AS (SELECT DISTINCT entity_id FROM known),
+            old_ids AS (SELECT DISTINCT entity_id FROM o.memberships),
+            new_ids AS (SELECT DISTINCT entity_id FROM n.memberships)
+            SELECT
+                (SELECT count(*) FROM old_ids),
+                (SELECT count(*) FROM new_ids),
+                (SELECT count(*) FROM new_ids ANTI JOIN touched USING (entity_id)),
+                (SELECT count(DISTINCT entity_id) FROM pairs
+                 WHERE old_id IS NULL AND entity_id IN (SELECT entity_id FROM touched)),
+                (SELECT count(*) FROM (SELECT entity_id FROM known GROUP BY 1
+                                       HAVING count(DISTINCT old_id) > 1)),
+                (SELECT count(*) FROM (SELECT old_id FROM known GROUP BY 1
+                                       HAVING count(DISTINCT entity_id) > 1)),
+                (SELECT count(*) FROM old_ids ANTI JOIN new_ids USING (entity_id)),
+                (SELECT count(*) FROM n.memberships ANTI JOIN o.memberships USING (mention_id))
+            """
+        ).fetchone()
+    finally:
+        con.close()
+    keys = ("entities_before", "entities_after", "new", "grown", "merged", "split", "retired",
+            "new_mentions")  # fmt: skip
+    return {k: int(v) for k, v in zip(keys, row, strict=True)}
 
 
 def warehouse_smoke(candidate: Path, live: Path | None, max_entity_drop: float) -> dict[str, Any]:
