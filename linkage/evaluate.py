@@ -90,15 +90,7 @@ def pairwise_scores(labelled: pl.DataFrame) -> dict[str, float]:
         .select(_pairs(pl.col("len")).sum())
         .item()
     )
-    p, r = _ratio(tp, pred), _ratio(tp, true)
-    return {
-        "precision": p,
-        "recall": r,
-        "f1": _f1(p, r),
-        "predicted_pairs": int(pred or 0),
-        "true_pairs": int(true or 0),
-        "true_positive_pairs": int(tp or 0),
-    }
+    return _pairwise(pred, true, tp)
 
 
 def bcubed_scores(labelled: pl.DataFrame) -> dict[str, float]:
