@@ -68,19 +68,13 @@ NAIVE_SCORES_VERSION = 1
 
 def naive_inputs_fingerprint(home: Home) -> str:
     """A fingerprint of what the naive rule's scores are computed on: the staged
-    mention, record and relationship files and the truth files (each by path, size and
-    modification time: a stat, no read), the rules and :data:`NAIVE_SCORES_VERSION`."""
-    h = hashlib.sha1(json.dumps([NAIVE_SCORES_VERSION, RULES]).encode())
-    files = [
-        *lake.staged_files(home, "mentions"),
-        *lake.staged_files(home, "records"),
-        *lake.staged_files(home, "relationships"),
-        *sorted(home.truth.glob("*/*.parquet")),
-    ]
-    for p in files:
-        st = p.stat()
-        h.update(f"{p.relative_to(home.root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:16]
+    mention, record and relationship files and the truth files as the truth store sees
+    them (:func:`linkage.truth.input_states`: path, size, modification time), the rules
+    and :data:`NAIVE_SCORES_VERSION`."""
+    from linkage.truth import input_states
+
+    payload = [NAIVE_SCORES_VERSION, RULES, input_states(home)]
+    return hashlib.sha1(json.dumps(payload).encode()).hexdigest()[:16]
 
 
 def latest_delivery(home: Home) -> str | None:

@@ -294,8 +294,10 @@ def store_dir(home: Home) -> Path:
     return home.lake / "linkage" / "mention_truth"
 
 
-def _inputs(home: Home) -> dict[str, list[list[Any]]]:
-    """The input files now, per kind: ``[path relative to home, size, mtime_ns]``."""
+def input_states(home: Home) -> dict[str, list[list[Any]]]:
+    """The files the truth mapping and the naive rule are computed from, now, per kind
+    (truth, staged records, relationships, mentions): ``[path relative to home, size,
+    mtime_ns]`` (a stat, no read)."""
     files = {
         "truth": sorted(home.truth.glob("*/*.parquet")),
         **{k: lake.staged_files(home, k) for k in ("records", "relationships", "mentions")},
@@ -382,7 +384,7 @@ def update_truth_store(con: duckdb.DuckDBPyConnection, home: Home) -> dict[str, 
     d.mkdir(parents=True, exist_ok=True)
     with _locked(d):
         old = read_manifest(home)
-        now = _inputs(home)
+        now = input_states(home)
         if not now["truth"]:
             raise FileNotFoundError(f"no truth under {home.truth}")
         new, reason = _new_inputs(old, now)
