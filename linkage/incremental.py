@@ -310,21 +310,11 @@ def _blocking_candidates(
     keys = key_conditions(rules)
     if keys is None:
         return existing
-    import sqlglot
-    from sqlglot import exp
-
-    read = {
-        c.name
-        for key in keys
-        for mine, _ in key
-        for c in sqlglot.parse_one(mine, read="duckdb").find_all(exp.Column)
-    }
     con = duckdb.connect()
     try:
-        con.register(
-            "existing_rows",
-            existing.select("uid", *sorted(read - {"uid"})).to_arrow(compat_level=ARROW),
-        )
+        # Whole frames: string views go over without a copy, DuckDB reads the columns
+        # the keys name.
+        con.register("existing_rows", existing.to_arrow(compat_level=ARROW))
         con.register("new_rows", new.to_arrow(compat_level=ARROW))
         arms = []
         for key in keys:
