@@ -136,18 +136,23 @@ def link_entities(
 
 
 def cluster_checks(
-    home: Home, entity_type: str, limits: qc.LinkageThresholds, mode: str = "full"
+    home: Home,
+    entity_type: str,
+    limits: qc.LinkageThresholds,
+    mode: str = "full",
+    clusters: pl.DataFrame | None = None,
 ) -> list[dg.AssetCheckResult]:
     """The over-merge guards of one entity type (blocking): entity size (every
     entity) and duplicate-free sources (after an incremental link, the entities it
-    changed: the others passed when they were last changed)."""
-    size = qc.oversized_entities(home, entity_type, limits.max_entity_mentions)
+    changed: the others passed when they were last changed). ``clusters``: the map the
+    asset already read (read here otherwise)."""
+    size = qc.oversized_entities(home, entity_type, limits.max_entity_mentions, clusters)
     touched = None
     if mode == "incremental":
         from linkage.incremental import touched_path
 
         touched = pl.read_parquet(touched_path(home, entity_type))["entity_id"]
-    dup = qc.duplicate_free_violations(home, entity_type, touched)
+    dup = qc.duplicate_free_violations(home, entity_type, touched, clusters)
     return [
         dg.AssetCheckResult(
             check_name="entity_size",
@@ -474,7 +479,7 @@ def build_linkage_assets(specs: list[SourceSpec] | tuple[SourceSpec, ...]) -> li
                 "largest_entities": _largest(clusters),
                 "match_weight_histogram": _edges_histogram(home, "person", mode, stats),
             },
-            check_results=cluster_checks(home, "person", quality.linkage(), mode),
+            check_results=cluster_checks(home, "person", quality.linkage(), mode, clusters),
         )
 
     @dg.asset(
@@ -513,7 +518,7 @@ def build_linkage_assets(specs: list[SourceSpec] | tuple[SourceSpec, ...]) -> li
                 "largest_entities": _largest(clusters),
                 "match_weight_histogram": _edges_histogram(home, "business", mode, stats),
             },
-            check_results=cluster_checks(home, "business", quality.linkage(), mode),
+            check_results=cluster_checks(home, "business", quality.linkage(), mode, clusters),
         )
 
     @dg.asset(

@@ -48,9 +48,13 @@ def clusters(home: Home, entity_type: str) -> pl.DataFrame:
     return pl.read_parquet(path)
 
 
-def oversized_entities(home: Home, entity_type: str, limit: int) -> dict[str, Any]:
-    """The largest entity and the entities with more than ``limit`` mentions."""
-    sizes = clusters(home, entity_type).group_by("cluster_id").len().sort("len", descending=True)
+def oversized_entities(
+    home: Home, entity_type: str, limit: int, found: pl.DataFrame | None = None
+) -> dict[str, Any]:
+    """The largest entity and the entities with more than ``limit`` mentions (of the
+    map ``found`` when the caller has read it, else :func:`clusters`)."""
+    found = clusters(home, entity_type) if found is None else found
+    sizes = found.group_by("cluster_id").len().sort("len", descending=True)
     over = sizes.filter(pl.col("len") > limit)
     return {
         "largest": int(sizes["len"].max() or 0),
@@ -60,14 +64,18 @@ def oversized_entities(home: Home, entity_type: str, limit: int) -> dict[str, An
 
 
 def duplicate_free_violations(
-    home: Home, entity_type: str, entity_ids: pl.Series | None = None
+    home: Home,
+    entity_type: str,
+    entity_ids: pl.Series | None = None,
+    found: pl.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Entities holding two different records of one duplicate-free source; of
-    ``entity_ids`` only when given (a daily run: the entities it changed)."""
+    ``entity_ids`` only when given (a daily run: the entities it changed). ``found``:
+    the map when the caller has read it (else :func:`clusters`)."""
     from linkage.clusters import offending_clusters
     from linkage.report import duplicate_free_keys
 
-    found = clusters(home, entity_type)
+    found = clusters(home, entity_type) if found is None else found
     if entity_ids is None:
         keys = duplicate_free_keys(home, entity_type)
     else:
