@@ -230,11 +230,6 @@ def plan(home: Home, base: Path) -> Plan:
 # ------------------------------------------------------------------ helpers
 
 
-def _one(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> Any:
-    row = con.execute(sql, params or []).fetchone()
-    return row[0] if row else None
-
-
 def _files(paths: list[Path]) -> str:
     return "[" + ", ".join(pub._quote(str(p)) for p in paths) + "]"
 
@@ -437,7 +432,7 @@ def _evidence_delta(
     n, keys = con.execute(
         "SELECT count(*), count(DISTINCT contributions_key) FROM _new_combos"
     ).fetchone()
-    clash = _one(
+    clash = pub._one(
         con,
         "SELECT count(*) FROM _new_combos n JOIN evidence_contributions c "
         "USING (contributions_key) WHERE CAST(c.contributions AS VARCHAR) "
@@ -445,7 +440,7 @@ def _evidence_delta(
     )
     if n != keys or clash:
         raise FullBuild("two evidence combinations share a hash")
-    outside = _one(
+    outside = pub._one(
         con,
         """SELECT count(*) FROM _new_evidence e
         LEFT JOIN _map_full a ON a.mention_id = e.mention_id_l
@@ -480,8 +475,8 @@ def _touched(con: duckdb.DuckDBPyConnection, max_touched: float) -> tuple[int, i
             UNION ALL SELECT m.entity_id FROM _map_full m SEMI JOIN _seed_m s USING (mention_id)
         ) WHERE entity_id IS NOT NULL"""
     )
-    n = int(_one(con, "SELECT count(*) FROM _touched"))
-    total = int(_one(con, "SELECT count(*) FROM entities"))
+    n = int(pub._one(con, "SELECT count(*) FROM _touched"))
+    total = int(pub._one(con, "SELECT count(*) FROM entities"))
     if n > max_touched * max(total, 1):
         raise FullBuild(
             f"the inputs touched {n:,} of {total:,} entities (more than {max_touched:.0%})"
@@ -747,9 +742,9 @@ def update(
         steps[name] = round(time.perf_counter() - t, 2)
         t = time.perf_counter()
 
-    cat = _one(con, "SELECT current_database()")
+    cat = pub._one(con, "SELECT current_database()")
     _register_lake(con, home)
-    changed = _one(
+    changed = pub._one(
         con,
         "SELECT count(*) FROM ((SELECT * FROM _sources EXCEPT SELECT * FROM sources) "
         "UNION ALL (SELECT * FROM sources EXCEPT SELECT * FROM _sources))",
@@ -792,7 +787,7 @@ def update(
     step("apply_features")
     _apply_rest(con, reference_date, plan_.stamps.get("reference_date"))
     step("apply_rest")
-    problems = {name: int(_one(con, sql)) for name, sql in SMOKE_CHECKS.items()}
+    problems = {name: int(pub._one(con, sql)) for name, sql in SMOKE_CHECKS.items()}
     step("smoke_checks")
     return {
         "touched": touched,

@@ -462,8 +462,8 @@ def _register_inputs(
     return {k: round(v, 2) for k, v in seconds.items()}, stamps
 
 
-def _one(con: duckdb.DuckDBPyConnection, sql: str) -> Any:
-    row = con.execute(sql).fetchone()
+def _one(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> Any:
+    row = con.execute(sql, params or []).fetchone()
     return row[0] if row else None
 
 
