@@ -14,12 +14,16 @@ good warehouse stays live.
 ``warehouse/analyst_export`` then writes the published warehouse's masked analyst
 export (:meth:`warehouse.session.Session.export_analyst`, what ``tessera export``
 writes) to ``$TESSERA_HOME/export/analyst.duckdb``, as the pipeline's own identity
-:data:`SYSTEM_USER` (admin), audited like any export.
+:data:`SYSTEM_USER` (admin), audited like any export: after an incremental publish by
+updating a copy of the previous export for the entities that changed
+(:mod:`warehouse.export`), else in full.
 """
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -79,25 +83,37 @@ def analyst_export_path(home: Home) -> Path:
     return home.root / "export" / "analyst.duckdb"
 
 
-def write_analyst_export(home: Home) -> dict[str, int]:
+def write_analyst_export(home: Home) -> dict[str, Any]:
     """Export the live warehouse for analysts (``Session.export_analyst``: masked
     identifiers, active list entries only, no match features) as :data:`SYSTEM_USER`
-    with the admin role; one audit row (action ``export``). The library writes a new
-    file only, so the export goes to ``export/analyst.next.duckdb`` and is then moved
-    over ``export/analyst.duckdb`` (``os.replace``: a reader sees the old or the new
-    export). Returns the row count per table."""
+    with the admin role; one audit row (action ``export``). Incremental from the
+    current export where it is the export of the warehouse the publish started from
+    (:mod:`warehouse.export`; else in full, and ``full_reason`` says why). The library
+    writes a new file only, so the export goes to ``export/analyst.next.duckdb`` and
+    is then moved over ``export/analyst.duckdb`` (``os.replace``: a reader sees the old
+    or the new export). Returns the row count per table (``counts``), ``mode``,
+    ``full_reason``, ``touched`` (entities whose rows were replaced) and ``seconds``."""
     from warehouse.access import Principal
+    from warehouse.export import read_lineage
     from warehouse.session import Session
 
     final = analyst_export_path(home)
     staging = final.with_name("analyst.next.duckdb")
     final.parent.mkdir(parents=True, exist_ok=True)
     staging.unlink(missing_ok=True)  # left by a run killed between export and move
+    t = time.perf_counter()
     with Session(home, user=SYSTEM_USER) as session:
         session.principal = Principal(SYSTEM_USER, "admin")
-        counts = session.export_analyst(staging)
+        counts = session.export_analyst(staging, previous=final if final.exists() else None)
+    lineage = read_lineage(staging)
     os.replace(staging, final)
-    return counts
+    return {
+        "counts": counts,
+        "mode": lineage["mode"],
+        "full_reason": lineage["full_reason"],
+        "touched": lineage["touched"],
+        "seconds": round(time.perf_counter() - t, 2),
+    }
 
 
 def _counts_by_type(path: Path) -> list[tuple[str, int]]:
@@ -236,9 +252,13 @@ def build_warehouse_assets() -> list[dg.AssetsDefinition]:
         (``export/analyst.duckdb``), rewritten after every publish: what
         ``tessera export`` writes (analyst views as tables, masked IDs and phones,
         active list entries only, no match features), exported as the system user
-        ``tessera-pipeline`` (admin) and audited. Metadata: path, rows per table, size."""
+        ``tessera-pipeline`` (admin) and audited. After an incremental publish, a copy
+        of the previous export with the changed entities' rows replaced (``mode``,
+        ``entities_replaced``), else written in full (``full_reason``). Metadata: path,
+        rows per table, size."""
         home = tessera.home()
-        counts = write_analyst_export(home)
+        out = write_analyst_export(home)
+        counts = out["counts"]
         path = analyst_export_path(home)
         return dg.MaterializeResult(
             metadata={
@@ -248,6 +268,10 @@ def build_warehouse_assets() -> list[dg.AssetsDefinition]:
                 "size_bytes": path.stat().st_size,
                 "rows_per_table": dg.MetadataValue.json(counts),
                 "exported_by": SYSTEM_USER,
+                "mode": out["mode"],
+                "full_reason": out["full_reason"] or "",
+                "entities_replaced": out["touched"] if out["touched"] is not None else -1,
+                "seconds": out["seconds"],
             }
         )
 

@@ -34,8 +34,10 @@ rows of the touched entities, giving the same content as a full publish:
    features replace the rows of the touched entities and of restated mentions, then
    every term frequency that moved (they are shares of all mentions) is updated;
    list statuses are recomputed when the reference date moved; the small tables
-   (sources, corrections, human decisions, models) are rebuilt whole. Smoke checks
-   then look at the rows that changed.
+   (sources, corrections, human decisions, models) are rebuilt whole; the touched
+   entities are recorded in ``publish_touched`` and the base's last run in the
+   ``base_run`` stamp (for :mod:`warehouse.export`). Smoke checks then look at the
+   rows that changed.
 
 The base file is never modified: the copy is built as ``warehouse.duckdb.building``
 and moved over the target by the caller, as a full publish is.
@@ -705,6 +707,16 @@ def _apply_rest(con: duckdb.DuckDBPyConnection, reference_date: Any, base_ref: s
         con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {SCRATCH}.main.{table}")
 
 
+def _record_touched(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """``publish_touched``: the touched entities, for an incremental analyst export
+    (:mod:`warehouse.export`); returns the ``base_run`` stamp naming the base (its last
+    run's ``published_at`` in epoch microseconds; the new run is not in ``runs`` yet)."""
+    con.execute("DELETE FROM publish_touched")
+    con.execute(f"INSERT INTO publish_touched {TOUCHED}")
+    base_run = pub._one(con, "SELECT epoch_us(max(published_at)) FROM runs")
+    return {} if base_run is None else {"base_run": str(base_run)}
+
+
 SMOKE_CHECKS: dict[str, str] = {
     # each query returns the number of violations among the rows that changed
     "mention in no entity or several": """
@@ -786,6 +798,7 @@ def update(
     _apply_features(con)
     step("apply_features")
     _apply_rest(con, reference_date, plan_.stamps.get("reference_date"))
+    stamps.update(_record_touched(con))
     step("apply_rest")
     problems = {name: int(pub._one(con, sql)) for name, sql in SMOKE_CHECKS.items()}
     step("smoke_checks")

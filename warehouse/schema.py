@@ -511,6 +511,13 @@ CREATE TABLE publish_inputs (
 )
 """
 
+# The entities whose rows an incremental publish rebuilt (``_touched``, see
+# warehouse.incremental); empty after a full build. Its base is the ``base_run`` stamp
+# of ``publish_inputs``. An incremental analyst export (warehouse.export) reads both.
+PUBLISH_TOUCHED_DDL = """
+CREATE TABLE publish_touched (entity_id VARCHAR)
+"""
+
 # The tables an incremental publish updates row by row, and the condition naming the
 # rows of the touched entities (``_touched``); the others are rebuilt whole.
 ENTITY_TABLES: dict[str, str] = {
@@ -605,6 +612,7 @@ def build(con: duckdb.DuckDBPyConnection, reference_date: object) -> dict[str, f
     seconds["indexes"] = round(time.perf_counter() - t, 2)
     con.execute(RUNS_DDL)
     con.execute(PUBLISH_INPUTS_DDL)
+    con.execute(PUBLISH_TOUCHED_DDL)
     return seconds
 
 
@@ -633,5 +641,6 @@ def fingerprint() -> str:
         _entities(),
         RUNS_DDL,
         PUBLISH_INPUTS_DDL,
+        PUBLISH_TOUCHED_DDL,
     ]
     return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:16]

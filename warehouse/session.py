@@ -28,36 +28,12 @@ import polars as pl
 
 from connectors import lake
 from tessera.config import Home
-from warehouse import access, audit, corrections, matching, schema
+from warehouse import access, audit, corrections, export, matching
 from warehouse.entity_file import _plain, _rows, read_file
 from warehouse.publish import connect
 from warehouse.search import run_search
 
 T = TypeVar("T")
-
-# Tables of the analyst export: name in the export ← SELECT over the warehouse.
-ANALYST_EXPORT = {
-    "entities": "SELECT * FROM w.analyst_entities",
-    "entity_identifiers": "SELECT * FROM w.analyst_identifiers",
-    "list_entries": "SELECT * FROM w.analyst_list_entries",
-    "entity_names": "SELECT * FROM w.entity_names",
-    "entity_addresses": "SELECT * FROM w.entity_addresses",
-    "memberships": "SELECT * FROM w.memberships",
-    "facts": "SELECT * FROM w.facts f WHERE NOT EXISTS (SELECT 1 FROM w.list_entries l "
-    "WHERE l.source_id = f.source_id AND l.record_key = f.record_key "
-    "AND l.entity_id = f.entity_id AND l.status <> 'active')",
-    "relationships": "SELECT * FROM w.relationships",
-    # The edges and, once per distinct combination, their contributions; the export's
-    # ``link_evidence`` is the warehouse's view over the two (materialising one JSON
-    # per edge was most of an export's time at 1,000,000 persons).
-    "evidence_edges": "SELECT * FROM w.evidence_edges",
-    "evidence_contributions": "SELECT * FROM w.evidence_contributions",
-    "sources": "SELECT * FROM w.sources",
-    "runs": "SELECT * FROM w.runs",
-    "corrections": "SELECT * REPLACE (CASE WHEN attribute IN ('id_number', 'phone') "
-    "THEN mask_identifier(attribute, value) ELSE value END AS value) FROM w.corrections",
-    "human_decisions": "SELECT * FROM w.human_decisions",
-}
 
 
 class Session:
@@ -235,47 +211,27 @@ class Session:
         doc["exported_by"] = self.principal.user
         return doc
 
-    def export_analyst(self, path: str | Path) -> dict[str, int]:
+    def export_analyst(
+        self, path: str | Path, *, previous: str | Path | None = None
+    ) -> dict[str, int]:
         """Write the masked analyst export to a new DuckDB file at ``path`` (must not
         exist): the analyst views as tables, facts of hidden list entries left out,
         no unmasked identifier anywhere (no match features), and the warehouse's
-        ``link_evidence`` view over its evidence tables. Admin only. Returns the row
-        count per table."""
+        ``link_evidence`` view over its evidence tables (:func:`warehouse.export.write`).
+        ``previous`` (the export written before, never modified): update a copy of it
+        for the entities the last publish changed where that gives what a full export
+        gives; its ``export_lineage`` row says which was done and why. Admin only.
+        Returns the row count per table."""
         target = Path(path)
+        prev = Path(previous) if previous is not None else None
         return self._audited(
             "export",
             "export",
-            {"path": str(target.resolve())},
-            lambda: self._export(target),
+            {"path": str(target.resolve()), "previous": str(prev.resolve()) if prev else None},
+            lambda: export.write(self.home.warehouse, target, prev).counts,
             lambda counts: [],
             lambda counts: counts.get("entities", 0),
         )
-
-    def _export(self, target: Path) -> dict[str, int]:
-        if target.exists():
-            raise FileExistsError(f"{target} exists; the export writes a new file")
-        tmp = target.with_name(target.name + ".building")
-        tmp.unlink(missing_ok=True)
-        counts: dict[str, int] = {}
-        try:
-            con = duckdb.connect(str(tmp))
-            try:
-                for sql in schema.MACROS:  # the analysts' masking macros, in the export too
-                    con.execute(sql)
-                con.execute("ATTACH ? AS w (READ_ONLY)", [str(self.home.warehouse)])
-                for name, sql in ANALYST_EXPORT.items():
-                    con.execute(f"CREATE TABLE {name} AS {sql}")
-                    counts[name] = int(con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0])
-                con.execute("DETACH w")
-                con.execute(schema.VIEWS["link_evidence"])
-                con.execute("CHECKPOINT")
-            finally:
-                con.close()
-            tmp.replace(target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        return counts
 
     def correct(
         self, entity_id: str, attribute: str, value: str, *, reason: str

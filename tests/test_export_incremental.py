@@ -1,0 +1,353 @@
+"""Incremental analyst export: after an incremental publish, a copy of the previous
+export with the changed entities' rows replaced holds exactly what a full export of
+the new warehouse holds, masked alike; anything it cannot prove equal is exported in
+full, and says why; a failure leaves the previous export.
+
+World: a copy of the session's linked world (``tests/linked_world.py``), published in
+full and exported (day 2). Then a field correction and two human decisions (a
+cannot-link splitting the largest person, a must-link merging two others), day 3
+delivered, ingested and linked incrementally, published incrementally and exported
+by the pipeline's ``write_analyst_export``. Then another correction and a reference
+date a year on (list entries expire, their facts leave the export), published and
+exported incrementally again."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+from linked_world import LINKED, copy_of_linked_world
+
+from orchestration.warehouse import SYSTEM_USER, analyst_export_path, write_analyst_export
+from tessera.config import Home
+from warehouse import audit, export
+from warehouse.publish import publish
+
+
+def _differences(a: Path, b: Path) -> dict[str, tuple[int, int]]:
+    """Per export table: rows only in ``a``, rows only in ``b`` (multisets, every
+    column); plus ``schema`` when the tables, columns, types, views or macros differ.
+    ``export_lineage`` (how each was written) is not compared."""
+    con = duckdb.connect()
+    try:
+        con.execute("ATTACH ? AS a (READ_ONLY)", [str(a)])
+        con.execute("ATTACH ? AS b (READ_ONLY)", [str(b)])
+        out = {}
+        for t in export.TABLES:
+            only = [
+                con.execute(
+                    f"SELECT count(*) FROM (SELECT * FROM {x}.{t.name} "
+                    f"EXCEPT ALL SELECT * FROM {y}.{t.name})"
+                ).fetchone()[0]
+                for x, y in (("a", "b"), ("b", "a"))
+            ]
+            if any(only):
+                out[t.name] = (only[0], only[1])
+
+        def shape(db: str) -> list[tuple]:
+            return (
+                con.execute(
+                    "SELECT table_name, column_name, data_type FROM information_schema.columns "
+                    "WHERE table_catalog = ? ORDER BY ALL",
+                    [db],
+                ).fetchall()
+                + con.execute(
+                    "SELECT view_name, sql FROM duckdb_views() "
+                    "WHERE database_name = ? AND NOT internal ORDER BY ALL",
+                    [db],
+                ).fetchall()
+                + con.execute(
+                    "SELECT function_name, macro_definition FROM duckdb_functions() "
+                    "WHERE database_name = ? AND function_type = 'macro' AND NOT internal "
+                    "ORDER BY ALL",
+                    [db],
+                ).fetchall()
+            )
+
+        if shape("a") != shape("b"):
+            out["schema"] = (1, 1)
+        return out
+    finally:
+        con.close()
+
+
+def _rows(path: Path, sql: str, params: list | None = None) -> list[tuple]:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
+def _next_day(home: Home) -> None:
+    """Deliver, ingest and link (incrementally) the world's next day."""
+    from connectors.catalog import load_specs
+    from connectors.ingest import ingest
+    from linkage.incremental import ENTITY_TYPES, link_incremental
+    from simulation.run import simulate
+    from simulation.world import WorldConfig
+
+    days = LINKED["days"]
+    simulate(home, WorldConfig(**{**LINKED, "days": days + 1}), days=range(days, days + 1))
+    ingest(home, load_specs(home.sources_dir))
+    for t in ENTITY_TYPES:
+        link_incremental(home, t)
+
+
+def _keep(home: Home, path: Path, name: str) -> Path:
+    """A copy of ``path`` under ``name`` in the home (the pipeline replaces the files)."""
+    out = home.root / name
+    shutil.copyfile(path, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Day 2 published in full and exported; day 3 (a split, a merge, a correction)
+    published and exported incrementally; then a correction and a reference date a
+    year on, published and exported incrementally again. Each warehouse and export is
+    kept, with a full export of each warehouse to compare with."""
+    import linkage.decisions as dec
+    from warehouse.corrections import record_correction
+
+    home = copy_of_linked_world(tmp_path_factory, "export_incremental")
+    w = {"home": home}
+    w["pub0"] = publish(home)
+    w["out0"] = write_analyst_export(home)
+    w["w0"] = _keep(home, home.warehouse, "w0.duckdb")
+    w["e0"] = _keep(home, analyst_export_path(home), "e0.duckdb")
+
+    ent = pl.read_parquet(home.lake / "linkage" / "person_entities.parquet")
+    sizes = ent.group_by("entity_id").len().sort(["len", "entity_id"], descending=[True, False])
+    big = ent.filter(pl.col("entity_id") == sizes["entity_id"][0]).sort("mention_id")
+    w["apart"] = (big["mention_id"][0], big["mention_id"][-1])
+    dec.record_decision(home, *w["apart"], same=False, reason="test: two people")
+    w["merged"] = (sizes["entity_id"][1], sizes["entity_id"][2])
+    dec.record_decision(home, *w["merged"], same=True, reason="test: one person")
+    w["corrected"] = sizes["entity_id"][5]
+    record_correction(home, w["corrected"], "sex", "F", who="tester", reason="test: corrected")
+    _next_day(home)
+    w["day3"] = home.root.parent / "day3"
+    shutil.copytree(home.root, w["day3"])  # the lake as the day left it, for the fallbacks
+
+    w["pub1"] = publish(home, base=w["w0"])
+    w["out1"] = write_analyst_export(home)
+    w["w1"] = _keep(home, home.warehouse, "w1.duckdb")
+    w["e1"] = _keep(home, analyst_export_path(home), "e1.duckdb")
+    w["f1"] = home.root / "f1.duckdb"
+    export.write(w["w1"], w["f1"])
+
+    target = _rows(w["w1"], "SELECT entity_id FROM entities WHERE entity_type = 'person' LIMIT 1")
+    record_correction(home, target[0][0], "name_latin", "zhang san", who="tester", reason="test")
+    w["later"] = dt.date.fromisoformat(w["pub1"]["reference_date"]) + dt.timedelta(days=400)
+    w["pub2"] = publish(home, w["later"], base=w["w1"])
+    w["out2"] = write_analyst_export(home)
+    w["w2"] = _keep(home, home.warehouse, "w2.duckdb")
+    w["e2"] = _keep(home, analyst_export_path(home), "e2.duckdb")
+    w["f2"] = home.root / "f2.duckdb"
+    export.write(w["w2"], w["f2"])
+    return w
+
+
+def test_the_warehouse_records_its_base_and_touched_entities(world: dict) -> None:
+    """A full publish leaves ``publish_touched`` empty and names no base; an
+    incremental one lists the entities it rebuilt and its base's last run."""
+    base_run = "SELECT stamp FROM publish_inputs WHERE kind = 'base_run'"
+    assert _rows(world["w0"], "SELECT count(*) FROM publish_touched") == [(0,)]
+    assert _rows(world["w0"], base_run) == []
+    assert world["pub1"]["mode"] == "incremental", world["pub1"]["full_reason"]
+    n = _rows(world["w1"], "SELECT count(DISTINCT entity_id), count(*) FROM publish_touched")
+    assert n == [(world["pub1"]["touched"], world["pub1"]["touched"])]
+    last = _rows(world["w0"], "SELECT CAST(epoch_us(max(published_at)) AS VARCHAR) FROM runs")
+    assert _rows(world["w1"], base_run) == last
+
+
+def test_incremental_export_equals_full(world: dict) -> None:
+    out = world["out1"]
+    print("incremental export:", out)
+    assert world["out0"]["mode"] == "full"
+    assert out["mode"] == "incremental", out["full_reason"]
+    assert world["pub1"]["touched"] <= out["touched"] < out["counts"]["entities"] / 4
+    assert _differences(world["e1"], world["f1"]) == {}
+    assert out["counts"] == _counts(world["f1"])
+    lineage = export.read_lineage(world["e1"])
+    assert lineage["mode"] == "incremental" and lineage["touched"] == out["touched"]
+    run = _rows(world["w1"], "SELECT max(published_at) FROM runs")[0][0]
+    assert lineage["warehouse_published_at"] == run
+
+
+def _counts(path: Path) -> dict[str, int]:
+    names = [t.name for t in export.TABLES] + [export.LINEAGE]
+    return {n: _rows(path, f"SELECT count(*) FROM {n}")[0][0] for n in names}
+
+
+def test_the_export_shows_the_split_merge_and_correction(world: dict) -> None:
+    e0, e1 = world["e0"], world["e1"]
+    before = {r[0] for r in _rows(e0, "SELECT entity_id FROM entities")}
+    after = {r[0] for r in _rows(e1, "SELECT entity_id FROM entities")}
+    assert after - before, "the day brings new entities"
+    assert not set(world["merged"]) <= after, "the must-link merged two entities"
+    apart = _rows(
+        e1,
+        "SELECT count(DISTINCT entity_id) FROM memberships WHERE list_contains(?, mention_id)",
+        [list(world["apart"])],
+    )
+    assert apart == [(2,)], "the cannot-link split the largest entity"
+    got = _rows(
+        e1, "SELECT sex, sex_source FROM entities WHERE entity_id = ?", [world["corrected"]]
+    )
+    assert got == [("F", "correction")]
+    assert len(_rows(e1, "SELECT * FROM runs")) == 2
+    assert len(_rows(e1, "SELECT * FROM human_decisions")) == 2
+
+
+def test_a_moved_reference_date_changes_statuses_beyond_the_touched(world: dict) -> None:
+    """A year on, list entries expire: their entities' list entries and facts change in
+    the export although the publish rebuilt one entity; the update follows them."""
+    out, pub = world["out2"], world["pub2"]
+    assert pub["mode"] == "incremental" and pub["touched"] == 1, pub["full_reason"]
+    assert out["mode"] == "incremental", out["full_reason"]
+    assert out["touched"] > pub["touched"], "the status changes add entities"
+    assert _differences(world["e2"], world["f2"]) == {}
+    assert out["counts"]["list_entries"] < world["out1"]["counts"]["list_entries"]
+    assert out["counts"]["facts"] < world["out1"]["counts"]["facts"]
+    assert _rows(world["e2"], "SELECT DISTINCT reference_date FROM list_entries") == [
+        (world["later"],)
+    ]
+
+
+@pytest.mark.parametrize("which", ["e1", "e2"])
+def test_the_incremental_export_stays_masked(world: dict, which: str) -> None:
+    """No resident ID or phone number of the warehouse in clear anywhere in the export
+    (any column, JSON included), masked IDs and phones in the golden records, list
+    entries active only, no fact of a hidden list entry, no match features."""
+    path, wh = world[which], world["w" + which[1]]
+    con = duckdb.connect()
+    try:
+        con.execute("ATTACH ? AS w (READ_ONLY)", [str(wh)])
+        con.execute("ATTACH ? AS x (READ_ONLY)", [str(path)])
+        tables = {
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = 'x'"
+            ).fetchall()
+        }
+        assert not {"person_match_features", "business_match_features", "match_models"} & tables
+        con.execute(
+            "CREATE TEMP TABLE raw AS SELECT DISTINCT regexp_replace(value, '^\\+86', '') AS v "
+            "FROM w.entity_identifiers WHERE kind IN ('id_number', 'phone')"
+        )
+        cols = con.execute(
+            "SELECT table_name, column_name FROM duckdb_columns() WHERE database_name = 'x'"
+        ).fetchall()
+        runs = " UNION ALL ".join(
+            f"SELECT '{t}.{c}' AS col, unnest(regexp_extract_all(regexp_replace("
+            f"CAST(\"{c}\" AS VARCHAR), '[ -]', '', 'g'), '(^|[^0-9.])([0-9]{{11,}}[0-9Xx]?)', 2))"
+            f' AS run FROM x."{t}"'
+            for t, c in cols
+        )
+        leaks = con.execute(f"SELECT col, v FROM ({runs}) JOIN raw ON contains(run, v)").fetchall()
+        assert leaks == []
+        masked = con.execute(
+            "SELECT count(*) FILTER (WHERE regexp_full_match(id_number, "
+            "'[0-9]{6}\\*{8}[0-9]{3}[0-9X]')), count(id_number) FROM x.entities"
+        ).fetchone()
+        assert masked[0] == masked[1] > 0
+        inactive = con.execute("SELECT count(*) FROM x.list_entries WHERE status <> 'active'")
+        assert inactive.fetchone()[0] == 0
+        hidden = con.execute(
+            "SELECT count(*) FROM x.facts f JOIN w.list_entries l USING (source_id, record_key, "
+            "entity_id) WHERE l.status <> 'active'"
+        ).fetchone()[0]
+        assert hidden == 0
+        evidence = con.execute("SELECT count(*) FROM x.link_evidence").fetchone()[0]
+        assert evidence == con.execute("SELECT count(*) FROM w.evidence_edges").fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_each_export_is_one_audit_row(world: dict) -> None:
+    rows = audit.read(world["home"], action="export")
+    assert [(r["user"], r["role"], r["outcome"]) for r in rows] == [
+        (SYSTEM_USER, "admin", "ok")
+    ] * 3
+    assert [r["query"]["previous"] is None for r in rows] == [True, False, False]
+
+
+def test_fallbacks_to_a_full_export(world: dict, tmp_path: Path) -> None:
+    """No previous export; a previous export not of the warehouse's base; a warehouse
+    published in full; an export written by other SQL; too many entities; a previous
+    export that does not hold what it claims. Each full export equals a plain one."""
+
+    def full(warehouse: Path, previous: Path | None, reason: str, **kw: float) -> None:
+        target = tmp_path / f"x{len(list(tmp_path.iterdir()))}.duckdb"
+        out = export.write(warehouse, target, previous, **kw)
+        assert out.mode == "full" and reason in (out.full_reason or ""), out.full_reason
+        plain = tmp_path / "plain.duckdb"
+        plain.unlink(missing_ok=True)
+        export.write(warehouse, plain)
+        assert _differences(target, plain) == {}
+
+    full(world["w1"], None, "no previous export given")
+    full(world["w1"], tmp_path / "missing.duckdb", "no previous export at")
+    full(world["w2"], world["e0"], "published from the run")  # two publishes on
+
+    home = Home(tmp_path / "home")
+    shutil.copytree(world["day3"], home.root)
+    shutil.copyfile(world["w0"], home.warehouse)
+    pub = publish(home)  # in full, after the warehouse e0 is the export of
+    assert pub["mode"] == "full"
+    assert _rows(home.warehouse, "SELECT count(*) FROM publish_touched") == [(0,)]
+    full(home.warehouse, world["e0"], "published in full")
+
+    other = tmp_path / "other_sql.duckdb"
+    shutil.copyfile(world["e0"], other)
+    with duckdb.connect(str(other)) as con:
+        con.execute("UPDATE export_lineage SET fingerprint = 'older'")
+    full(world["w1"], other, "SQL changed")
+    full(world["w1"], world["e0"], "entities to replace", max_touched=0.0001)
+
+    broken = tmp_path / "broken.duckdb"
+    shutil.copyfile(world["e0"], broken)
+    with duckdb.connect(str(broken)) as con:  # an entity the publish did not touch is lost
+        con.execute("ATTACH ? AS w (READ_ONLY)", [str(world["w1"])])
+        con.execute(
+            "DELETE FROM entities WHERE entity_id = (SELECT min(entity_id) FROM entities "
+            "WHERE entity_id NOT IN (SELECT entity_id FROM w.publish_touched))"
+        )
+    full(world["w1"], broken, "row counts differ")
+
+
+def test_the_same_warehouse_again_is_a_copy(world: dict, tmp_path: Path) -> None:
+    """Exporting a warehouse its previous export already is of replaces nothing."""
+    target = tmp_path / "again.duckdb"
+    out = export.write(world["w1"], target, world["e1"])
+    assert (out.mode, out.touched) == ("incremental", 0)
+    assert _differences(target, world["f1"]) == {}
+
+
+def test_a_failed_update_leaves_the_previous_export(
+    world: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = Home(tmp_path / "home")
+    shutil.copytree(world["day3"], home.root)
+    shutil.copyfile(world["w1"], home.warehouse)
+    final = analyst_export_path(home)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(world["e0"], final)
+    before = final.read_bytes()
+
+    def dying(con: duckdb.DuckDBPyConnection, counts: dict[str, int]) -> None:
+        raise RuntimeError("disk full")  # after every table was updated
+
+    monkeypatch.setattr(export, "_check_counts", dying)
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_analyst_export(home)
+    assert final.read_bytes() == before
+    assert sorted(p.name for p in final.parent.iterdir()) == [final.name]
+    rows = audit.read(home, action="export")
+    assert rows[-1]["outcome"].startswith("error: RuntimeError: disk full")
