@@ -17,6 +17,10 @@ groups is the B-cubed precision times the mention count); nothing row-sized come
 into Python. A daily run (:func:`scoring_duckdb` with ``stored``) takes the labelled
 mentions from the store :func:`linkage.truth.update_truth_store` keeps up to date, so
 scoring a clustering is one scan of its Parquet file joined with the stored labels.
+Every figure is a sum by cluster (:func:`cluster_totals`) or by entity
+(:func:`entity_totals`) over the groups (:func:`create_groups`), the B-cubed terms
+as exact decimals, so :mod:`linkage.score_store` keeps the groups of the saved
+clusters and rescores only the clusters and entities a day changed.
 With the detail (``tessera eval``: recall per source pair, examples of
 false merges and missed links) :func:`label` builds the labelled polars frame and
 :func:`evaluate_labelled` scores it.
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -330,6 +335,129 @@ def _base_table(con: duckdb.DuckDBPyConnection, home: Home, entity_type: str) ->
     return table
 
 
+# The (cluster, entity) groups every score is a sum over: n mentions, r of them not
+# ambiguous name-only, k collapsing several entities, ``listed`` in the clustering.
+GROUP_COLUMNS = {
+    "cluster_id": "VARCHAR", "entity_id": "VARCHAR",
+    "n": "BIGINT", "r": "BIGINT", "k": "BIGINT", "listed": "BIGINT",
+}  # fmt: skip
+# B-cubed terms (ce²/c, ce²/e) are summed as decimals of this type: exact, so the
+# same in any order and grouping (a parallel float sum differs in the last bits from
+# run to run, and a sum kept by parts, linkage.score_store, equals the whole).
+BCUBED_DECIMAL = "DECIMAL(38, 24)"
+
+
+def create_groups(con: duckdb.DuckDBPyConnection, table: str, base: str, clusters: str) -> None:
+    """Temporary ``table`` (:data:`GROUP_COLUMNS`): the labelled mentions ``base``
+    (:func:`_base_table`: ``mention_id, entity_id, collapsed, amb``) grouped by their
+    cluster in the query ``clusters`` (``mention_id, cluster_id``; an unlisted mention is
+    the singleton ``single:<mention_id>``) and their entity."""
+    run_sql(
+        con,
+        f"""
+        CREATE OR REPLACE TEMP TABLE {table} AS
+        SELECT cluster_id, entity_id, count(*) AS n,
+               count(*) FILTER (WHERE NOT amb) AS r,
+               count(*) FILTER (WHERE collapsed) AS k,
+               count(listed) AS listed
+        FROM (SELECT b.entity_id, b.amb, b.collapsed, c.mention_id AS listed,
+                     coalesce(c.cluster_id::VARCHAR, 'single:' || b.mention_id) AS cluster_id
+              FROM {base} b LEFT JOIN (SELECT mention_id, cluster_id FROM {clusters}) c
+              ON c.mention_id = b.mention_id)
+        GROUP BY cluster_id, entity_id
+        """,
+    )
+
+
+def cluster_sums_sql(groups: str) -> str:
+    """Per cluster of the relation ``groups`` (every group of each cluster in it): its
+    mentions ``n`` (``r`` not ambiguous name-only), ``k``, ``listed``, the correct pairs
+    ``tp`` (``tp_r`` without ambiguous name-only mentions) and the B-cubed precision
+    sum ``bp`` (sum over its mentions of |cluster ∩ entity| / |cluster|)."""
+    return f"""
+        WITH c AS (SELECT cluster_id, sum(n)::BIGINT AS cn FROM {groups} GROUP BY cluster_id)
+        SELECT g.cluster_id, sum(g.n)::BIGINT AS n, sum(g.r)::BIGINT AS r,
+               sum(g.k)::BIGINT AS k, sum(g.listed)::BIGINT AS listed,
+               sum(g.n * (g.n - 1) // 2)::BIGINT AS tp, sum(g.r * (g.r - 1) // 2)::BIGINT AS tp_r,
+               sum((g.n * g.n / c.cn)::{BCUBED_DECIMAL}) AS bp
+        FROM {groups} g JOIN c USING (cluster_id) GROUP BY g.cluster_id"""
+
+
+def entity_sums_sql(groups: str) -> str:
+    """Per entity of the relation ``groups`` (every group of each entity in it): its
+    mentions ``n`` (``r`` not ambiguous name-only) and the B-cubed recall sum ``br``
+    (sum over its mentions of |cluster ∩ entity| / |entity|)."""
+    return f"""
+        WITH e AS (SELECT entity_id, sum(n)::BIGINT AS en FROM {groups} GROUP BY entity_id)
+        SELECT g.entity_id, sum(g.n)::BIGINT AS n, sum(g.r)::BIGINT AS r,
+               sum((g.n * g.n / e.en)::{BCUBED_DECIMAL}) AS br
+        FROM {groups} g JOIN e USING (entity_id) GROUP BY g.entity_id"""
+
+
+CLUSTER_TOTALS = ("clusters", "mentions", "not_amb", "collapsed", "listed", "tp", "tp_r",
+                  "pred", "pred_r", "bp")  # fmt: skip
+ENTITY_TOTALS = ("entities", "true", "true_r", "held", "br")
+
+
+def cluster_totals(con: duckdb.DuckDBPyConnection, groups: str) -> dict[str, Any]:
+    """The sums over the clusters of ``groups`` (:func:`cluster_sums_sql`) the scores
+    need (:data:`CLUSTER_TOTALS`): integers, ``bp`` a :class:`decimal.Decimal`."""
+    row = con.execute(f"""
+        SELECT count(*), sum(n), sum(r), sum(k), sum(listed), sum(tp), sum(tp_r),
+               sum(n * (n - 1) // 2), sum(r * (r - 1) // 2), sum(bp)
+        FROM ({cluster_sums_sql(groups)})
+    """).fetchall()[0]
+    return _totals(CLUSTER_TOTALS, row)
+
+
+def entity_totals(con: duckdb.DuckDBPyConnection, groups: str) -> dict[str, Any]:
+    """The sums over the entities of ``groups`` (:func:`entity_sums_sql`) the scores
+    need (:data:`ENTITY_TOTALS`): true pairs (without ambiguous name-only mentions),
+    the pairs holding one, ``br`` a :class:`decimal.Decimal`."""
+    row = con.execute(f"""
+        SELECT count(*), sum(n * (n - 1) // 2), sum(r * (r - 1) // 2),
+               sum((n - r) * (n - 1)), sum(br)
+        FROM ({entity_sums_sql(groups)})
+    """).fetchall()[0]
+    return _totals(ENTITY_TOTALS, row)
+
+
+def _totals(names: tuple[str, ...], row: tuple[Any, ...]) -> dict[str, Any]:
+    return {
+        k: (Decimal(0) if v is None else v) if k in ("bp", "br") else int(v or 0)
+        for k, v in zip(names, row, strict=True)
+    }
+
+
+def scores_from_totals(totals: dict[str, Any], entity_type: str) -> dict[str, Any] | None:
+    """The scores of :func:`score_clusters` from the sums over its groups
+    (:func:`cluster_totals` and :func:`entity_totals` of them, one dict); None when no
+    mention is listed."""
+    t = totals
+    if not t["listed"]:
+        return None
+    out: dict[str, Any] = {
+        "mentions": t["mentions"],
+        "entities": t["entities"],
+        "clusters": t["clusters"],
+        "pairwise": _pairwise(t["pred"], t["true"], t["tp"]),
+        "bcubed": _bcubed(t["bp"], t["br"], t["mentions"]),
+        "ambiguous_mentions": t["collapsed"],
+    }
+    if entity_type == "person":
+        out["name_only_ceiling"] = {
+            "ambiguous_name_only_mentions": t["mentions"] - t["not_amb"],
+            "true_pairs_holding_one": t["held"],
+            "pairwise_without_them": _pairwise(t["pred_r"], t["true_r"], t["tp_r"]),
+        }
+    return out
+
+
+def clusters_sql(clusters: Path) -> str:
+    """A query over a Parquet file of ``mention_id, cluster_id``."""
+    return read_parquet_sql([clusters]).replace(", union_by_name = true", "")
+
+
 def score_clusters(
     con: duckdb.DuckDBPyConnection,
     home: Home,
@@ -340,78 +468,23 @@ def score_clusters(
     clusters, pairwise, bcubed, ambiguous_mentions`` and, for persons,
     ``name_only_ceiling``) for the ``entity_type`` mentions of ``clusters`` (a frame or
     a Parquet file of ``mention_id, cluster_id``), computed by DuckDB on ``con``
-    (:func:`scoring_duckdb`); None when ``clusters`` holds no such mention."""
+    (:func:`scoring_duckdb`); None when ``clusters`` holds no such mention. Each score
+    is a sum over the (cluster, entity) groups (:func:`create_groups`), by cluster
+    (:func:`cluster_totals`) or by entity (:func:`entity_totals`)."""
     base = _base_table(con, home, entity_type)
     if isinstance(clusters, Path):
-        src = read_parquet_sql([clusters]).replace(", union_by_name = true", "")
+        src = clusters_sql(clusters)
     else:
         con.register("_clusters_frame", clusters.select("mention_id", "cluster_id"))
         src = "_clusters_frame"
     try:
-        # One row per (cluster, entity): n mentions, r of them not ambiguous name-only,
-        # k collapsing several entities; unlisted mentions are singletons.
-        run_sql(
-            con,
-            f"""
-            CREATE OR REPLACE TEMP TABLE _ce AS
-            SELECT cluster_id, entity_id, count(*) AS n,
-                   count(*) FILTER (WHERE NOT amb) AS r,
-                   count(*) FILTER (WHERE collapsed) AS k,
-                   count(listed) AS listed
-            FROM (SELECT b.entity_id, b.amb, b.collapsed, c.mention_id AS listed,
-                         coalesce(c.cluster_id::VARCHAR, 'single:' || b.mention_id) AS cluster_id
-                  FROM {base} b LEFT JOIN (SELECT mention_id, cluster_id FROM {src}) c
-                  ON c.mention_id = b.mention_id)
-            GROUP BY cluster_id, entity_id
-        """,
-        )
+        create_groups(con, "_ce", base, src)
     finally:
         if src == "_clusters_frame":
             con.unregister("_clusters_frame")
-    totals = con.execute("""
-        SELECT coalesce(sum(listed), 0), sum(n), sum(n * (n - 1) // 2), sum(r * (r - 1) // 2),
-               sum(k), sum(n - r)
-        FROM _ce
-    """).fetchall()[0]
-    groups = con.execute("""
-        WITH c AS MATERIALIZED (
-            SELECT cluster_id, sum(n)::BIGINT AS n, sum(r)::BIGINT AS r FROM _ce GROUP BY cluster_id
-        ), e AS MATERIALIZED (
-            SELECT entity_id, sum(n)::BIGINT AS n, sum(r)::BIGINT AS r FROM _ce GROUP BY entity_id
-        )
-        SELECT
-            (SELECT count(*) FROM c), (SELECT sum(n * (n - 1) // 2) FROM c),
-            (SELECT sum(r * (r - 1) // 2) FROM c),
-            (SELECT count(*) FROM e), (SELECT sum(n * (n - 1) // 2) FROM e),
-            (SELECT sum(r * (r - 1) // 2) FROM e), (SELECT sum((n - r) * (n - 1)) FROM e),
-            (SELECT sum((x.n * x.n / c.n)::DECIMAL(38, 24)) FROM _ce x
-             JOIN c ON c.cluster_id = x.cluster_id),
-            (SELECT sum((x.n * x.n / e.n)::DECIMAL(38, 24)) FROM _ce x
-             JOIN e ON e.entity_id = x.entity_id)
-    """).fetchall()[0]
+    totals = cluster_totals(con, "_ce") | entity_totals(con, "_ce")
     run_sql(con, "DROP TABLE _ce")
-    # The B-cubed terms are summed as decimals: exact, so the same in any order (a
-    # parallel float sum differs in the last bits from run to run).
-    listed, *rest_totals = totals
-    mentions, tp, tp_r, collapsed, amb = (int(v or 0) for v in rest_totals)
-    n_c, pred, pred_r, n_e, true, true_r, held, bp, br = groups
-    if not listed:
-        return None
-    out: dict[str, Any] = {
-        "mentions": mentions,
-        "entities": int(n_e),
-        "clusters": int(n_c),
-        "pairwise": _pairwise(pred, true, tp),
-        "bcubed": _bcubed(bp, br, mentions),
-        "ambiguous_mentions": collapsed,
-    }
-    if entity_type == "person":
-        out["name_only_ceiling"] = {
-            "ambiguous_name_only_mentions": amb,
-            "true_pairs_holding_one": int(held or 0),
-            "pairwise_without_them": _pairwise(pred_r, true_r, tp_r),
-        }
-    return out
+    return scores_from_totals(totals, entity_type)
 
 
 def _pairwise(pred: int | None, true: int | None, tp: int | None) -> dict[str, Any]:
@@ -426,7 +499,7 @@ def _pairwise(pred: int | None, true: int | None, tp: int | None) -> dict[str, A
     }
 
 
-def _bcubed(bp: float | None, br: float | None, mentions: int) -> dict[str, float]:
+def _bcubed(bp: Decimal | float, br: Decimal | float, mentions: int) -> dict[str, float]:
     p = float(bp) / mentions if mentions else 1.0
     r = float(br) / mentions if mentions else 1.0
     return {"precision": p, "recall": r, "f1": _f1(p, r)}

@@ -213,19 +213,25 @@ def evaluate_all(
 ) -> dict[str, Any]:
     """Score the saved clusters against the truth, with the naive rule for contrast:
     per entity type ``model`` and ``naive_rule`` (the scores of
-    :func:`linkage.evaluate.evaluate`) and ``naive_rule_source`` (where the naive
-    rule's scores come from, see :func:`linkage.baseline.naive_rule_scores`).
+    :func:`linkage.evaluate.evaluate`), ``naive_rule_source`` (where the naive rule's
+    scores come from, see :func:`linkage.baseline.naive_rule_scores`), ``scored``
+    (how the model's scores were computed: ``incremental`` or ``full``) and
+    ``scoring`` (that, with the ``reason`` and, incremental, what was rescored).
 
     The truth comes from the store in ``lake/linkage/mention_truth/``, brought up to
     date first (:func:`linkage.truth.update_truth_store`: only the files added since
-    are read). Without ``detail`` DuckDB scores from the Parquet files
-    (:func:`linkage.evaluate.score_clusters`); with it the model's scores carry the
-    recall per source pair and examples of false merges and missed links. ``naive``:
-    True computes the naive rule and stores its scores, ``"cached"`` reuses the stored
-    ones (a daily run: the rule depends on the staged mentions only), False skips it
-    (``naive_rule`` None)."""
+    are read). Without ``detail`` the model's scores come from the sums kept in
+    ``lake/linkage/cluster_scores/``, carried forward by the last incremental link's
+    changes and the truth's when that is exact, else scored in full by DuckDB from the
+    Parquet files (:func:`linkage.score_store.score_saved_clusters`); with it the
+    model's scores carry the recall per source pair and examples of false merges and
+    missed links. ``naive``: True computes the naive rule and stores its scores,
+    ``"cached"`` reuses the stored ones (a daily run: the rule depends on the staged
+    mentions only), False skips it (``naive_rule`` None)."""
     from linkage.baseline import naive_inputs_fingerprint, naive_rule_scores
     from linkage.evaluate import score_clusters, scoring_duckdb
+    from linkage.score_store import score_saved_clusters
+    from linkage.truth import stored_truth_views
 
     paths = {etype: home.lake / "linkage" / f"{etype}_clusters.parquet" for etype in ENTITY_TYPES}
     for etype, path in paths.items():
@@ -235,17 +241,19 @@ def evaluate_all(
             )
     out: dict[str, Any] = {}
     fingerprint = naive_inputs_fingerprint(home) if naive is not False else None
-    # The truth mapping and the labelled mentions are kept between runs and extended
-    # by the files added since (linkage.truth.update_truth_store).
-    with scoring_duckdb(home, stored=True) as con:
+    with scoring_duckdb(home) as con:
+        # The truth mapping and the labelled mentions are kept between runs and
+        # extended by the files added since (linkage.truth.update_truth_store).
+        truth_manifest = stored_truth_views(con, home)
         truth: pl.DataFrame | None = None
         for etype, path in paths.items():
             if detail:
                 if truth is None:
                     truth = con.sql("SELECT * FROM mention_truth").pl()
                 model = evaluate(home, pl.read_parquet(path), detail=True, truth=truth).get(etype)
+                how = {"scored": "full", "reason": "with the detail (polars)"}
             else:
-                model = score_clusters(con, home, path, etype)
+                model, how = score_saved_clusters(con, home, etype, truth_manifest)
             scores, source = naive_rule_scores(
                 home,
                 etype,
@@ -253,5 +261,11 @@ def evaluate_all(
                 lambda clusters, etype=etype: score_clusters(con, home, clusters, etype),
                 fingerprint,
             )
-            out[etype] = {"model": model, "naive_rule": scores, "naive_rule_source": source}
+            out[etype] = {
+                "model": model,
+                "naive_rule": scores,
+                "naive_rule_source": source,
+                "scored": how["scored"],
+                "scoring": how,
+            }
     return out

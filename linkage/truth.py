@@ -27,6 +27,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -243,10 +244,11 @@ def create_labels(
 def ambiguous_keys_sql(labels: str, keys: str | None = None) -> str:
     """Per name key of ``labels`` (rows of :func:`create_labels`; only the keys of the
     table ``keys`` when given): ``shared``, whether the mentions carrying it are of two
-    or more real entities. Only keys a name-only mention carries are listed."""
+    or more real entities (their smallest and largest entity differ: no distinct count
+    to keep). Only keys a name-only mention carries are listed."""
     restrict = f" SEMI JOIN {keys} USING (name_key)" if keys else ""
     return f"""
-        SELECT name_key, count(DISTINCT entity_id) > 1 AS shared
+        SELECT name_key, min(entity_id) <> max(entity_id) AS shared
         FROM {labels}{restrict}
         WHERE name_key IS NOT NULL
         GROUP BY name_key HAVING bool_or(name_only)"""
@@ -261,6 +263,10 @@ STORE_VERSION = 1
 # past MAX_DELTA_SHARE of its base's rows in the later parts, it is rewritten as one.
 MAX_PARTS = 16
 MAX_DELTA_SHARE = 0.1
+# Each update logs, per entity type, the mentions whose label it changed (or added):
+# ``changes`` in the manifest, kept for this many generations, so a consumer that
+# read generation g can tell what changed since (linkage.score_store).
+MAX_CHANGE_GENERATIONS = 32
 _KEYED = ("mention_truth", "labels_person", "labels_business")
 _INPUT_KINDS = ("truth", "records", "relationships", "mentions")
 _TABLES = {
@@ -283,6 +289,7 @@ _TABLES = {
     },
 }  # fmt: skip
 LABELLED_TYPES = ("person", "business")
+_LABEL_COLUMNS = ", ".join(_TABLES["labels_person"])
 
 
 class _Superseded(Exception):
@@ -379,7 +386,14 @@ def update_truth_store(con: duckdb.DuckDBPyConnection, home: Home) -> dict[str, 
     stored first row of its record, means a rebuild from scratch. The result equals
     :func:`create_mention_truth`. Files are written under new names (temporary file,
     then :func:`os.replace`), the manifest last; the previous generation's files stay
-    for readers that opened its manifest."""
+    for readers that opened its manifest.
+
+    For consumers that keep sums over the labels (:mod:`linkage.score_store`) the
+    manifest also says what changed: ``lineage`` (new with each build), per entity type
+    ``labels`` (how many mentions are labelled) and ``changes`` (per update, a file of
+    the mentions whose label it added or changed: ``[name, size, mtime_ns, rows,
+    generation]``, kept :data:`MAX_CHANGE_GENERATIONS` generations; complete for the
+    generations after ``changes_from``)."""
     d = store_dir(home)
     d.mkdir(parents=True, exist_ok=True)
     with _locked(d):
@@ -409,7 +423,8 @@ def update_truth_store(con: duckdb.DuckDBPyConnection, home: Home) -> dict[str, 
         os.replace(tmp, path)
         keep = {"manifest.json", ".lock"}
         for m in (old, manifest):
-            keep |= {name for parts in (m or {}).get("tables", {}).values() for name, *_ in parts}
+            for group in ("tables", "changes"):
+                keep |= {name for parts in (m or {}).get(group, {}).values() for name, *_ in parts}
         for p in d.iterdir():
             if p.name not in keep:
                 p.unlink()
@@ -602,6 +617,11 @@ def _apply(
     # Labels: new mentions labelled; mentions with new votes relabelled; ``amb`` again
     # for every mention that carries the name key of one of those.
     mentions = staged_mentions_sql(con, [home.root / rel for rel in new["mentions"]])
+    changes: dict[str, list[list[Any]]] = {
+        t: list((old or {}).get("changes", {}).get(t, [])) for t in LABELLED_TYPES
+    }
+    labels: dict[str, int] = dict((old or {}).get("labels", {}))
+    logged = old is not None and "lineage" in old
     for etype in LABELLED_TYPES:
         table = f"labels_{etype}"
         create_labels(con, "_labels_new", mentions, "_truth_now", etype)
@@ -612,23 +632,27 @@ def _apply(
             SELECT * FROM _labels_new ANTI JOIN _old_{table} USING (mention_id);
             CREATE OR REPLACE TEMP TABLE _labels_upd AS
             SELECT o.mention_id, coalesce(u.entity_id, 'unknown:' || o.mention_id) AS entity_id,
-                   u.n_entities > 1 AS collapsed, o.amb, o.name_key, o.name_only
+                   u.n_entities > 1 AS collapsed, o.amb, o.name_key, o.name_only,
+                   o.entity_id AS was_entity, o.collapsed AS was_collapsed
             FROM _old_{table} o JOIN _truth_upd u USING (mention_id);
             CREATE OR REPLACE TEMP VIEW _labels_all AS
             SELECT * FROM _old_{table} ANTI JOIN _labels_upd USING (mention_id)
-            UNION ALL SELECT * FROM _labels_upd UNION ALL SELECT * FROM _labels_new;
+            UNION ALL SELECT {_LABEL_COLUMNS} FROM _labels_upd
+            UNION ALL SELECT * FROM _labels_new;
             CREATE OR REPLACE TEMP TABLE _name_keys AS
             SELECT DISTINCT name_key FROM (SELECT name_key FROM _labels_new
                                            UNION ALL SELECT name_key FROM _labels_upd)
             WHERE name_key IS NOT NULL;
-            CREATE OR REPLACE TEMP TABLE _touched AS
-            SELECT * FROM _labels_all SEMI JOIN _name_keys USING (name_key)
-            UNION SELECT * FROM _labels_upd UNION SELECT * FROM _labels_new;
             CREATE OR REPLACE TEMP TABLE _shared AS
-            {ambiguous_keys_sql("_touched", "_name_keys")};
+            {ambiguous_keys_sql("_labels_all", "_name_keys")};
+            CREATE OR REPLACE TEMP TABLE _touched AS
+            SELECT * FROM _labels_all SEMI JOIN _name_keys USING (name_key) WHERE name_only
+            UNION SELECT {_LABEL_COLUMNS} FROM _labels_upd UNION SELECT * FROM _labels_new;
             """,
         )
-        # Every mention carrying one of those name keys is in _touched.
+        # Every name-only mention carrying one of those name keys is in _touched (the
+        # others' ``amb`` is false whatever the key: a common name's many mentions are
+        # not looked at one by one).
         relabel = """
             SELECT a.mention_id, a.entity_id, a.collapsed,
                    CASE WHEN k.name_key IS NULL THEN a.amb
@@ -637,11 +661,38 @@ def _apply(
             FROM {} a
             LEFT JOIN _name_keys k ON k.name_key = a.name_key
             LEFT JOIN _shared s ON s.name_key = a.name_key"""
-        run_sql(con, "CREATE OR REPLACE TEMP TABLE _labels_delta AS " + relabel.format("_touched"))
-        _store(con, d, tables, table, stamp, "_labels_delta", relabel.format("_labels_all"))
+        # Of the rows looked at again, the ones that differ from the stored: a new
+        # mention, another entity or ``collapsed``, another ``amb`` (``_touched`` holds
+        # the stored ``amb``). Only these are stored as the part and logged.
+        run_sql(
+            con,
+            "CREATE OR REPLACE TEMP TABLE _labels_delta AS "
+            + relabel.format("_touched")
+            + """;
+            CREATE OR REPLACE TEMP TABLE _labels_changed AS
+            SELECT d.* FROM _labels_delta d
+            JOIN _touched t USING (mention_id)
+            LEFT JOIN _labels_upd u USING (mention_id)
+            WHERE d.mention_id IN (SELECT mention_id FROM _labels_new)
+               OR u.was_entity IS DISTINCT FROM u.entity_id
+               OR u.was_collapsed IS DISTINCT FROM u.collapsed
+               OR d.amb IS DISTINCT FROM t.amb""",
+        )
+        _store(con, d, tables, table, stamp, "_labels_changed", relabel.format("_labels_all"))
+        # A build has no earlier generation to differ from: nothing to log.
+        n_changed = _count(con, "_labels_changed") if logged else 0
+        if n_changed:
+            name = f"changes_{etype}.{stamp}.parquet"
+            entry = _write(con, d, name, "SELECT mention_id FROM _labels_changed")
+            changes[etype].append([*entry, gen])
+        n_new = _count(con, "_labels_new")
+        if etype in labels:
+            labels[etype] += n_new
+        else:  # a store written before the count was kept, or the first build
+            labels[etype] = _count(con, "_labels_all")
     for name in ("_first_add", "_keys_add", "_votes_new", "_affected", "_votes", "_truth_upd",
                  "_labels_new", "_labels_upd", "_name_keys", "_touched", "_shared",
-                 "_labels_delta"):  # fmt: skip
+                 "_labels_delta", "_labels_changed"):  # fmt: skip
         run_sql(con, f"DROP TABLE IF EXISTS {name}")
     for name in ("_truth_now", "_labels_all", *(f"_old_{t}" for t in _TABLES)):
         run_sql(con, f"DROP VIEW IF EXISTS {name}")
@@ -653,7 +704,25 @@ def _apply(
     # The truth list keeps its order: the stored first rows name their file by position.
     by_rel = {e[0]: e for e in inputs["truth"]}
     inputs["truth"] = [by_rel[rel] for rel in truth_list]
-    return {"version": STORE_VERSION, "generation": gen, "inputs": inputs, "tables": tables}
+    # Changes are kept for the last MAX_CHANGE_GENERATIONS generations: complete after
+    # ``changes_from``.
+    since = max(old["changes_from"] if old and logged else gen, gen - MAX_CHANGE_GENERATIONS)
+    changes = {t: [e for e in entries if e[4] > since] for t, entries in changes.items()}
+    return {
+        "version": STORE_VERSION,
+        "generation": gen,
+        "lineage": old["lineage"] if old and logged else _new_lineage(gen),
+        "changes_from": since,
+        "inputs": inputs,
+        "tables": tables,
+        "changes": changes,
+        "labels": labels,
+    }
+
+
+def _new_lineage(gen: int) -> str:
+    """A name for a store built from scratch (its changes start there)."""
+    return f"{gen:06d}-{uuid.uuid4().hex[:12]}"
 
 
 def stored_truth_views(con: duckdb.DuckDBPyConnection, home: Home) -> dict[str, Any]:

@@ -576,6 +576,12 @@ def build_linkage_assets(specs: list[SourceSpec] | tuple[SourceSpec, ...]) -> li
             model, naive_scores = by["model"], by["naive rule"]
             source = result[etype].get("naive_rule_source") or {}
             metadata[f"{etype}_naive_rule_source"] = jsonable(source)
+            # Scored from the stored per-cluster sums (the clusters the day touched) or
+            # in full, and why (linkage.score_store).
+            metadata[f"{etype}_scored"] = str(result[etype].get("scored", "full"))
+            metadata[f"{etype}_scored_reason"] = str(
+                (result[etype].get("scoring") or {}).get("reason") or ""
+            )
             for method, s in (("model", model), ("naive", naive_scores)):
                 if s is None:
                     continue

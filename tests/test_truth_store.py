@@ -53,15 +53,32 @@ def assert_same_tables(got: dict[str, pl.DataFrame], want: dict[str, pl.DataFram
         assert got[name].sort("mention_id").equals(frame.sort("mention_id")), name
 
 
-def assert_store_is_scratch(home: Home, status: str) -> dict[str, Any]:
-    """Update the store, check its status and that it equals the scratch tables;
-    returns the manifest, with the mapping's row count as ``mapped``."""
+def assert_store_is_scratch(
+    home: Home, status: str, before: dict[str, pl.DataFrame] | None = None
+) -> dict[str, Any]:
+    """Update the store, check its status and that it equals the scratch tables, and
+    that it counts each type's labelled mentions; with ``before`` (the scratch tables
+    of the previous generation, ``scratch`` of what this returned), that this
+    generation's change log names exactly the mentions whose label is new or differs.
+    Returns the manifest, with the mapping's row count as ``mapped`` and the tables."""
     manifest, got = stored_tables(home)
     assert manifest["status"] == status, manifest["reason"]
     want = scratch_tables(home)
     assert want["mention_truth"].height > 0 and want["person"].height > 0
     assert_same_tables(got, want)
-    return manifest | {"mapped": want["mention_truth"].height}
+    assert manifest["labels"] == {t: want[t].height for t in TYPES}
+    if before is not None:
+        for t in TYPES:
+            cols = ["mention_id", "entity_id", "collapsed", "amb"]
+            differ = want[t].select(cols).join(before[t].select(cols), on=cols, how="anti")
+            logged = [e for e in manifest["changes"][t] if e[4] == manifest["generation"]]
+            store = home.lake / "linkage" / "mention_truth"
+            names = pl.concat(
+                [pl.read_parquet(store / e[0]) for e in logged]
+                or [pl.DataFrame(schema={"mention_id": pl.String})]
+            )["mention_id"]
+            assert sorted(names) == sorted(differ["mention_id"]), t
+    return manifest | {"mapped": want["mention_truth"].height, "scratch": want}
 
 
 def _hold(home: Home, held: Path, paths: list[Path]) -> list[tuple[Path, Path]]:
@@ -102,15 +119,19 @@ def test_extended_day_by_day_equals_scratch(
     staged_moves = _hold(home, tmp_path / "held", day2_staged)
 
     first = assert_store_is_scratch(home, "built")
+    assert first["changes"] == {t: [] for t in TYPES}
     _bring_back(truth_moves)
-    second = assert_store_is_scratch(home, "updated")
+    second = assert_store_is_scratch(home, "updated", first["scratch"])
+    assert second["lineage"] == first["lineage"]
+    assert second["changes_from"] == first["generation"]
+    assert any(second["changes"][t] for t in TYPES)
     # The new first truth rows are a second part, not the table rewritten; staged
     # records already known got their truth.
     assert len(second["tables"]["first"]) == 2
     assert second["mapped"] > first["mapped"]
     _bring_back(staged_moves)
     monkeypatch.setattr(truth, "MAX_PARTS", 1)  # every changed table merged into one
-    third = assert_store_is_scratch(home, "updated")
+    third = assert_store_is_scratch(home, "updated", second["scratch"])
     assert third["generation"] == first["generation"] + 2
     assert len(third["tables"]["keys"]) == 1 and len(third["tables"]["labels_person"]) == 1
     assert third["tables"]["keys"][0][3] > first["tables"]["keys"][0][3]
@@ -123,13 +144,18 @@ def test_extended_day_by_day_equals_scratch(
         p.rename(p.with_name(p.name.replace("20260101", "20260105")))
     src_truth = home.truth / src_day.parent.name / "2026-01-01.parquet"
     shutil.copy(src_truth, src_truth.with_name("2026-01-05.parquet"))
-    fourth = assert_store_is_scratch(home, "updated")
+    fourth = assert_store_is_scratch(home, "updated", third["scratch"])
     assert all(len(parts) <= 2 for parts in fourth["tables"].values())
     assert assert_store_is_scratch(home, "current")["generation"] == fourth["generation"]
     store = truth.store_dir(home)
     # Only the files of this generation's manifest and of the previous one are kept
     # (a reader may have opened that); no temporary file.
-    referenced = {name for parts in fourth["tables"].values() for name, *_ in parts}
+    referenced = {
+        name
+        for group in ("tables", "changes")
+        for parts in fourth[group].values()
+        for name, *_ in parts
+    }
     assert referenced <= {p.name for p in store.iterdir()}
     assert not list(store.glob("*.tmp"))
     for p in store.glob("*.parquet"):
@@ -142,12 +168,16 @@ def own_home(tmp_path_factory: pytest.TempPathFactory) -> Home:
 
 
 def test_a_changed_or_removed_file_rebuilds(own_home: Home) -> None:
-    assert_store_is_scratch(own_home, "built")
+    """A rebuild starts a new lineage with no change log (what changed since an
+    earlier generation is not known)."""
+    first = assert_store_is_scratch(own_home, "built")
     staged = sorted((own_home.lake / "staged").glob("*/*/*.records.parquet"))
     st = staged[0].stat()
     os.utime(staged[0], ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
     manifest = assert_store_is_scratch(own_home, "built")
     assert manifest["reason"].endswith("changed")
+    assert manifest["lineage"] != first["lineage"]
+    assert manifest["changes_from"] == manifest["generation"]
     # A records file gone: its votes are gone too.
     staged[-1].unlink()
     manifest = assert_store_is_scratch(own_home, "built")
