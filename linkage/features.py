@@ -87,6 +87,17 @@ PERSON_NAME_STATS = (
     "name_registered",
 )
 BUSINESS_NAME_STATS = ("name_core_firms", "name_core_form_firms")
+# The columns :func:`name_statistics` and :func:`business_name_statistics` read.
+PERSON_STAT_INPUTS = (
+    "name_py",
+    "name_native",
+    "dob_any",
+    "id_key",
+    "id_any",
+    "phone_key",
+    "phone_any",
+)
+BUSINESS_STAT_INPUTS = ("name_core", "name_form", "uscc_key")
 
 
 def _uid() -> pl.Expr:

@@ -58,6 +58,7 @@ import re
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +86,10 @@ from linkage.decisions import (
 )
 from linkage.explain import contributions, kept_edges, model_evidence
 from linkage.model import BusinessModelConfig, PersonModelConfig
+from linkage.parts import linkage_parts
 from linkage.report import ENTITY_TYPES, append_linkage, read_linkage
 from linkage.run import duplicate_free_keys, entity_features
+from linkage.score_store import map_state, record_increment
 from linkage.stable_ids import assign_entity_ids
 from tessera.config import Home
 
@@ -94,6 +97,8 @@ EDGE_COLUMNS = ["mention_id_l", "mention_id_r", "match_weight", "match_probabili
 # Frames handed to DuckDB keep polars' string views (no copy): at 7.2M mentions the
 # default conversion to Arrow's large strings took 8 s, this 0.03 s.
 ARROW = pl.CompatLevel.newest()
+# What the duplicate-free guard reads of a mention (linkage.clusters.guard_keys).
+GUARD_COLUMNS = ["mention_id", "source_id", "role"]
 
 
 def _threshold(entity_type: str) -> float:
@@ -121,26 +126,84 @@ def _previous(home: Home, entity_type: str) -> tuple[Path, Path]:
 # ------------------------------------------------------------------ features
 
 
+@dataclass
+class FeatureView:
+    """The model input of every mention without holding it: the ``stored`` rows (the
+    features file and its parts, lazily; None when there is no file) and the rows
+    that replace or extend them (``over``: every new mention and every stored row
+    whose per-name statistics were recomputed). ``part``: the rows to append to the
+    stored features (None: no file, ``over`` is the whole frame to write as the
+    base). Splink needs only the rows that can pair with a new mention, and term
+    frequencies only value counts, so the 7.2M stored rows of a 1,000,000-person
+    world are read by column, never collected whole."""
+
+    stored: pl.LazyFrame | None
+    stored_files: list[Path]
+    over: pl.DataFrame
+    new_ids: pl.Series
+    part: pl.DataFrame | None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def rows_where(self, predicate: pl.Expr, columns: list[str] | None = None) -> pl.DataFrame:
+        """The current rows that satisfy ``predicate`` (``columns`` only, when given):
+        a stored row replaced by one of ``over`` never comes back, whatever its old
+        values were."""
+        cols = columns or self.over.columns
+        over = self.over.filter(predicate).select(cols)
+        if self.stored is None:
+            return over
+        rest = (
+            self.stored.filter(predicate)
+            .join(self.over.lazy().select("mention_id"), on="mention_id", how="anti")
+            .select(cols)
+            .collect()
+        )
+        return pl.concat([rest.cast(over.schema), over])
+
+    def rows(self, ids: pl.Series, columns: list[str] | None = None) -> pl.DataFrame:
+        """The current rows of the mentions ``ids``."""
+        return self.rows_where(pl.col("mention_id").is_in(ids.implode()), columns)
+
+    def columns(self, columns: list[str]) -> pl.DataFrame:
+        """``columns`` of every current row (read narrowly: term frequencies)."""
+        if self.stored is None:
+            return self.over.select(columns)
+        rest = (
+            self.stored.join(self.over.lazy().select("mention_id"), on="mention_id", how="anti")
+            .select(columns)
+            .collect()
+        )
+        return pl.concat([rest.cast(self.over.select(columns).schema), self.over.select(columns)])
+
+    def frame(self) -> pl.DataFrame:
+        """Every row (the whole model input; tests and the no-file case)."""
+        if self.stored is None:
+            return self.over
+        rest = self.stored.join(self.over.lazy().select("mention_id"), on="mention_id", how="anti")
+        return pl.concat([rest.collect(), self.over])
+
+
 def _increment_features(
     home: Home, entity_type: str, target: Path, prev: pl.DataFrame
-) -> tuple[pl.DataFrame, pl.Series, pl.DataFrame | None]:
-    """The model input for every mention (existing and new) and the new mention IDs.
+) -> FeatureView:
+    """The model input for every mention (existing and new) as a :class:`FeatureView`,
+    and the new mention IDs: those missing from the entity map ``prev``.
 
     With ``<type>_features.parquet`` (written by :func:`linkage.run.link`, appended to
-    by each increment): the stored rows, the features of the new mentions only (new
-    ``uid`` above the stored maximum, so it stays unique), and the per-name
+    by each increment): the stored rows, the features of the new mentions the file
+    lacks (new ``uid`` above the stored maximum, so it stays unique; a full derivation
+    may already have stored some, e.g. the Dagster mentions asset), and the per-name
     statistics (persons: ``name_py_persons``, ``name_py_thin``; businesses:
     ``name_core_firms``) recomputed over every mention of the names the new mentions
     carry (a name's statistic depends on its own rows only: the same values a full
-    derivation gives). Without the file (a link
-    made before it existed): every mention derived as :func:`linkage.run.link` does.
-    New mentions are those missing from the entity map ``prev``.
-    The third value is the rows to append to the stored features (the new mentions
-    and the stored ones whose per-name statistics changed), or None when there is no
-    stored file (the whole frame is then written as the base)."""
+    derivation gives). The part to append holds the new rows and the stored ones
+    whose statistics moved. Without the file (a link made before it existed): every
+    mention derived as :func:`linkage.run.link` does."""
     from linkage.features import (
         BUSINESS_NAME_STATS,
+        BUSINESS_STAT_INPUTS,
         PERSON_NAME_STATS,
+        PERSON_STAT_INPUTS,
         business_features,
         business_name_statistics,
         legal_rep_names,
@@ -151,22 +214,31 @@ def _increment_features(
     path = target / f"{entity_type}_features.parquet"
     if not path.exists():
         features = entity_features(home, entity_type)
-        return features, features.join(prev, on="mention_id", how="anti")["mention_id"], None
-    stored = read_linkage(home, entity_type, "features").collect()
+        new_ids = features.join(prev, on="mention_id", how="anti")["mention_id"]
+        return FeatureView(None, [], features, new_ids, None)
+    stored = read_linkage(home, entity_type, "features")
+    schema = stored.collect_schema()
+    seconds: dict[str, float] = {}
+    t = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal t
+        seconds[name] = round(time.perf_counter() - t, 2)
+        t = time.perf_counter()
+
     # The staged mention IDs (one narrow column), then the whole rows of the unknown
     # ones only: at 7.2M person mentions reading every staged row took seconds.
     staged = _staged(home, entity_type)
     staged_ids = staged.select("mention_id").unique().collect()
-    # New: not in the entity map. Their features may already be stored (a full
-    # derivation rewrote the file, e.g. the Dagster mentions asset): derived only
-    # for the mentions the stored features lack.
+    lap("staged_ids")
     new_ids = staged_ids.join(prev.select("mention_id"), on="mention_id", how="anti")["mention_id"]
-    unknown = staged_ids.join(stored.select("mention_id"), on="mention_id", how="anti")
-    new_mentions = _first_rows(
-        staged.filter(pl.col("mention_id").is_in(unknown["mention_id"].implode()))
-    )
+    known_new = stored.filter(pl.col("mention_id").is_in(new_ids.implode())).collect()
+    unknown = new_ids.filter(~new_ids.is_in(known_new["mention_id"].implode()))
+    new_mentions = _first_rows(staged.filter(pl.col("mention_id").is_in(unknown.implode())))
+    lap("new_rows")
+    files = linkage_parts(home, entity_type, "features")
     if new_mentions.height == 0:
-        return stored, new_ids, stored.clear()
+        return FeatureView(stored, files, known_new, new_ids, known_new.clear(), seconds)
     if entity_type == "person":
         fresh = person_features(new_mentions)
     else:
@@ -181,33 +253,61 @@ def _increment_features(
         )
         reps = legal_rep_names(rels.lazy(), named)
         fresh = business_features(new_mentions, reps)
-    top = int(stored.select(pl.col("uid").max().fill_null(0)).item())
-    fresh = fresh.with_columns((pl.col("uid") + top).cast(stored.schema["uid"]))
-    # The per-name statistics over every mention of the names the new ones carry.
+    top = stored.select(pl.col("uid").max()).collect().item() or 0
+    lap("derive")
+    fresh = fresh.with_columns((pl.col("uid") + top).cast(schema["uid"]))
+    # The per-name statistics over every mention of the names the new ones carry
+    # (1.9M of 7.2M person mentions for a 1,000,000-person world's day: common pinyin
+    # names), read by the columns the statistics need; then the whole rows of those
+    # whose statistics moved only.
     if entity_type == "person":
         key, stats, restate = "name_py", list(PERSON_NAME_STATS), name_statistics
+        inputs = PERSON_STAT_INPUTS
     else:
         key, stats, restate = "name_core", list(BUSINESS_NAME_STATS), business_name_statistics
-    # One mask over the stored rows (each is_in pass over 7.2M rows costs ~1.5 s).
-    touched = stored.select(
-        pl.col(key).is_in(fresh[key].unique().implode(), nulls_equal=True)
-    ).to_series()
-    before = stored.filter(touched)
-    restated = (
-        restate(pl.concat([before, fresh.select(stored.columns)]))
-        .select(stored.columns)
+        inputs = BUSINESS_STAT_INPUTS
+    narrow = ["mention_id", *inputs, *stats]
+    before = (
+        stored.filter(pl.col(key).is_in(fresh[key].unique().implode(), nulls_equal=True))
+        .select(narrow)
         .collect()
-        .cast(stored.schema)
     )
-    features = pl.concat([stored.filter(~touched), restated])
+    lap("name_rows")
+    restated = (
+        restate(pl.concat([before, fresh.select(narrow).cast(before.schema)]))
+        .select("mention_id", *stats)
+        .collect()
+        .cast(before.select("mention_id", *stats).schema)
+    )
     # Only the new rows and the stored rows whose statistics moved go into the part.
-    moved = restated.join(
+    changed = restated.join(
         before.select("mention_id", *stats),
         on=["mention_id", *stats],
         how="anti",
         nulls_equal=True,
     )
-    return features, new_ids, moved
+    lap("restate")
+    old_moved = stored.filter(
+        pl.col("mention_id").is_in(
+            changed["mention_id"]
+            .filter(changed["mention_id"].is_in(before["mention_id"].implode()))
+            .implode()
+        )
+    ).collect()
+    moved = pl.concat(
+        [
+            frame.drop(stats)
+            .join(changed, on="mention_id")
+            .select(schema.names())
+            .cast(dict(schema))
+            for frame in (old_moved, fresh)
+        ]
+    )
+    over = pl.concat(
+        [moved, known_new.join(moved.select("mention_id"), on="mention_id", how="anti")]
+    )
+    lap("moved_rows")
+    return FeatureView(stored, files, over, new_ids, moved, seconds)
 
 
 def _staged(home: Home, entity_type: str) -> pl.LazyFrame:
@@ -300,35 +400,46 @@ def key_conditions(rules: list[str]) -> list[Key] | None:
     return list(dict.fromkeys(out))
 
 
-def _blocking_candidates(
-    existing: pl.DataFrame, new: pl.DataFrame, rules: list[str]
-) -> pl.DataFrame:
-    """The ``existing`` rows that can pair with a ``new`` row under some blocking rule
-    (:func:`key_conditions`: a superset of the rules' pairs; the blocking join
-    applies them exactly), found by one DuckDB hash join per key over the frames in
-    memory. All rows when a rule has no usable equality."""
+def _blocking_candidates(view: FeatureView, new: pl.DataFrame, rules: list[str]) -> pl.DataFrame:
+    """The current rows of the existing mentions that can pair with a ``new`` row under
+    some blocking rule (:func:`key_conditions`: a superset of the rules' pairs; the
+    blocking join applies them exactly). DuckDB joins each key of the new rows with
+    every stored file (base and parts as written: a row replaced since may add a
+    candidate, never lose one; it reads the key columns only) and with the rows of
+    ``view.over``; then only the candidates' rows are read whole. Every existing row
+    when a rule has no usable equality."""
+    is_new = pl.col("mention_id").is_in(view.new_ids.implode())
     keys = key_conditions(rules)
     if keys is None:
-        return existing
+        return view.frame().filter(~is_new)
     con = duckdb.connect()
     try:
-        # Whole frames: string views go over without a copy, DuckDB reads the columns
-        # the keys name.
-        con.register("existing_rows", existing.to_arrow(compat_level=ARROW))
+        # String views go over without a copy; DuckDB reads the columns the keys name.
+        con.register("over_rows", view.over.to_arrow(compat_level=ARROW))
         con.register("new_rows", new.to_arrow(compat_level=ARROW))
+        sources = ["over_rows"]
+        if view.stored_files:
+            quoted = ", ".join("'" + str(p).replace("'", "''") + "'" for p in view.stored_files)
+            sources.append(f"read_parquet([{quoted}], union_by_name = true)")
         arms = []
         for key in keys:
             theirs = ", ".join(f"{t} AS k{i}" for i, (_, t) in enumerate(key))
             present = " AND ".join(f"({t}) IS NOT NULL" for _, t in key)
             on = " AND ".join(f"({m}) = n.k{i}" for i, (m, _) in enumerate(key))
-            arms.append(
-                f"SELECT existing_rows.uid FROM existing_rows JOIN "
+            arms += [
+                f"SELECT e.uid FROM {src} AS e JOIN "
                 f"(SELECT DISTINCT {theirs} FROM new_rows WHERE {present}) n ON {on}"
-            )
+                for src in sources
+            ]
+        t = time.perf_counter()
         uids = con.sql(" UNION ".join(arms)).pl()["uid"]
+        view.seconds["candidate_keys"] = round(time.perf_counter() - t, 2)
     finally:
         con.close()
-    return existing.filter(pl.col("uid").is_in(uids.implode()))
+    t = time.perf_counter()
+    rows = view.rows_where(pl.col("uid").is_in(uids.implode()) & ~is_new)
+    view.seconds["candidate_rows"] = round(time.perf_counter() - t, 2)
+    return rows
 
 
 def _tf_columns(settings: dict[str, Any]) -> list[str]:
@@ -343,8 +454,7 @@ def _tf_columns(settings: dict[str, Any]) -> list[str]:
 
 
 def score_new(
-    features: pl.DataFrame,
-    new_ids: pl.Series,
+    view: FeatureView,
     model_path: Path,
     timings: dict[str, float] | None = None,
 ) -> tuple[pl.DataFrame, int]:
@@ -357,15 +467,12 @@ def score_new(
     t = time.perf_counter()
     settings = json.loads(model_path.read_text(encoding="utf-8"))
     settings["retain_intermediate_calculation_columns"] = True
-    # The features as one table (term frequencies over all of it) and the two
-    # roles as tables (each is read once per blocking rule).
     rules = [r["blocking_rule"] for r in settings["blocking_rules_to_generate_predictions"]]
-    is_new = pl.col("mention_id").is_in(new_ids.implode())
-    fresh = features.filter(is_new)
+    fresh = view.over.filter(pl.col("mention_id").is_in(view.new_ids.implode()))
     # The existing side holds only the mentions that share a blocking key with a new
     # one (the blocking join finds its pairs among them): 721k → 330k person mentions
     # for day 4 at 100,000 persons. Term frequencies still come from every mention.
-    existing_rows = _blocking_candidates(features.filter(~is_new), fresh, rules)
+    existing_rows = _blocking_candidates(view, fresh, rules)
     timings["predict_candidates"] = time.perf_counter() - t
     t = time.perf_counter()
     con = duckdb.connect()
@@ -375,11 +482,13 @@ def score_new(
         "features_scored": pl.concat([fresh, existing_rows]),
     }
     # Term frequencies over every mention, as Splink computes them (a value's count
-    # over the column's non-null count), by polars: Splink would need the whole
-    # frame in DuckDB (at 7.2M mentions, 5 s to hand it over).
+    # over the column's non-null count), by polars over the columns alone: Splink
+    # would need the whole frame in DuckDB (at 7.2M mentions, 5 s to hand it over).
     tf_columns = _tf_columns(settings)
+    if tf_columns:
+        every = view.columns(tf_columns)
     for col in tf_columns:
-        values = features.select(col).drop_nulls()
+        values = every.select(col).drop_nulls()
         tables[f"tf_{col}_lookup"] = (
             values.group_by(col)
             .len()
@@ -668,24 +777,30 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
     if entity_type not in ENTITY_TYPES:
         raise ValueError(f"unknown entity type {entity_type!r}")
     target, model_path = _previous(home, entity_type)
+    # The map's state before this increment: the evaluation's stored sums follow it
+    # (linkage.score_store).
+    before = map_state(home, entity_type)
     timings: dict[str, float] = {}
     t0 = t = time.perf_counter()
     ent_path = target / f"{entity_type}_entities.parquet"
     prev = pl.read_parquet(ent_path).select("mention_id", "entity_id")
-    features, new_ids, feature_rows = _increment_features(home, entity_type, target, prev)
+    view = _increment_features(home, entity_type, target, prev)
+    new_ids, feature_rows = view.new_ids, view.part
     timings["features"] = time.perf_counter() - t
     stats: dict[str, Any] = {"entity_type": entity_type, "new_mentions": new_ids.len()}
     if new_ids.len() == 0:
         pl.DataFrame({"entity_id": []}, schema={"entity_id": pl.String}).write_parquet(
             touched_path(home, entity_type)
         )
+        record_increment(home, entity_type, before, [])
         return stats | {
             "candidate_pairs": 0,
             "seconds": {k: round(v, 2) for k, v in timings.items()},
         }
 
     t = time.perf_counter()
-    scored, n_pairs = score_new(features, new_ids, model_path, timings)
+    scored, n_pairs = score_new(view, model_path, timings)
+    timings |= {f"features_{k}": v for k, v in view.seconds.items()}
     edges = scored.filter(pl.col("match_probability") >= _threshold(entity_type)).select(
         EDGE_COLUMNS
     )
@@ -705,7 +820,8 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
         ]
     )
     tentative = _tentative_clusters(prev, comps)
-    keys = duplicate_free_keys(home, features, tentative["mention_id"])
+    ids = tentative["mention_id"]
+    keys = duplicate_free_keys(home, view.rows(ids, GUARD_COLUMNS), ids)
     offending = offending_clusters(tentative, keys)["cluster_id"]
     complex_ = comps.group_by("component").agg(
         (
@@ -748,7 +864,7 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
     )
     region_edges = pl.concat([old_edges, fb_edges])
     clusters = connected_components(nodes, region_edges)
-    fb_keys = duplicate_free_keys(home, features, nodes)
+    fb_keys = duplicate_free_keys(home, view.rows(nodes, GUARD_COLUMNS), nodes)
     clusters, refused = split_offending(clusters, region_edges, fb_keys)
     clusters, drep = apply_decisions(
         clusters, region_edges, active, fb_keys if active.height else None
@@ -826,7 +942,7 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
     append_linkage(home, entity_type, "edges", edges)
     append_linkage(home, entity_type, "evidence", evidence, void=region_old["entity_id"])
     if feature_rows is None:
-        features.write_parquet(target / f"{entity_type}_features.parquet")
+        view.over.write_parquet(target / f"{entity_type}_features.parquet")
     elif feature_rows.height:
         append_linkage(home, entity_type, "features", feature_rows)
     review.write_parquet(rv_path)
@@ -839,6 +955,7 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
         ]
     ).unique()
     touched.to_frame("entity_id").sort("entity_id").write_parquet(touched_path(home, entity_type))
+    record_increment(home, entity_type, before, region_old["entity_id"])
     timings["write"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
 

@@ -314,12 +314,12 @@ def test_new_mentions_come_from_the_entity_map(world: dict) -> None:
     home = world["home"]
     for t in ENTITY_TYPES:
         stored = read_linkage(home, t, "features").collect()
-        feats, new_ids, part = _increment_features(
-            home, t, home.lake / "linkage", world["before"][t]
-        )
-        assert sorted(new_ids.to_list()) == sorted(world["new"][t].to_list()), t
-        assert part is not None and part.height == 0
-        assert feats.height == stored.height
+        view = _increment_features(home, t, home.lake / "linkage", world["before"][t])
+        assert sorted(view.new_ids.to_list()) == sorted(world["new"][t].to_list()), t
+        assert view.part is not None and view.part.height == 0
+        got = view.frame()
+        assert got.height == stored.height
+        assert got.sort("mention_id").equals(stored.sort("mention_id"))
 
 
 @pytest.mark.parametrize(
