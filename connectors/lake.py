@@ -42,7 +42,12 @@ def records(home: Home, sources: list[str] | None = None) -> pl.LazyFrame:
 def mention_rows(home: Home) -> pl.LazyFrame:
     """Every staged mention row in file order: a mention staged by several files (the
     same identity delivered again) appears once per file."""
-    return _scan(staged_files(home, "mentions"), MENTION_SCHEMA)
+    return scan_mentions(staged_files(home, "mentions"))
+
+
+def scan_mentions(paths: list[Path]) -> pl.LazyFrame:
+    """The mention rows of the staged mention files ``paths``, in file order."""
+    return _scan(paths, MENTION_SCHEMA)
 
 
 def mentions(home: Home) -> pl.LazyFrame:

@@ -143,6 +143,8 @@ class FeatureView:
     new_ids: pl.Series
     part: pl.DataFrame | None
     seconds: dict[str, float] = field(default_factory=dict)
+    # The columns an increment may change in a stored row (the per-name statistics).
+    restated: tuple[str, ...] = ()
 
     def rows_where(self, predicate: pl.Expr, columns: list[str] | None = None) -> pl.DataFrame:
         """The current rows that satisfy ``predicate`` (``columns`` only, when given):
@@ -174,6 +176,35 @@ class FeatureView:
             .collect()
         )
         return pl.concat([rest.cast(self.over.select(columns).schema), self.over.select(columns)])
+
+    def value_counts(self, column: str) -> pl.DataFrame:
+        """``column, len``: the rows per non-null value of ``column`` over every current
+        row. For a column no increment changes (not in ``restated``): the base file's
+        counts plus those of the rows added since (``uid`` above the base's: an
+        increment's new mentions), so only the base's column is scanned."""
+        if self.stored is None or column in self.restated:
+            return self.columns([column]).drop_nulls().group_by(column).len()
+        base, parts = self.stored_files[0], self.stored_files[1:]
+        top = pl.scan_parquet(base).select(pl.col("uid").max()).collect().item() or 0
+        frames = [pl.scan_parquet(p).select("uid", column) for p in parts]
+        newer = (
+            pl.concat([*(f.collect() for f in frames), self.over.select("uid", column)])
+            .filter(pl.col("uid") > top)
+            .unique("uid", keep="last")
+        )
+        counts = (
+            pl.concat(
+                [
+                    pl.scan_parquet(base).select(column).collect(),
+                    newer.select(pl.col(column).cast(self.over.schema[column])),
+                ],
+                how="vertical_relaxed",
+            )
+            .drop_nulls()
+            .group_by(column)
+            .len()
+        )
+        return counts
 
     def frame(self) -> pl.DataFrame:
         """Every row (the whole model input; tests and the no-file case)."""
@@ -218,6 +249,12 @@ def _increment_features(
         return FeatureView(None, [], features, new_ids, None)
     stored = read_linkage(home, entity_type, "features")
     schema = stored.collect_schema()
+    if entity_type == "person":
+        key, stats, restate = "name_py", list(PERSON_NAME_STATS), name_statistics
+        inputs = PERSON_STAT_INPUTS
+    else:
+        key, stats, restate = "name_core", list(BUSINESS_NAME_STATS), business_name_statistics
+        inputs = BUSINESS_STAT_INPUTS
     seconds: dict[str, float] = {}
     t = time.perf_counter()
 
@@ -227,8 +264,11 @@ def _increment_features(
         t = time.perf_counter()
 
     # The staged mention IDs (one narrow column), then the whole rows of the unknown
-    # ones only: at 7.2M person mentions reading every staged row took seconds.
-    staged = _staged(home, entity_type)
+    # ones only; of the files staged since the last increment when its record says
+    # which files it had seen (at 7.2M person mentions the IDs of every staged file
+    # took 2-4 s to read and match with the entity map).
+    files = unlinked_files(home, entity_type)
+    staged = _staged(home, entity_type, files)
     staged_ids = staged.select("mention_id").unique().collect()
     lap("staged_ids")
     new_ids = staged_ids.join(prev.select("mention_id"), on="mention_id", how="anti")["mention_id"]
@@ -236,9 +276,11 @@ def _increment_features(
     unknown = new_ids.filter(~new_ids.is_in(known_new["mention_id"].implode()))
     new_mentions = _first_rows(staged.filter(pl.col("mention_id").is_in(unknown.implode())))
     lap("new_rows")
-    files = linkage_parts(home, entity_type, "features")
+    parts = linkage_parts(home, entity_type, "features")
     if new_mentions.height == 0:
-        return FeatureView(stored, files, known_new, new_ids, known_new.clear(), seconds)
+        return FeatureView(
+            stored, parts, known_new, new_ids, known_new.clear(), seconds, tuple(stats)
+        )
     if entity_type == "person":
         fresh = person_features(new_mentions)
     else:
@@ -260,12 +302,6 @@ def _increment_features(
     # (1.9M of 7.2M person mentions for a 1,000,000-person world's day: common pinyin
     # names), read by the columns the statistics need; then the whole rows of those
     # whose statistics moved only.
-    if entity_type == "person":
-        key, stats, restate = "name_py", list(PERSON_NAME_STATS), name_statistics
-        inputs = PERSON_STAT_INPUTS
-    else:
-        key, stats, restate = "name_core", list(BUSINESS_NAME_STATS), business_name_statistics
-        inputs = BUSINESS_STAT_INPUTS
     narrow = ["mention_id", *inputs, *stats]
     before = (
         stored.filter(pl.col(key).is_in(fresh[key].unique().implode(), nulls_equal=True))
@@ -307,13 +343,56 @@ def _increment_features(
         [moved, known_new.join(moved.select("mention_id"), on="mention_id", how="anti")]
     )
     lap("moved_rows")
-    return FeatureView(stored, files, over, new_ids, moved, seconds)
+    return FeatureView(stored, parts, over, new_ids, moved, seconds, tuple(stats))
 
 
-def _staged(home: Home, entity_type: str) -> pl.LazyFrame:
+def _staged(home: Home, entity_type: str, files: list[Path] | None = None) -> pl.LazyFrame:
     """Every staged row of an ``entity_type`` mention (:func:`connectors.lake.mention_rows`;
-    :func:`_first_rows` keeps the one :func:`connectors.lake.mentions` keeps)."""
-    return lake.mention_rows(home).filter(pl.col("entity_type") == entity_type)
+    of ``files`` only, when given; :func:`_first_rows` keeps the one
+    :func:`connectors.lake.mentions` keeps)."""
+    rows = lake.mention_rows(home) if files is None else lake.scan_mentions(files)
+    return rows.filter(pl.col("entity_type") == entity_type)
+
+
+def _linked_files_path(home: Home, entity_type: str) -> Path:
+    return home.lake / "linkage" / f"{entity_type}_linked_files.json"
+
+
+def _mention_file_states(home: Home) -> dict[str, list[int]]:
+    """Each staged mention file (path under the lake) with its size and mtime."""
+    out = {}
+    for p in lake.staged_files(home, "mentions"):
+        st = p.stat()
+        out[str(p.relative_to(home.lake))] = [st.st_size, st.st_mtime_ns]
+    return out
+
+
+def unlinked_files(home: Home, entity_type: str) -> list[Path] | None:
+    """The staged mention files the last incremental link had not seen, from its
+    record (``<type>_linked_files.json``: the files it read and the entity map it
+    wrote); None (read every file) when there is no record, the entity map is not the
+    one it wrote (a full relink since), or a file it saw has changed or gone. A new
+    mention's rows are all in such files: the link that wrote the map saw every
+    older one."""
+    path = _linked_files_path(home, entity_type)
+    if not path.exists():
+        return None
+    rec = json.loads(path.read_text(encoding="utf-8"))
+    if rec.get("map") != map_state(home, entity_type)["entities"]:
+        return None
+    now = _mention_file_states(home)
+    if any(now.get(k) != v for k, v in rec["files"].items()):
+        return None
+    return [home.lake / k for k in sorted(now) if k not in rec["files"]]
+
+
+def _record_linked_files(home: Home, entity_type: str, states: dict[str, list[int]]) -> None:
+    """Write the record :func:`unlinked_files` reads (after the entity map)."""
+    rec = {"map": map_state(home, entity_type)["entities"], "files": states}
+    path = _linked_files_path(home, entity_type)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(rec), encoding="utf-8")
+    tmp.replace(path)
 
 
 def _first_rows(rows: pl.LazyFrame) -> pl.DataFrame:
@@ -485,14 +564,11 @@ def score_new(
     # over the column's non-null count), by polars over the columns alone: Splink
     # would need the whole frame in DuckDB (at 7.2M mentions, 5 s to hand it over).
     tf_columns = _tf_columns(settings)
-    if tf_columns:
-        every = view.columns(tf_columns)
     for col in tf_columns:
-        values = every.select(col).drop_nulls()
-        tables[f"tf_{col}_lookup"] = (
-            values.group_by(col)
-            .len()
-            .select(col, (pl.col("len").cast(pl.Float64) / values.height).alias(f"tf_{col}"))
+        counts = view.value_counts(col)
+        total = counts["len"].sum()
+        tables[f"tf_{col}_lookup"] = counts.select(
+            col, (pl.col("len").cast(pl.Float64) / total).alias(f"tf_{col}")
         )
     for name, frame in tables.items():
         con.register(f"{name}_arrow", frame.to_arrow(compat_level=ARROW))
@@ -780,6 +856,7 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
     # The map's state before this increment: the evaluation's stored sums follow it
     # (linkage.score_store).
     before = map_state(home, entity_type)
+    seen = _mention_file_states(home)
     timings: dict[str, float] = {}
     t0 = t = time.perf_counter()
     ent_path = target / f"{entity_type}_entities.parquet"
@@ -793,6 +870,7 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
             touched_path(home, entity_type)
         )
         record_increment(home, entity_type, before, [])
+        _record_linked_files(home, entity_type, seen)
         return stats | {
             "candidate_pairs": 0,
             "seconds": {k: round(v, 2) for k, v in timings.items()},
@@ -956,6 +1034,7 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
     ).unique()
     touched.to_frame("entity_id").sort("entity_id").write_parquet(touched_path(home, entity_type))
     record_increment(home, entity_type, before, region_old["entity_id"])
+    _record_linked_files(home, entity_type, seen)
     timings["write"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
 

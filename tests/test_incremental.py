@@ -305,12 +305,17 @@ def test_read_linkage_applies_parts_in_order(tmp_path) -> None:
         read_linkage(home, "person", "entities")
 
 
-def test_new_mentions_come_from_the_entity_map(world: dict) -> None:
+def test_new_mentions_come_from_the_entity_map(
+    world: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """New mentions are those the entity map lacks, even when the stored features
     already hold them (a full derivation rewrote the file before the increment, as
-    the Dagster mentions asset does): nothing is derived twice, none is missed."""
+    the Dagster mentions asset does): nothing is derived twice, none is missed. (Every
+    staged file is read: the link's record of the files it saw is for its own map.)"""
+    from linkage import incremental
     from linkage.incremental import _increment_features
 
+    monkeypatch.setattr(incremental, "unlinked_files", lambda home, entity_type: None)
     home = world["home"]
     for t in ENTITY_TYPES:
         stored = read_linkage(home, t, "features").collect()
@@ -384,3 +389,61 @@ def test_linkage_sql_merges_parts_as_read_linkage_does(world: dict, tmp_path) ->
     append_linkage(small, "person", "evidence", part, void=pl.Series(["E1", "E3"]))
     want, got = both(small, "evidence")
     assert got.rows() == want.rows() == [("E2", "c"), ("E3", "a")]
+
+
+def test_the_next_increment_reads_the_files_staged_since(world: dict) -> None:
+    """The link records the staged mention files it saw and the map it wrote: the next
+    increment reads only the files staged since, and every file when the map or a
+    seen file changed."""
+    import os
+
+    from linkage.incremental import unlinked_files
+
+    home = world["home"]
+    for t in ENTITY_TYPES:
+        assert unlinked_files(home, t) == [], t
+    staged = lake.staged_files(home, "mentions")
+    extra = staged[0].with_name("zz-test.mentions.parquet")
+    extra.write_bytes(staged[0].read_bytes())
+    try:
+        assert unlinked_files(home, "person") == [extra]
+        # A seen file rewritten: its rows may hold anything, every file is read.
+        st = staged[1].stat()
+        os.utime(staged[1], ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+        assert unlinked_files(home, "person") is None
+        os.utime(staged[1], ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert unlinked_files(home, "person") == [extra]
+    finally:
+        extra.unlink()
+    # Another entity map (a full relink): no record applies.
+    ent = home.lake / "linkage" / "business_entities.parquet"
+    st = ent.stat()
+    os.utime(ent, ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+    try:
+        assert unlinked_files(home, "business") is None
+    finally:
+        os.utime(ent, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_value_counts_read_from_the_base_equal_every_row(world: dict) -> None:
+    """Term-frequency counts from the base file plus the rows added since equal the
+    counts over every current row (base and parts merged), for the columns no
+    increment restates; a restated column is counted over every row."""
+    from linkage.features import BUSINESS_NAME_STATS, PERSON_NAME_STATS
+    from linkage.incremental import FeatureView
+    from linkage.parts import linkage_parts
+
+    home = world["home"]
+    for t, cols, stats in (
+        ("person", ["name_py", "name_native", "name_py_thin"], PERSON_NAME_STATS),
+        ("business", ["name_core", "name_core_firms"], BUSINESS_NAME_STATS),
+    ):
+        files = linkage_parts(home, t, "features")
+        assert len(files) > 1, "the increment appended a part"
+        stored = read_linkage(home, t, "features")
+        over = stored.head(0).collect()
+        view = FeatureView(stored, files, over, over["mention_id"], None, restated=stats)
+        every = stored.collect()
+        for col in cols:
+            want = every.select(col).drop_nulls().group_by(col).len().sort(col)
+            assert view.value_counts(col).sort(col).equals(want), (t, col)
