@@ -510,16 +510,20 @@ def id_events(home: Home, entity_type: str | None = None) -> pl.DataFrame:
         )
 
 
-def issued_ids(home: Home, entity_type: str) -> set[str]:
-    """Every entity ID ever issued for ``entity_type`` (from the event history)."""
+def issued_ids(home: Home, entity_type: str, among: pl.Series | None = None) -> set[str]:
+    """Every entity ID ever issued for ``entity_type`` (from the event history); of
+    those in ``among`` only, when given (a million IDs make a slow Python set)."""
     if not home.decisions.exists():
         return set()
+    sql = (
+        "SELECT DISTINCT unnest(list_concat(old_ids, new_ids)) AS id FROM id_events "
+        "WHERE entity_type = ?"
+    )
     with connect(home) as con:
-        rows = con.execute(
-            "SELECT DISTINCT unnest(list_concat(old_ids, new_ids)) FROM id_events "
-            "WHERE entity_type = ?",
-            [entity_type],
-        ).fetchall()
+        if among is not None:
+            con.register("_among", among.to_frame("id").to_arrow())
+            sql = f"SELECT id FROM ({sql}) WHERE id IN (SELECT id FROM _among)"
+        rows = con.execute(sql, [entity_type]).fetchall()
     return {r[0] for r in rows}
 
 

@@ -834,6 +834,16 @@ def _review(
 # ------------------------------------------------------------------ the increment
 
 
+def _ever_issued(
+    home: Home, entity_type: str, prev: pl.DataFrame, candidates: list[str]
+) -> set[str]:
+    """Those of the ``candidates`` IDs that were ever issued (the event history) or are
+    current (``prev``): a new entity must not take one."""
+    wanted = pl.Series("entity_id", candidates, dtype=pl.String).unique()
+    current = prev.filter(pl.col("entity_id").is_in(wanted.implode()))["entity_id"]
+    return issued_ids(home, entity_type, wanted) | set(current.to_list())
+
+
 def touched_path(home: Home, entity_type: str) -> Path:
     """``<type>_touched.parquet``: the entity IDs the last incremental link changed."""
     return home.lake / "linkage" / f"{entity_type}_touched.parquet"
@@ -971,8 +981,9 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
     to_assign = pl.concat(
         [clusters.with_columns(("f:" + pl.col("cluster_id")).alias("cluster_id")), new_only]
     )
-    issued = issued_ids(home, entity_type) | set(prev["entity_id"].unique().to_list())
-    ids = assign_entity_ids(entity_type, to_assign, region_old, issued)
+    ids = assign_entity_ids(
+        entity_type, to_assign, region_old, lambda c: _ever_issued(home, entity_type, prev, c)
+    )
     n_events = record_id_events(home, entity_type, event_reasons(ids.events, ids.entities, active))
     region_ids = region_old["entity_id"].unique().implode()
     entities = pl.concat(
@@ -1048,7 +1059,14 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
     )
     joined = new_rows.filter(pl.col("entity_id").is_in(with_old.unique().implode()))
     events = ids.events.group_by("kind").len()
-    old_ent = set(prev["entity_id"].unique().to_list())
+    # Only the region's entities can lose their ID (a simple component keeps it).
+    n_before = prev["entity_id"].n_unique()
+    retired = (
+        region_old.select("entity_id")
+        .unique()
+        .join(ids.entities.select("entity_id").unique(), on="entity_id", how="anti")
+        .height
+    )
     return stats | {
         "candidate_pairs": n_pairs,
         "pairs_per_new_mention": round(n_pairs / new_ids.len(), 2),
@@ -1064,10 +1082,10 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
         "guard_refused_edges": refused,
         "decisions": drep.as_dict(),
         "entity_ids": {
-            "kept_untouched": len(old_ent) - region_old["entity_id"].n_unique(),
+            "kept_untouched": n_before - region_old["entity_id"].n_unique(),
             "kept_in_region": ids.kept,
             "issued": ids.issued,
-            "retired": len(old_ent - set(entities["entity_id"].unique().to_list())),
+            "retired": retired,
             "events": dict(zip(events["kind"].to_list(), events["len"].to_list(), strict=True)),
             "events_recorded": n_events,
         },

@@ -20,6 +20,7 @@ is never rebuilt; the current mention → entity map is
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import polars as pl
@@ -54,12 +55,13 @@ def assign_entity_ids(
     entity_type: str,
     clusters: pl.DataFrame,
     previous: pl.DataFrame | None,
-    issued_before: set[str] | None = None,
+    issued_before: set[str] | Callable[[list[str]], set[str]] | None = None,
 ) -> IdAssignment:
     """Give every cluster (``mention_id, cluster_id``) an entity ID, keeping the
     previous run's IDs (``previous``: ``mention_id, entity_id``) by mention overlap.
     ``issued_before`` holds every ID ever issued (from the event history), so a new
-    ID never repeats a retired one."""
+    ID never repeats a retired one; or says which of the IDs it is given were (a
+    large world's history is not loaded whole)."""
     prev = (
         previous.select("mention_id", pl.col("entity_id").alias("old_id"))
         if previous is not None and previous.height
@@ -101,12 +103,18 @@ def assign_entity_ids(
         ]
     )
     fresh = anchors.join(kept, on="cluster_id", how="anti").sort("anchor")
-    used = set(prev["old_id"].unique().to_list()) | set(issued_before or ())
+    used = set(prev["old_id"].unique().to_list())
+    anchors_ = fresh["anchor"].to_list()
+    derived = [derive_id(entity_type, a) for a in anchors_]
+    if callable(issued_before):
+        # Asked in one batch (a salted ID, rarely needed, one by one).
+        used |= issued_before(derived)
+    else:
+        used |= set(issued_before or ())
     new_ids = []
-    for anchor in fresh["anchor"].to_list():
+    for anchor, eid in zip(anchors_, derived, strict=True):
         salt = 0
-        eid = derive_id(entity_type, anchor)
-        while eid in used:
+        while eid in used or (salt and callable(issued_before) and issued_before([eid])):
             salt += 1
             eid = derive_id(entity_type, anchor, salt)
         used.add(eid)
