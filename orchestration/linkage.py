@@ -141,12 +141,13 @@ def cluster_checks(
     limits: qc.LinkageThresholds,
     mode: str = "full",
     clusters: pl.DataFrame | None = None,
+    sizes: pl.DataFrame | None = None,
 ) -> list[dg.AssetCheckResult]:
     """The over-merge guards of one entity type (blocking): entity size (every
     entity) and duplicate-free sources (after an incremental link, the entities it
     changed: the others passed when they were last changed). ``clusters``: the map the
     asset already read (read here otherwise)."""
-    size = qc.oversized_entities(home, entity_type, limits.max_entity_mentions, clusters)
+    size = qc.oversized_entities(home, entity_type, limits.max_entity_mentions, clusters, sizes)
     touched = None
     if mode == "incremental":
         from linkage.incremental import touched_path
@@ -210,10 +211,9 @@ def _edges_histogram(
     return dg.MetadataValue.md(weight_histogram(weights))
 
 
-def _largest(clusters: pl.DataFrame) -> dg.MetadataValue:
-    top = (
-        clusters.group_by("cluster_id").len().sort(["len", "cluster_id"], descending=[True, False])
-    )
+def _largest(sizes: pl.DataFrame) -> dg.MetadataValue:
+    """The five largest entities (``sizes``: :func:`tessera.quality.entity_sizes`)."""
+    top = sizes.sort(["len", "cluster_id"], descending=[True, False])
     return md_table(top.head(5).iter_rows(), ("entity", "mentions"))
 
 
@@ -259,8 +259,9 @@ def weight_histogram(weights: pl.Series, width: float = 5.0, bar: int = 30) -> s
     return "\n".join(lines)
 
 
-def _sizes_table(clusters: pl.DataFrame) -> str:
-    sizes = clusters.group_by("cluster_id").len().group_by("len").len("clusters").sort("len")
+def _sizes_table(sizes: pl.DataFrame) -> str:
+    """Entities per size (``sizes``: :func:`tessera.quality.entity_sizes`)."""
+    sizes = sizes.group_by("len").len("clusters").sort("len")
     lines = ["| cluster size | clusters |", "|---:|---:|"]
     lines += [f"| {s} | {n:,} |" for s, n in sizes.head(15).iter_rows()]
     return "\n".join(lines)
@@ -463,11 +464,12 @@ def build_linkage_assets(specs: list[SourceSpec] | tuple[SourceSpec, ...]) -> li
             context, home, "person", config.mode, paths["model"], paths["features"]
         )
         clusters = pl.read_parquet(paths["person_clusters"])
+        sizes = qc.entity_sizes(clusters)  # once: the table, the largest, the size check
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": clusters.height,
                 "mode": mode,
-                "entities": clusters["cluster_id"].n_unique(),
+                "entities": sizes.height,
                 "settle": jsonable(stats),
                 "mentions": stats.get("mentions", clusters.height),
                 "candidate_pairs": stats.get("candidate_pairs", 0),
@@ -475,11 +477,11 @@ def build_linkage_assets(specs: list[SourceSpec] | tuple[SourceSpec, ...]) -> li
                 "guard_split_clusters": stats.get("guard_split_clusters", 0),
                 "guard_refused_edges": stats.get("guard_refused_edges", 0),
                 "seconds": jsonable(stats.get("seconds", {})),
-                "cluster_sizes": dg.MetadataValue.md(_sizes_table(clusters)),
-                "largest_entities": _largest(clusters),
+                "cluster_sizes": dg.MetadataValue.md(_sizes_table(sizes)),
+                "largest_entities": _largest(sizes),
                 "match_weight_histogram": _edges_histogram(home, "person", mode, stats),
             },
-            check_results=cluster_checks(home, "person", quality.linkage(), mode, clusters),
+            check_results=cluster_checks(home, "person", quality.linkage(), mode, clusters, sizes),
         )
 
     @dg.asset(
@@ -504,21 +506,24 @@ def build_linkage_assets(specs: list[SourceSpec] | tuple[SourceSpec, ...]) -> li
         paths = _paths(home)
         mode, stats = run_link(context, home, "business", config.mode)
         clusters = pl.read_parquet(paths["business_clusters"])
+        sizes = qc.entity_sizes(clusters)  # once: the table, the largest, the size check
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": clusters.height,
                 "mode": mode,
-                "entities": clusters["cluster_id"].n_unique(),
+                "entities": sizes.height,
                 "settle": jsonable(stats),
                 "mentions": stats.get("mentions", clusters.height),
                 "candidate_pairs": stats.get("candidate_pairs", 0),
                 "guard_split_clusters": stats.get("guard_split_clusters", 0),
                 "guard_refused_edges": stats.get("guard_refused_edges", 0),
-                "cluster_sizes": dg.MetadataValue.md(_sizes_table(clusters)),
-                "largest_entities": _largest(clusters),
+                "cluster_sizes": dg.MetadataValue.md(_sizes_table(sizes)),
+                "largest_entities": _largest(sizes),
                 "match_weight_histogram": _edges_histogram(home, "business", mode, stats),
             },
-            check_results=cluster_checks(home, "business", quality.linkage(), mode, clusters),
+            check_results=cluster_checks(
+                home, "business", quality.linkage(), mode, clusters, sizes
+            ),
         )
 
     @dg.asset(

@@ -48,13 +48,24 @@ def clusters(home: Home, entity_type: str) -> pl.DataFrame:
     return pl.read_parquet(path)
 
 
+def entity_sizes(found: pl.DataFrame) -> pl.DataFrame:
+    """``cluster_id, len``: the mentions per entity of a map (``mention_id, cluster_id``)."""
+    return found.group_by("cluster_id").len()
+
+
 def oversized_entities(
-    home: Home, entity_type: str, limit: int, found: pl.DataFrame | None = None
+    home: Home,
+    entity_type: str,
+    limit: int,
+    found: pl.DataFrame | None = None,
+    sizes: pl.DataFrame | None = None,
 ) -> dict[str, Any]:
     """The largest entity and the entities with more than ``limit`` mentions (of the
-    map ``found`` when the caller has read it, else :func:`clusters`)."""
-    found = clusters(home, entity_type) if found is None else found
-    sizes = found.group_by("cluster_id").len().sort("len", descending=True)
+    map ``found`` when the caller has read it, else :func:`clusters`; ``sizes``: its
+    :func:`entity_sizes`, when computed already)."""
+    if sizes is None:
+        sizes = entity_sizes(clusters(home, entity_type) if found is None else found)
+    sizes = sizes.sort("len", descending=True)
     over = sizes.filter(pl.col("len") > limit)
     return {
         "largest": int(sizes["len"].max() or 0),
