@@ -657,7 +657,9 @@ def _entity_components(prev: pl.DataFrame, new_ids: pl.Series, edges: pl.DataFra
     """Connected components over the new edges at entity level: each existing entity
     a new edge reaches is one node (its ID), each new mention one node. Returns
     ``node, component, old`` (``old``: the node is an existing entity)."""
-    ent = prev.select("mention_id", "entity_id")
+    ends = pl.concat([edges["mention_id_l"], edges["mention_id_r"]]).unique()
+    # The map's rows of the edges' ends only: one pass over the map, then small joins.
+    ent = prev.select("mention_id", "entity_id").filter(pl.col("mention_id").is_in(ends.implode()))
     e = (
         edges.select("mention_id_l", "mention_id_r")
         .join(
