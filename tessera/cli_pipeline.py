@@ -114,6 +114,11 @@ def run_pipeline(
     from orchestration.warehouse import PUBLISH
 
     home = home.ensure()
+    # A large world's heavy steps run in forked children: the fork server imports
+    # their modules while the ingest runs (orchestration.isolate).
+    from orchestration import isolate
+
+    isolate.warm(home)
     defs = build_definitions(home)
     assets = list(defs.assets or [])
     res = resources(home, **(thresholds or {}))
