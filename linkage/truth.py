@@ -256,7 +256,9 @@ def ambiguous_keys_sql(labels: str, keys: str | None = None) -> str:
 
 # -- the stored mapping ------------------------------------------------------------------
 
-STORE_VERSION = 1
+# 2: the first rows and vote keys in record-key order (_record_ranges), the labels in
+# name-key order, the per (name key, entity) counts.
+STORE_VERSION = 2
 # A table is stored in parts: a base and one part per update with the rows it adds
 # (an append-only table) or changes (a table keyed by mention: a later part's row
 # replaces the mention's earlier ones). Past MAX_PARTS parts, or for a keyed table
@@ -267,7 +269,18 @@ MAX_DELTA_SHARE = 0.1
 # ``changes`` in the manifest, kept for this many generations, so a consumer that
 # read generation g can tell what changed since (linkage.score_store).
 MAX_CHANGE_GENERATIONS = 32
-_KEYED = ("mention_truth", "labels_person", "labels_business")
+# The keyed tables and their keys.
+_KEYS = {
+    "mention_truth": "mention_id",
+    **{f"labels_{t}": "mention_id" for t in ("person", "business")},
+    **{f"names_{t}": "name_key, entity_id" for t in ("person", "business")},
+}
+_KEYED = tuple(_KEYS)
+# Rows per Parquet row group of a stored file: small enough that a scan filtered on
+# the order a table is kept in (record keys, name keys) skips most of the table.
+ROW_GROUP_ROWS = 16_384
+# Up to this many name keys are looked up as a list of values (pushed into the scan).
+MAX_IN_LIST = 2_000
 _INPUT_KINDS = ("truth", "records", "relationships", "mentions")
 _TABLES = {
     # the first truth row of each (source, record) seen, with the number of its file
@@ -287,6 +300,10 @@ _TABLES = {
                         "amb": "BOOLEAN", "name_key": "VARCHAR", "name_only": "BOOLEAN"}
         for t in ("person", "business")
     },
+    # per entity type and name key, how many labelled mentions each entity has (0: none
+    # any more), for ``amb`` (ambiguous_keys_sql) without reading the labels
+    **{f"names_{t}": {"name_key": "VARCHAR", "entity_id": "VARCHAR", "n": "BIGINT"}
+       for t in ("person", "business")},
 }  # fmt: skip
 LABELLED_TYPES = ("person", "business")
 _LABEL_COLUMNS = ", ".join(_TABLES["labels_person"])
@@ -321,12 +338,12 @@ def input_states(home: Home) -> dict[str, list[list[Any]]]:
 def read_manifest(home: Home) -> dict[str, Any] | None:
     """The store's manifest (``manifest.json``: the input files it covers, its table
     files), or None when there is none, it is of another version or a table file is
-    missing or not the one written."""
+    missing or not the one written (or the manifest does not list every table)."""
     path = store_dir(home) / "manifest.json"
     if not path.exists():
         return None
     m = json.loads(path.read_text())
-    if m.get("version") != STORE_VERSION:
+    if m.get("version") != STORE_VERSION or set(m["tables"]) != set(_TABLES):
         return None
     for parts in m["tables"].values():
         for name, size, mtime_ns, _ in parts:
@@ -374,19 +391,22 @@ def update_truth_store(con: duckdb.DuckDBPyConnection, home: Home) -> dict[str, 
     input file covered: path, size, mtime_ns, and the table files): the first truth
     row of every record seen (with its file), every distinct vote key, the mapping
     with the majority's vote count, the other entities' votes of the mentions that
-    collapse several, and per entity type every staged mention labelled
-    (:func:`create_labels`, with ``amb``: an ambiguous name-only mention).
+    collapse several, per entity type every staged mention labelled
+    (:func:`create_labels`, with ``amb``: an ambiguous name-only mention) and per name
+    key how many labelled mentions each entity has.
 
-    When every covered file is unchanged, only the added files are read: their first
-    truth rows for records not seen, their new vote keys, which vote through the known
-    first rows (and the known keys through the new first rows); the mentions with new
-    votes get their majority again from all their votes; their labels change, new
-    mentions are labelled, and ``amb`` is recomputed for the name keys of those. A
-    covered file changed or gone, or a new truth row earlier (in path order) than the
-    stored first row of its record, means a rebuild from scratch. The result equals
-    :func:`create_mention_truth`. Files are written under new names (temporary file,
-    then :func:`os.replace`), the manifest last; the previous generation's files stay
-    for readers that opened its manifest.
+    When every covered file is unchanged, only the added files are read, and of the
+    stored tables only what they need (:func:`_apply`): their first truth rows for
+    records not seen, their new vote keys, which vote through the known first rows
+    (and the known keys through the new first rows); the mentions with new votes get
+    their majority again from all their votes; their labels change, new mentions are
+    labelled, the name keys of those are counted again and ``amb`` is recomputed for
+    the mentions of the keys whose sharing changed. A covered file changed or gone, a
+    new truth row earlier (in path order) than the stored first row of its record, or
+    a manifest of another version or without every table, means a rebuild from
+    scratch. The result equals :func:`create_mention_truth`. Files are written under
+    new names (temporary file, then :func:`os.replace`), the manifest last; the
+    previous generation's files stay for readers that opened its manifest.
 
     For consumers that keep sums over the labels (:mod:`linkage.score_store`) the
     manifest also says what changed: ``lineage`` (new with each build), per entity type
@@ -440,11 +460,12 @@ def _table_sql(d: Path, table: str, parts: list[list[Any]]) -> str:
     if table not in _KEYED or len(files) == 1:
         return f"SELECT * FROM {read_parquet_sql(files)}"
     # Part names end in the zero-padded generation: the last name is the latest row.
+    key = _KEYS[table]
     return f"""
         WITH delta AS (
             SELECT * EXCLUDE (filename) FROM {read_parquet_sql(files[1:], filename=True)}
-            QUALIFY row_number() OVER (PARTITION BY mention_id ORDER BY filename DESC) = 1)
-        SELECT * FROM {read_parquet_sql(files[:1])} ANTI JOIN delta USING (mention_id)
+            QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY filename DESC) = 1)
+        SELECT * FROM {read_parquet_sql(files[:1])} ANTI JOIN delta USING ({key})
         UNION ALL SELECT * FROM delta"""
 
 
@@ -453,7 +474,9 @@ def _write(con: duckdb.DuckDBPyConnection, d: Path, name: str, query: str) -> li
     returns the manifest entry ``[name, size, mtime_ns, rows]``."""
     tmp = d / f"{name}.{os.getpid()}.tmp"
     target = str(tmp).replace("'", "''")
-    rows = con.execute(f"COPY ({query}) TO '{target}' (FORMAT parquet)").fetchall()[0][0]
+    rows = con.execute(
+        f"COPY ({query}) TO '{target}' (FORMAT parquet, ROW_GROUP_SIZE {ROW_GROUP_ROWS})"
+    ).fetchall()[0][0]
     st = tmp.stat()
     os.replace(tmp, d / name)
     return [name, st.st_size, st.st_mtime_ns, int(rows)]
@@ -490,6 +513,43 @@ def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
     return int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
 
 
+def _stored_rows(d: Path, table: str, parts: list[list[Any]], narrow: str) -> str:
+    """A query for the rows of the stored ``table`` (its ``parts``) that ``narrow`` keeps:
+    a ``WHERE`` or ``SEMI JOIN`` clause put on each part's scan, so that DuckDB reads
+    only what it must; for a keyed table, of each key kept its latest row. The
+    clause must keep every row of a key or none: it tests what a key's rows share (a
+    mention's ID; its name key, which its name fixes)."""
+    if not parts:
+        return _table_sql(d, table, parts)
+    files = [d / name for name, *_ in parts]
+    if table not in _KEYED or len(files) == 1:
+        return f"SELECT * FROM {read_parquet_sql(files)} {narrow}"
+    return f"""
+        SELECT * EXCLUDE (filename) FROM {read_parquet_sql(files, filename=True)} {narrow}
+        QUALIFY row_number() OVER (PARTITION BY {_KEYS[table]} ORDER BY filename DESC) = 1"""
+
+
+def _record_ranges(con: duckdb.DuckDBPyConnection, table: str) -> tuple[str, list[str]]:
+    """A ``WHERE`` clause that keeps at least the records of ``table`` (``source_id,
+    record_key``), and its parameters: per source, its smallest to largest record key,
+    overlapping ranges merged. A source numbers its record keys by day, so on a table
+    stored in record-key order the day's ranges skip the row groups of other days."""
+    rows = con.execute(
+        f"SELECT min(record_key), max(record_key) FROM {table} GROUP BY source_id ORDER BY 1"
+    ).fetchall()
+    merged: list[list[str]] = []
+    for lo, hi in rows:  # one per source
+        if merged and lo <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    if not merged:
+        return "WHERE false", []
+    return "WHERE " + " OR ".join(["record_key BETWEEN ? AND ?"] * len(merged)), [
+        key for pair in merged for key in pair
+    ]
+
+
 def _apply(
     con: duckdb.DuckDBPyConnection,
     home: Home,
@@ -499,7 +559,15 @@ def _apply(
     now: dict[str, list[list[Any]]],
 ) -> dict[str, Any]:
     """Extend the stored tables of ``old`` (None: empty) by the ``new`` input files;
-    writes the changed tables' files and returns the new manifest (not yet written)."""
+    writes the changed tables' files and returns the new manifest (not yet written).
+
+    The stored tables are read narrowly: the first rows and vote keys of the records
+    the new files name (record-key ranges pushed into the scans, the tables kept in
+    record-key order), the mapping and labels of the mentions the new files name or
+    give new votes, the name counts of those mentions' name keys, and the labels of
+    the name keys whose sharing changed (the labels kept in name-key order). The
+    ``_old_<table>`` views over the whole tables are read only when a table is
+    rewritten as one part."""
     d = store_dir(home)
     tables_old: dict[str, list[list[Any]]] = old["tables"] if old else {}
     for table in _TABLES:
@@ -508,92 +576,115 @@ def _apply(
     tables = {t: list(parts) for t, parts in tables_old.items()}
     stamp = f"{gen:06d}"
 
-    # First truth rows of records not seen before.
+    def stored(table: str, narrow: str) -> str:
+        return _stored_rows(d, table, tables_old.get(table, []), narrow)
+
+    # The new files' first truth rows and vote keys, and the stored ones of their records.
     covered = [rel for rel, _, _ in old["inputs"]["truth"]] if old else []
     truth_list = covered + new["truth"]
     if new["truth"]:
         files = [(home.root / rel, len(covered) + j) for j, rel in enumerate(new["truth"])]
         _create_first_truth(con, "_first_new", files)
-        if old:
-            # A new file that sorts before the one holding a record's stored first row
-            # would take its place: not extended, rebuilt.
-            rank = {rel: r for r, rel in enumerate(sorted(truth_list, key=Path))}
-            run_sql(con, "CREATE OR REPLACE TEMP TABLE _truth_rank (file_no INTEGER, r INTEGER)")
-            con.executemany(
-                "INSERT INTO _truth_rank VALUES (?, ?)",
-                [(i, rank[rel]) for i, rel in enumerate(truth_list)],
-            )
-            earlier = con.execute("""
-                SELECT count(*) FROM _first_new n JOIN _old_first o USING (source_id, record_key)
-                JOIN _truth_rank rn ON rn.file_no = n.file_no
-                JOIN _truth_rank ro ON ro.file_no = o.file_no
-                WHERE rn.r < ro.r
-            """).fetchall()[0][0]
-            if earlier:
-                raise _Superseded
-        run_sql(
-            con,
-            "CREATE OR REPLACE TEMP TABLE _first_add AS "
-            "SELECT * FROM _first_new ANTI JOIN _old_first USING (source_id, record_key)",
-        )
-        run_sql(con, "DROP TABLE _first_new")
     else:
         cols = ", ".join(f"{c} {t}" for c, t in _TABLES["first"].items())
-        run_sql(con, f"CREATE OR REPLACE TEMP TABLE _first_add ({cols})")
-
-    # Vote keys not seen before.
+        run_sql(con, f"CREATE OR REPLACE TEMP TABLE _first_new ({cols})")
     keys = _keys_sql(
         [home.root / rel for rel in new["records"]],
         [home.root / rel for rel in new["relationships"]],
     )
+    run_sql(con, f"CREATE OR REPLACE TEMP TABLE _keys_new AS {keys}")
     run_sql(
         con,
-        f"""
+        "CREATE OR REPLACE TEMP TABLE _records AS SELECT source_id, record_key FROM _first_new "
+        "UNION SELECT source_id, record_key FROM _keys_new",
+    )
+    narrow, params = _record_ranges(con, "_records") if old else ("WHERE false", [])
+    for table in ("first", "keys"):
+        run_sql(
+            con,
+            f"CREATE OR REPLACE TEMP TABLE _{table}_hit AS SELECT * FROM "
+            f"({stored(table, narrow)}) SEMI JOIN _records USING (source_id, record_key)",
+            params,
+        )
+    if old and new["truth"]:
+        # A new file that sorts before the one holding a record's stored first row
+        # would take its place: not extended, rebuilt.
+        rank = {rel: r for r, rel in enumerate(sorted(truth_list, key=Path))}
+        run_sql(con, "CREATE OR REPLACE TEMP TABLE _truth_rank (file_no INTEGER, r INTEGER)")
+        con.executemany(
+            "INSERT INTO _truth_rank VALUES (?, ?)",
+            [(i, rank[rel]) for i, rel in enumerate(truth_list)],
+        )
+        earlier = con.execute("""
+            SELECT count(*) FROM _first_new n JOIN _first_hit o USING (source_id, record_key)
+            JOIN _truth_rank rn ON rn.file_no = n.file_no
+            JOIN _truth_rank ro ON ro.file_no = o.file_no
+            WHERE rn.r < ro.r
+        """).fetchall()[0][0]
+        run_sql(con, "DROP TABLE _truth_rank")
+        if earlier:
+            raise _Superseded
+    # First truth rows of records not seen before; vote keys not seen before.
+    run_sql(
+        con,
+        """
+        CREATE OR REPLACE TEMP TABLE _first_add AS
+        SELECT * FROM _first_new ANTI JOIN _first_hit USING (source_id, record_key);
         CREATE OR REPLACE TEMP TABLE _keys_add AS
-        SELECT * FROM ({keys}) n ANTI JOIN _old_keys o
+        SELECT * FROM _keys_new n ANTI JOIN _keys_hit o
         ON o.source_id = n.source_id AND o.record_key = n.record_key
            AND o.mention_id = n.mention_id AND o.role IS NOT DISTINCT FROM n.role
         """,
     )
     n_first, n_keys = _count(con, "_first_add"), _count(con, "_keys_add")
     for table, src in (("first", "_first_add"), ("keys", "_keys_add")):
-        whole = f"SELECT * FROM _old_{table} UNION ALL SELECT * FROM {src}"
+        # In record-key order, for the ranges above to skip row groups.
+        whole = f"SELECT * FROM _old_{table} UNION ALL SELECT * FROM {src} ORDER BY record_key"
         _store(con, d, tables, table, stamp, src, whole)
 
-    # The new votes: new keys through every first row, known keys through the new ones.
+    # The new votes: new keys through the first rows, known keys through the new ones.
     new_votes = []
     if n_keys:
         new_votes.append(
-            _votes_sql("_keys_add", "(SELECT * FROM _old_first UNION ALL SELECT * FROM _first_add)")
+            _votes_sql("_keys_add", "(SELECT * FROM _first_hit UNION ALL SELECT * FROM _first_add)")
         )
     if n_first and old:
-        new_votes.append(_votes_sql("_old_keys", "_first_add"))
+        new_votes.append(_votes_sql("_keys_hit", "_first_add"))
     votes = " UNION ALL ".join(new_votes) or "SELECT NULL::VARCHAR, NULL::VARCHAR WHERE false"
     run_sql(
         con,
         f"""
         CREATE OR REPLACE TEMP TABLE _votes_new AS
         SELECT mention_id, entity_id, count(*) AS n
-        FROM ({votes}) AS v(mention_id, entity_id) GROUP BY ALL
+        FROM ({votes}) AS v(mention_id, entity_id) GROUP BY ALL;
+        CREATE OR REPLACE TEMP TABLE _affected AS SELECT DISTINCT mention_id FROM _votes_new;
         """,
     )
-    run_sql(
-        con,
-        "CREATE OR REPLACE TEMP TABLE _affected AS SELECT DISTINCT mention_id FROM _votes_new",
-    )
-    # Every vote of those mentions: the stored majority and minority ones and the new.
+    # The mentions looked up: those with new votes and those of the new mention files.
+    mentions = staged_mentions_sql(con, [home.root / rel for rel in new["mentions"]])
+    need = "SELECT mention_id FROM _affected"
+    if old:
+        need += f" UNION SELECT mention_id FROM {mentions} WHERE mention_id IS NOT NULL"
+    run_sql(con, f"CREATE OR REPLACE TEMP TABLE _need AS {need}")
+    # Every vote of the mentions with new ones: the stored majority and minority ones
+    # and the new.
+    truth_hit = stored("mention_truth", "SEMI JOIN _need USING (mention_id)")
     run_sql(
         con,
         f"""
+        CREATE OR REPLACE TEMP TABLE _truth_hit AS {truth_hit};
         CREATE OR REPLACE TEMP TABLE _votes AS
         SELECT mention_id, entity_id, sum(n)::BIGINT AS n FROM (
-            SELECT mention_id, entity_id, n FROM _old_mention_truth SEMI JOIN _affected USING (mention_id)
+            SELECT mention_id, entity_id, n FROM _truth_hit SEMI JOIN _affected USING (mention_id)
             UNION ALL
             SELECT mention_id, entity_id, n FROM _old_minority SEMI JOIN _affected USING (mention_id)
             UNION ALL
             SELECT mention_id, entity_id, n FROM _votes_new)
         GROUP BY ALL;
         CREATE OR REPLACE TEMP TABLE _truth_upd AS {_majority_sql("_votes")};
+        CREATE OR REPLACE TEMP VIEW _truth_need AS
+        SELECT * FROM _truth_hit ANTI JOIN _affected USING (mention_id)
+        UNION ALL SELECT * FROM _truth_upd;
         CREATE OR REPLACE TEMP VIEW _truth_now AS
         SELECT * FROM _old_mention_truth ANTI JOIN _affected USING (mention_id)
         UNION ALL SELECT * FROM _truth_upd;
@@ -615,8 +706,8 @@ def _apply(
         ]
 
     # Labels: new mentions labelled; mentions with new votes relabelled; ``amb`` again
-    # for every mention that carries the name key of one of those.
-    mentions = staged_mentions_sql(con, [home.root / rel for rel in new["mentions"]])
+    # for those and for every mention that carries a name key they made (or stopped
+    # making) shared.
     changes: dict[str, list[list[Any]]] = {
         t: list((old or {}).get("changes", {}).get(t, [])) for t in LABELLED_TYPES
     }
@@ -624,17 +715,19 @@ def _apply(
     logged = old is not None and "lineage" in old
     for etype in LABELLED_TYPES:
         table = f"labels_{etype}"
-        create_labels(con, "_labels_new", mentions, "_truth_now", etype)
+        create_labels(con, "_labels_in", mentions, "_truth_need", etype)
+        labels_hit = stored(table, "SEMI JOIN _need USING (mention_id)")
         run_sql(
             con,
             f"""
+            CREATE OR REPLACE TEMP TABLE _labels_hit AS {labels_hit};
             CREATE OR REPLACE TEMP TABLE _labels_new AS
-            SELECT * FROM _labels_new ANTI JOIN _old_{table} USING (mention_id);
+            SELECT * FROM _labels_in ANTI JOIN _labels_hit USING (mention_id);
             CREATE OR REPLACE TEMP TABLE _labels_upd AS
             SELECT o.mention_id, coalesce(u.entity_id, 'unknown:' || o.mention_id) AS entity_id,
                    u.n_entities > 1 AS collapsed, o.amb, o.name_key, o.name_only,
                    o.entity_id AS was_entity, o.collapsed AS was_collapsed
-            FROM _old_{table} o JOIN _truth_upd u USING (mention_id);
+            FROM _labels_hit o JOIN _truth_upd u USING (mention_id);
             CREATE OR REPLACE TEMP VIEW _labels_all AS
             SELECT * FROM _old_{table} ANTI JOIN _labels_upd USING (mention_id)
             UNION ALL SELECT {_LABEL_COLUMNS} FROM _labels_upd
@@ -643,16 +736,76 @@ def _apply(
             SELECT DISTINCT name_key FROM (SELECT name_key FROM _labels_new
                                            UNION ALL SELECT name_key FROM _labels_upd)
             WHERE name_key IS NOT NULL;
-            CREATE OR REPLACE TEMP TABLE _shared AS
-            {ambiguous_keys_sql("_labels_all", "_name_keys")};
-            CREATE OR REPLACE TEMP TABLE _touched AS
-            SELECT * FROM _labels_all SEMI JOIN _name_keys USING (name_key) WHERE name_only
-            UNION SELECT {_LABEL_COLUMNS} FROM _labels_upd UNION SELECT * FROM _labels_new;
             """,
         )
-        # Every name-only mention carrying one of those name keys is in _touched (the
-        # others' ``amb`` is false whatever the key: a common name's many mentions are
-        # not looked at one by one).
+        # Whether those name keys are shared (ambiguous_keys_sql), before and now, from
+        # the per (name key, entity) counts: the stored ones of those keys, changed by
+        # the new and relabelled mentions.
+        names = f"names_{etype}"
+        run_sql(
+            con,
+            f"""
+            CREATE OR REPLACE TEMP TABLE _names_hit AS
+            {stored(names, "SEMI JOIN _name_keys USING (name_key)")};
+            CREATE OR REPLACE TEMP TABLE _names_upd AS
+            SELECT name_key, entity_id, coalesce(h.n, 0) + c.d AS n
+            FROM (SELECT name_key, entity_id, sum(d)::BIGINT AS d FROM (
+                      SELECT name_key, entity_id, 1 AS d FROM _labels_new
+                      UNION ALL
+                      SELECT name_key, entity_id, 1 FROM _labels_upd
+                      WHERE was_entity IS DISTINCT FROM entity_id
+                      UNION ALL
+                      SELECT name_key, was_entity, -1 FROM _labels_upd
+                      WHERE was_entity IS DISTINCT FROM entity_id)
+                  WHERE name_key IS NOT NULL GROUP BY ALL HAVING sum(d) <> 0) c
+            LEFT JOIN _names_hit h USING (name_key, entity_id);
+            CREATE OR REPLACE TEMP TABLE _shared AS
+            WITH now AS (SELECT * FROM _names_hit ANTI JOIN _names_upd USING (name_key, entity_id)
+                         UNION ALL SELECT * FROM _names_upd)
+            SELECT k.name_key, coalesce(b.shared, false) AS was_shared,
+                   coalesce(a.shared, false) AS shared
+            FROM _name_keys k
+            LEFT JOIN (SELECT name_key, min(entity_id) <> max(entity_id) AS shared
+                       FROM _names_hit WHERE n > 0 GROUP BY name_key) b USING (name_key)
+            LEFT JOIN (SELECT name_key, min(entity_id) <> max(entity_id) AS shared
+                       FROM now WHERE n > 0 GROUP BY name_key) a USING (name_key);
+            """,
+        )
+        _store(
+            con, d, tables, names, stamp, "_names_upd",
+            f"""SELECT * FROM (SELECT * FROM _old_{names} ANTI JOIN _names_upd
+                               USING (name_key, entity_id)
+                               UNION ALL SELECT * FROM _names_upd)
+                WHERE n > 0 ORDER BY name_key""",
+        )  # fmt: skip
+        # A stored name-only mention's ``amb`` is whether its key is shared: of the stored
+        # labels, only the name-only mentions of the keys whose sharing changed are read
+        # (the labels kept in name-key order, the keys as values pushed into the scan).
+        flipped: list[str] = []
+        if tables_old.get(table):
+            rows = con.execute("SELECT name_key FROM _shared WHERE was_shared <> shared")
+            flipped = [k for (k,) in rows.fetchall()]
+        run_sql(con, "CREATE OR REPLACE TEMP TABLE _flipped (name_key VARCHAR)")
+        if len(flipped) <= MAX_IN_LIST:
+            narrow = "WHERE " + (
+                f"name_key IN ({', '.join('?' * len(flipped))})" if flipped else "false"
+            )
+        else:
+            con.executemany("INSERT INTO _flipped VALUES (?)", [(k,) for k in flipped])
+            narrow, flipped = "SEMI JOIN _flipped USING (name_key)", []
+        run_sql(
+            con,
+            f"""
+            CREATE OR REPLACE TEMP TABLE _touched AS
+            SELECT * FROM ({stored(table, narrow)}) ANTI JOIN _labels_upd USING (mention_id)
+            WHERE name_only
+            UNION SELECT {_LABEL_COLUMNS} FROM _labels_upd UNION SELECT * FROM _labels_new
+            """,
+            flipped,
+        )
+        # Every name-only mention whose ``amb`` may differ is in _touched (the others'
+        # ``amb`` is false whatever the key: a common name's many mentions are not
+        # looked at one by one).
         relabel = """
             SELECT a.mention_id, a.entity_id, a.collapsed,
                    CASE WHEN k.name_key IS NULL THEN a.amb
@@ -678,7 +831,8 @@ def _apply(
                OR u.was_collapsed IS DISTINCT FROM u.collapsed
                OR d.amb IS DISTINCT FROM t.amb""",
         )
-        _store(con, d, tables, table, stamp, "_labels_changed", relabel.format("_labels_all"))
+        whole = relabel.format("_labels_all") + " ORDER BY a.name_key"
+        _store(con, d, tables, table, stamp, "_labels_changed", whole)
         # A build has no earlier generation to differ from: nothing to log.
         n_changed = _count(con, "_labels_changed") if logged else 0
         if n_changed:
@@ -690,11 +844,14 @@ def _apply(
             labels[etype] += n_new
         else:  # a store written before the count was kept, or the first build
             labels[etype] = _count(con, "_labels_all")
-    for name in ("_first_add", "_keys_add", "_votes_new", "_affected", "_votes", "_truth_upd",
-                 "_labels_new", "_labels_upd", "_name_keys", "_touched", "_shared",
+    for name in ("_first_new", "_keys_new", "_records", "_first_hit", "_keys_hit",
+                 "_first_add", "_keys_add", "_votes_new", "_affected", "_need", "_truth_hit",
+                 "_votes", "_truth_upd", "_labels_in", "_labels_hit", "_labels_new",
+                 "_labels_upd", "_name_keys", "_names_hit", "_names_upd", "_flipped",
+                 "_touched", "_shared",
                  "_labels_delta", "_labels_changed"):  # fmt: skip
         run_sql(con, f"DROP TABLE IF EXISTS {name}")
-    for name in ("_truth_now", "_labels_all", *(f"_old_{t}" for t in _TABLES)):
+    for name in ("_truth_need", "_truth_now", "_labels_all", *(f"_old_{t}" for t in _TABLES)):
         run_sql(con, f"DROP VIEW IF EXISTS {name}")
 
     added = {k: set(new[k]) for k in _INPUT_KINDS}

@@ -5,6 +5,7 @@ files are replaced atomically and one writer works at a time."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import threading
@@ -67,6 +68,7 @@ def assert_store_is_scratch(
     assert want["mention_truth"].height > 0 and want["person"].height > 0
     assert_same_tables(got, want)
     assert manifest["labels"] == {t: want[t].height for t in TYPES}
+    assert_names_count_labels(home, manifest)
     if before is not None:
         for t in TYPES:
             cols = ["mention_id", "entity_id", "collapsed", "amb"]
@@ -79,6 +81,30 @@ def assert_store_is_scratch(
             )["mention_id"]
             assert sorted(names) == sorted(differ["mention_id"]), t
     return manifest | {"mapped": want["mention_truth"].height, "scratch": want}
+
+
+def assert_names_count_labels(home: Home, manifest: dict[str, Any]) -> None:
+    """The stored per (name key, entity) counts (``names_<type>``, what ``amb`` is
+    updated from) are the stored labels' counts; a count gone to 0 may stay as 0."""
+    from linkage.run import linkage_duckdb
+    from linkage.truth import _table_sql, store_dir
+
+    d = store_dir(home)
+    with linkage_duckdb() as con:
+        for t in TYPES:
+            names = con.sql(
+                f"SELECT * FROM ({_table_sql(d, f'names_{t}', manifest['tables'][f'names_{t}'])})"
+                " WHERE n > 0"
+            ).pl()
+            labels = con.sql(
+                f"SELECT name_key, entity_id, count(*) AS n FROM "
+                f"({_table_sql(d, f'labels_{t}', manifest['tables'][f'labels_{t}'])}) "
+                "WHERE name_key IS NOT NULL GROUP BY ALL"
+            ).pl()
+            assert names.schema == labels.schema, t
+            assert names.sort(["name_key", "entity_id"]).equals(
+                labels.sort(["name_key", "entity_id"])
+            ), t
 
 
 def _hold(home: Home, held: Path, paths: list[Path]) -> list[tuple[Path, Path]]:
@@ -121,7 +147,11 @@ def test_extended_day_by_day_equals_scratch(
     first = assert_store_is_scratch(home, "built")
     assert first["changes"] == {t: [] for t in TYPES}
     _bring_back(truth_moves)
+    # Day 2's truth makes some name keys shared: the name-only mentions that carry them
+    # are read by a join here (by a list of values in test_writes_are_atomic...).
+    monkeypatch.setattr(truth, "MAX_IN_LIST", 0)
     second = assert_store_is_scratch(home, "updated", first["scratch"])
+    monkeypatch.setattr(truth, "MAX_IN_LIST", 2_000)
     assert second["lineage"] == first["lineage"]
     assert second["changes_from"] == first["generation"]
     assert any(second["changes"][t] for t in TYPES)
@@ -186,6 +216,12 @@ def test_a_changed_or_removed_file_rebuilds(own_home: Home) -> None:
     store = own_home.lake / "linkage" / "mention_truth"
     labels = sorted(store.glob("labels_person.*.parquet"))[-1]
     pl.read_parquet(labels).head(3).write_parquet(labels)
+    assert_store_is_scratch(own_home, "built")
+    # A manifest that does not list a table (a store of another layout): not trusted.
+    path = store / "manifest.json"
+    m = json.loads(path.read_text())
+    del m["tables"]["names_person"]
+    path.write_text(json.dumps(m))
     assert_store_is_scratch(own_home, "built")
 
 
@@ -256,3 +292,33 @@ def test_evaluate_all_scores_equal_the_scratch_scores(own_home: Home) -> None:
             for t in TYPES:
                 path = own_home.lake / "linkage" / f"{t}_clusters.parquet"
                 assert_same_scores(got[t]["model"], score_clusters(con, own_home, path, t))
+
+
+@pytest.mark.parametrize(
+    ("records", "ranges"),
+    [
+        ([], []),
+        ([("a", "A2"), ("a", "A9"), ("b", "B1")], [["A2", "A9"], ["B1", "B1"]]),
+        # a source whose keys fall inside another's range: one range
+        ([("a", "A1"), ("a", "C9"), ("b", "B1"), ("b", "B5")], [["A1", "C9"]]),
+        ([("a", "A1"), ("a", "B3"), ("b", "B2"), ("b", "B7")], [["A1", "B7"]]),
+    ],
+)
+def test_record_ranges_keep_every_record(
+    records: list[tuple[str, str]], ranges: list[list[str]]
+) -> None:
+    """The record-key filter a narrow read of the stored first rows and vote keys is
+    put on: per source the smallest to the largest key, overlapping ranges merged; it
+    keeps every record it was made from."""
+    import duckdb
+
+    from linkage.truth import _record_ranges
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE r (source_id VARCHAR, record_key VARCHAR)")
+    if records:
+        con.executemany("INSERT INTO r VALUES (?, ?)", records)
+    where, params = _record_ranges(con, "r")
+    assert [params[i : i + 2] for i in range(0, len(params), 2)] == ranges
+    kept = con.execute(f"SELECT count(*) FROM r {where}", params).fetchall()[0][0]
+    assert kept == len(records)
