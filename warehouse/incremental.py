@@ -552,9 +552,12 @@ def _restrict(con: duckdb.DuckDBPyConnection, home: Home, plan_: Plan, cat: str)
         )
         con.execute(f"CREATE TEMP TABLE _fresh_{etype} AS {fresh}")
         con.execute(f"INSERT INTO _restated SELECT '{etype}', mention_id FROM _fresh_{etype}")
+        # A table, not a view: the build reads it three times, and each read of a view
+        # would scan the whole base table (sorted by name, not by entity) again.
         # Parquet is read by name, so a column's position never matters.
+        con.execute(f"DROP VIEW IF EXISTS _{etype}_features")
         con.execute(
-            f"""CREATE OR REPLACE TEMP VIEW _{etype}_features AS
+            f"""CREATE TEMP TABLE _{etype}_features AS
             SELECT {names} FROM _fresh_{etype}
             UNION ALL
             SELECT {names} FROM "{cat}".main.{table}
@@ -569,14 +572,20 @@ def _restrict(con: duckdb.DuckDBPyConnection, home: Home, plan_: Plan, cat: str)
             UNION ALL SELECT mention_id FROM _restated)"""
     )
     # Memberships take each mention's best kept edge: the touched entities' edges,
-    # as they stand after the new evidence parts.
+    # as they stand after the new evidence parts (a table: the build reads it twice).
+    # The touched rows first, in a statement of their own: in one statement the
+    # optimiser anti-joins the void lists against the whole base table first.
     con.execute(
-        f"""CREATE TEMP VIEW _evidence_edges AS
-        SELECT * FROM "{cat}".main.evidence_edges e
-        WHERE entity_id IN ({TOUCHED})
-          AND NOT EXISTS (SELECT 1 FROM _void_ev v
-                          WHERE v.entity_type = e.entity_type AND v.entity_id = e.entity_id)
-        UNION ALL
+        f"""CREATE TEMP TABLE _evidence_edges AS
+        SELECT * FROM "{cat}".main.evidence_edges WHERE entity_id IN ({TOUCHED})"""
+    )
+    con.execute(
+        """DELETE FROM _evidence_edges e WHERE EXISTS (
+            SELECT 1 FROM _void_ev v
+            WHERE v.entity_type = e.entity_type AND v.entity_id = e.entity_id)"""
+    )
+    con.execute(
+        f"""INSERT INTO _evidence_edges
         SELECT * EXCLUDE (contributions) FROM _new_evidence WHERE entity_id IN ({TOUCHED})"""
     )
     con.execute(
