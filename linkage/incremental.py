@@ -492,6 +492,7 @@ def _blocking_candidates(view: FeatureView, new: pl.DataFrame, rules: list[str])
     if keys is None:
         return view.frame().filter(~is_new)
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
     try:
         # String views go over without a copy; DuckDB reads the columns the keys name.
         con.register("over_rows", view.over.to_arrow(compat_level=ARROW))
@@ -555,6 +556,7 @@ def score_new(
     timings["predict_candidates"] = time.perf_counter() - t
     t = time.perf_counter()
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
     tables = {
         "features_new": fresh,
         "features_existing": existing_rows,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
@@ -80,4 +81,13 @@ def call(home: Home, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     if not isolate(home):
         return fn(*args, **kwargs)
     with ProcessPoolExecutor(max_workers=1, mp_context=_context()) as pool:
-        return pool.submit(fn, *args, **kwargs).result()
+        return pool.submit(_in_child, fn, *args, **kwargs).result()
+
+
+def _in_child(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run ``fn`` with the child's standard output sent to standard error: the result
+    comes back pickled, and a stray print (DuckDB's progress bar on a long query) must
+    not land in the parent's output (``tessera run --json``)."""
+    sys.stdout.flush()
+    os.dup2(2, 1)
+    return fn(*args, **kwargs)
