@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -62,3 +63,46 @@ def warehouse_rows(home: Home, sql: str, params: list | None = None) -> list[tup
         return con.execute(sql, params or []).fetchall()
     finally:
         con.close()
+
+
+def file_rows(path: Path, sql: str, params: list | None = None) -> list[tuple]:
+    """The rows of ``sql`` on the DuckDB file ``path`` (opened read-only)."""
+    import duckdb
+
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
+def next_linked_day(home: Home) -> None:
+    """Deliver, ingest and link (incrementally) the linked world's next day."""
+    from connectors.catalog import load_specs
+    from connectors.ingest import ingest
+    from linkage.incremental import ENTITY_TYPES, link_incremental
+    from simulation.run import simulate
+    from simulation.world import WorldConfig
+
+    days = LINKED["days"]
+    simulate(home, WorldConfig(**{**LINKED, "days": days + 1}), days=range(days, days + 1))
+    ingest(home, load_specs(home.sources_dir))
+    for t in ENTITY_TYPES:
+        link_incremental(home, t)
+
+
+def multiset_differences(con: Any, tables: list[str]) -> dict[str, tuple[int, int]]:
+    """Per table of the databases attached as ``a`` and ``b`` on ``con``: rows only in
+    ``a``, rows only in ``b`` (multisets: every column, duplicates counted); tables
+    that agree are left out."""
+    out = {}
+    for t in tables:
+        only = [
+            con.execute(
+                f"SELECT count(*) FROM (SELECT * FROM {x}.{t} EXCEPT ALL SELECT * FROM {y}.{t})"
+            ).fetchone()[0]
+            for x, y in (("a", "b"), ("b", "a"))
+        ]
+        if any(only):
+            out[t] = (only[0], only[1])
+    return out

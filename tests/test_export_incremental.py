@@ -20,7 +20,12 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
-from linked_world import LINKED, copy_of_linked_world
+from linked_world import (
+    copy_of_linked_world,
+    file_rows,
+    multiset_differences,
+    next_linked_day,
+)
 
 from orchestration.warehouse import SYSTEM_USER, analyst_export_path, write_analyst_export
 from tessera.config import Home
@@ -36,17 +41,7 @@ def _differences(a: Path, b: Path) -> dict[str, tuple[int, int]]:
     try:
         con.execute("ATTACH ? AS a (READ_ONLY)", [str(a)])
         con.execute("ATTACH ? AS b (READ_ONLY)", [str(b)])
-        out = {}
-        for t in export.TABLES:
-            only = [
-                con.execute(
-                    f"SELECT count(*) FROM (SELECT * FROM {x}.{t.name} "
-                    f"EXCEPT ALL SELECT * FROM {y}.{t.name})"
-                ).fetchone()[0]
-                for x, y in (("a", "b"), ("b", "a"))
-            ]
-            if any(only):
-                out[t.name] = (only[0], only[1])
+        out = multiset_differences(con, [t.name for t in export.TABLES])
 
         def shape(db: str) -> list[tuple]:
             return (
@@ -73,29 +68,6 @@ def _differences(a: Path, b: Path) -> dict[str, tuple[int, int]]:
         return out
     finally:
         con.close()
-
-
-def _rows(path: Path, sql: str, params: list | None = None) -> list[tuple]:
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
-
-
-def _next_day(home: Home) -> None:
-    """Deliver, ingest and link (incrementally) the world's next day."""
-    from connectors.catalog import load_specs
-    from connectors.ingest import ingest
-    from linkage.incremental import ENTITY_TYPES, link_incremental
-    from simulation.run import simulate
-    from simulation.world import WorldConfig
-
-    days = LINKED["days"]
-    simulate(home, WorldConfig(**{**LINKED, "days": days + 1}), days=range(days, days + 1))
-    ingest(home, load_specs(home.sources_dir))
-    for t in ENTITY_TYPES:
-        link_incremental(home, t)
 
 
 def _keep(home: Home, path: Path, name: str) -> Path:
@@ -130,7 +102,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     dec.record_decision(home, *w["merged"], same=True, reason="test: one person")
     w["corrected"] = sizes["entity_id"][5]
     record_correction(home, w["corrected"], "sex", "F", who="tester", reason="test: corrected")
-    _next_day(home)
+    next_linked_day(home)
     w["day3"] = home.root.parent / "day3"
     shutil.copytree(home.root, w["day3"])  # the lake as the day left it, for the fallbacks
 
@@ -141,7 +113,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     w["f1"] = home.root / "f1.duckdb"
     export.write(w["w1"], w["f1"])
 
-    target = _rows(w["w1"], "SELECT entity_id FROM entities WHERE entity_type = 'person' LIMIT 1")
+    target = file_rows(
+        w["w1"], "SELECT entity_id FROM entities WHERE entity_type = 'person' LIMIT 1"
+    )
     record_correction(home, target[0][0], "name_latin", "zhang san", who="tester", reason="test")
     w["later"] = dt.date.fromisoformat(w["pub1"]["reference_date"]) + dt.timedelta(days=400)
     w["pub2"] = publish(home, w["later"], base=w["w1"])
@@ -157,13 +131,13 @@ def test_the_warehouse_records_its_base_and_touched_entities(world: dict) -> Non
     """A full publish leaves ``publish_touched`` empty and names no base; an
     incremental one lists the entities it rebuilt and its base's last run."""
     base_run = "SELECT stamp FROM publish_inputs WHERE kind = 'base_run'"
-    assert _rows(world["w0"], "SELECT count(*) FROM publish_touched") == [(0,)]
-    assert _rows(world["w0"], base_run) == []
+    assert file_rows(world["w0"], "SELECT count(*) FROM publish_touched") == [(0,)]
+    assert file_rows(world["w0"], base_run) == []
     assert world["pub1"]["mode"] == "incremental", world["pub1"]["full_reason"]
-    n = _rows(world["w1"], "SELECT count(DISTINCT entity_id), count(*) FROM publish_touched")
+    n = file_rows(world["w1"], "SELECT count(DISTINCT entity_id), count(*) FROM publish_touched")
     assert n == [(world["pub1"]["touched"], world["pub1"]["touched"])]
-    last = _rows(world["w0"], "SELECT CAST(epoch_us(max(published_at)) AS VARCHAR) FROM runs")
-    assert _rows(world["w1"], base_run) == last
+    last = file_rows(world["w0"], "SELECT CAST(epoch_us(max(published_at)) AS VARCHAR) FROM runs")
+    assert file_rows(world["w1"], base_run) == last
 
 
 def test_incremental_export_equals_full(world: dict) -> None:
@@ -176,33 +150,33 @@ def test_incremental_export_equals_full(world: dict) -> None:
     assert out["counts"] == _counts(world["f1"])
     lineage = export.read_lineage(world["e1"])
     assert lineage["mode"] == "incremental" and lineage["touched"] == out["touched"]
-    run = _rows(world["w1"], "SELECT max(published_at) FROM runs")[0][0]
+    run = file_rows(world["w1"], "SELECT max(published_at) FROM runs")[0][0]
     assert lineage["warehouse_published_at"] == run
 
 
 def _counts(path: Path) -> dict[str, int]:
     names = [t.name for t in export.TABLES] + [export.LINEAGE]
-    return {n: _rows(path, f"SELECT count(*) FROM {n}")[0][0] for n in names}
+    return {n: file_rows(path, f"SELECT count(*) FROM {n}")[0][0] for n in names}
 
 
 def test_the_export_shows_the_split_merge_and_correction(world: dict) -> None:
     e0, e1 = world["e0"], world["e1"]
-    before = {r[0] for r in _rows(e0, "SELECT entity_id FROM entities")}
-    after = {r[0] for r in _rows(e1, "SELECT entity_id FROM entities")}
+    before = {r[0] for r in file_rows(e0, "SELECT entity_id FROM entities")}
+    after = {r[0] for r in file_rows(e1, "SELECT entity_id FROM entities")}
     assert after - before, "the day brings new entities"
     assert not set(world["merged"]) <= after, "the must-link merged two entities"
-    apart = _rows(
+    apart = file_rows(
         e1,
         "SELECT count(DISTINCT entity_id) FROM memberships WHERE list_contains(?, mention_id)",
         [list(world["apart"])],
     )
     assert apart == [(2,)], "the cannot-link split the largest entity"
-    got = _rows(
+    got = file_rows(
         e1, "SELECT sex, sex_source FROM entities WHERE entity_id = ?", [world["corrected"]]
     )
     assert got == [("F", "correction")]
-    assert len(_rows(e1, "SELECT * FROM runs")) == 2
-    assert len(_rows(e1, "SELECT * FROM human_decisions")) == 2
+    assert len(file_rows(e1, "SELECT * FROM runs")) == 2
+    assert len(file_rows(e1, "SELECT * FROM human_decisions")) == 2
 
 
 def test_a_moved_reference_date_changes_statuses_beyond_the_touched(world: dict) -> None:
@@ -215,7 +189,7 @@ def test_a_moved_reference_date_changes_statuses_beyond_the_touched(world: dict)
     assert _differences(world["e2"], world["f2"]) == {}
     assert out["counts"]["list_entries"] < world["out1"]["counts"]["list_entries"]
     assert out["counts"]["facts"] < world["out1"]["counts"]["facts"]
-    assert _rows(world["e2"], "SELECT DISTINCT reference_date FROM list_entries") == [
+    assert file_rows(world["e2"], "SELECT DISTINCT reference_date FROM list_entries") == [
         (world["later"],)
     ]
 
@@ -301,7 +275,7 @@ def test_fallbacks_to_a_full_export(world: dict, tmp_path: Path) -> None:
     shutil.copyfile(world["w0"], home.warehouse)
     pub = publish(home)  # in full, after the warehouse e0 is the export of
     assert pub["mode"] == "full"
-    assert _rows(home.warehouse, "SELECT count(*) FROM publish_touched") == [(0,)]
+    assert file_rows(home.warehouse, "SELECT count(*) FROM publish_touched") == [(0,)]
     full(home.warehouse, world["e0"], "published in full")
 
     other = tmp_path / "other_sql.duckdb"

@@ -17,7 +17,12 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
-from linked_world import LINKED, copy_of_linked_world
+from linked_world import (
+    copy_of_linked_world,
+    file_rows,
+    multiset_differences,
+    next_linked_day,
+)
 
 from tessera.config import Home
 from warehouse import incremental, schema
@@ -34,18 +39,7 @@ def _differences(a: Path, b: Path) -> dict[str, tuple[int, int]]:
     try:
         con.execute("ATTACH ? AS a (READ_ONLY)", [str(a)])
         con.execute("ATTACH ? AS b (READ_ONLY)", [str(b)])
-        out = {}
-        for t in schema.TABLES:
-            if t in UNCOMPARED:
-                continue
-            only = [
-                con.execute(
-                    f"SELECT count(*) FROM (SELECT * FROM {x}.{t} EXCEPT ALL SELECT * FROM {y}.{t})"
-                ).fetchone()[0]
-                for x, y in (("a", "b"), ("b", "a"))
-            ]
-            if any(only):
-                out[t] = (only[0], only[1])
+        out = multiset_differences(con, [t for t in schema.TABLES if t not in UNCOMPARED])
 
         def shape(db: str) -> list[tuple]:
             return (
@@ -66,29 +60,6 @@ def _differences(a: Path, b: Path) -> dict[str, tuple[int, int]]:
         return out
     finally:
         con.close()
-
-
-def _rows(path: Path, sql: str, params: list | None = None) -> list[tuple]:
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
-
-
-def _next_day(home: Home) -> None:
-    """Deliver, ingest and link (incrementally) the world's next day."""
-    from connectors.catalog import load_specs
-    from connectors.ingest import ingest
-    from linkage.incremental import ENTITY_TYPES, link_incremental
-    from simulation.run import simulate
-    from simulation.world import WorldConfig
-
-    days = LINKED["days"]
-    simulate(home, WorldConfig(**{**LINKED, "days": days + 1}), days=range(days, days + 1))
-    ingest(home, load_specs(home.sources_dir))
-    for t in ENTITY_TYPES:
-        link_incremental(home, t)
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +84,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     dec.record_decision(home, *merged, same=True, reason="test: one person")
     corrected = sizes["entity_id"][5]
     record_correction(home, corrected, "sex", "F", who="tester", reason="test: corrected")
-    _next_day(home)
+    next_linked_day(home)
 
     day3 = home.root.parent / "day3"
     shutil.copytree(home.root, day3)  # the lake as the day left it, for the fallbacks
@@ -152,22 +123,22 @@ def test_the_day_merged_split_and_corrected(world: dict) -> None:
     """The touched set covered what the day did: the split entity, the merged pair,
     the corrected entity (its correction applied by the update)."""
     base, inc = world["base"], world["inc_path"]
-    before = {r[0] for r in _rows(base, "SELECT entity_id FROM entities")}
-    after = {r[0] for r in _rows(inc, "SELECT entity_id FROM entities")}
+    before = {r[0] for r in file_rows(base, "SELECT entity_id FROM entities")}
+    after = {r[0] for r in file_rows(inc, "SELECT entity_id FROM entities")}
     assert after - before, "the day brings new entities"
     a, b = world["merged"]
     assert not {a, b} <= after, "the must-link merged two entities into one"
-    apart = _rows(
+    apart = file_rows(
         inc,
         "SELECT count(DISTINCT entity_id) FROM memberships WHERE list_contains(?, mention_id)",
         [list(world["apart"])],
     )
     assert apart == [(2,)], "the cannot-link split the largest entity"
-    got = _rows(
+    got = file_rows(
         inc, "SELECT sex, sex_source FROM entities WHERE entity_id = ?", [world["corrected"]]
     )
     assert got == [("F", "correction")]
-    assert _rows(inc, "SELECT count(*) FROM corrections WHERE applied")[0][0] == 1
+    assert file_rows(inc, "SELECT count(*) FROM corrections WHERE applied")[0][0] == 1
 
 
 def test_a_later_reference_date_and_a_second_update(world: dict, tmp_path: Path) -> None:
@@ -179,7 +150,7 @@ def test_a_later_reference_date_and_a_second_update(world: dict, tmp_path: Path)
     home = Home(tmp_path / "home")
     shutil.copytree(world["day3"], home.root)
     shutil.copyfile(world["inc_path"], home.warehouse)
-    target = _rows(
+    target = file_rows(
         home.warehouse, "SELECT entity_id FROM entities WHERE entity_type = 'person' LIMIT 1"
     )[0][0]
     record_correction(home, target, "name_latin", "zhang san", who="tester", reason="test")
@@ -194,7 +165,7 @@ def test_a_later_reference_date_and_a_second_update(world: dict, tmp_path: Path)
     full = publish(home, later)
     assert _differences(inc_path, home.warehouse) == {}
     assert full["counts"] == inc["counts"]
-    statuses = dict(_rows(inc_path, "SELECT status, count(*) FROM list_entries GROUP BY ALL"))
+    statuses = dict(file_rows(inc_path, "SELECT status, count(*) FROM list_entries GROUP BY ALL"))
     assert statuses.get("expired", 0) > 0
 
 
@@ -252,7 +223,9 @@ def test_a_failed_update_leaves_the_previous_warehouse(
 
 
 def test_publish_records_its_inputs(world: dict) -> None:
-    rows = _rows(world["inc_path"], "SELECT kind, path, size, modified, stamp FROM publish_inputs")
+    rows = file_rows(
+        world["inc_path"], "SELECT kind, path, size, modified, stamp FROM publish_inputs"
+    )
     kinds = {r[0] for r in rows}
     assert {"staged:mentions", "staged:records", "map", "evidence:person", "features:person"} <= (
         kinds
@@ -301,5 +274,5 @@ def test_a_new_snapshot_delivery(world: dict, tmp_path: Path) -> None:
     shutil.copyfile(home.warehouse, inc_path)
     publish(home)
     assert _differences(inc_path, home.warehouse) == {}
-    n = _rows(inc_path, "SELECT count(*) FROM list_entries WHERE source_id = ?", [source])
+    n = file_rows(inc_path, "SELECT count(*) FROM list_entries WHERE source_id = ?", [source])
     assert n == [(kept.filter(pl.col("list_type").is_not_null()).height,)]
