@@ -34,11 +34,9 @@ is not the labelled mentions'.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Context, Decimal, localcontext
 from pathlib import Path
@@ -57,7 +55,7 @@ from linkage.evaluate import (
     entity_totals,
     scores_from_totals,
 )
-from linkage.truth import read_parquet_sql, run_sql
+from linkage.truth import locked, read_parquet_sql, run_sql
 from linkage.truth import store_dir as truth_store_dir
 from tessera.config import Home
 
@@ -166,18 +164,6 @@ def read_manifest(home: Home, entity_type: str) -> dict[str, Any] | None:
     return m
 
 
-@contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    """One writer at a time (readers need none: files are written once under new
-    names, the manifest replaced last)."""
-    with open(directory / ".lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 class _Full(Exception):
     """The stored sums cannot be carried forward: score in full (the reason)."""
 
@@ -194,7 +180,7 @@ def score_saved_clusters(
     incremental, the clusters and entities rescored."""
     d = store_dir(home)
     d.mkdir(parents=True, exist_ok=True)
-    with _locked(d):
+    with locked(d):
         old = read_manifest(home, entity_type)
         now = map_state(home, entity_type)
         manifest = None

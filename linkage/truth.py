@@ -372,7 +372,7 @@ def _new_inputs(
 
 
 @contextmanager
-def _locked(directory: Path) -> Iterator[None]:
+def locked(directory: Path) -> Iterator[None]:
     """One writer at a time (an exclusive lock on ``.lock``; readers need none: every
     table file is written once, under a new name, and the manifest replaced last)."""
     with open(directory / ".lock", "w") as fh:
@@ -416,7 +416,7 @@ def update_truth_store(con: duckdb.DuckDBPyConnection, home: Home) -> dict[str, 
     generations after ``changes_from``)."""
     d = store_dir(home)
     d.mkdir(parents=True, exist_ok=True)
-    with _locked(d):
+    with locked(d):
         old = read_manifest(home)
         now = input_states(home)
         if not now["truth"]:
