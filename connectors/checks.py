@@ -9,6 +9,12 @@ decide what blocks.
 - :func:`duplicate_files`: deliveries that repeat an earlier file byte for byte.
 - :func:`validity_rates`: the share of valid resident IDs, phones and birth dates in
   a day's mentions against the source's own earlier deliveries.
+
+What a day costs does not grow with the source's history: the ledger is parsed
+once per process (:mod:`connectors.ledger`) and can be passed in as ``book``; row
+and validity counts come from the source's running statistics
+(:mod:`connectors.lake_stats`), which recount any file that changed since it was
+counted.
 """
 
 from __future__ import annotations
@@ -17,20 +23,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import polars as pl
-
 from connectors.daily import ledger
 from connectors.ingest import lake_paths
+from connectors.lake_stats import VALIDITY_FIELDS, Counts, LakeStats, add, no_counts
+from connectors.ledger import Ledger
 from connectors.spec import SourceSpec
 from connectors.staging import schema_drift
 from tessera.config import Home
 
-# field -> (valid column, invalid-as-delivered column) in the mention schema
-VALIDITY_FIELDS: dict[str, tuple[str, str]] = {
-    "id_number": ("id_number", "id_raw"),
-    "phone": ("phone", "phone_raw"),
-    "dob": ("dob", "dob_raw"),
-}
+__all__ = [
+    "VALIDITY_FIELDS",
+    "SourceThresholds",
+    "drifted_files",
+    "duplicate_files",
+    "entries",
+    "file_accounting",
+    "validity_rates",
+]
 
 
 @dataclass(frozen=True)
@@ -42,30 +51,26 @@ class SourceThresholds:
     min_values: int = 20
 
 
-def entries(home: Home, source_id: str, day: str | None = None) -> list[dict[str, Any]]:
-    """The latest ledger entry of each delivery of ``source_id`` (of ``day`` if given)."""
-    return sorted(
-        (
-            e
-            for e in ledger(home).by_path.values()
-            if e["source_id"] == source_id and (day is None or e["day"] == day)
-        ),
-        key=lambda e: (e["day"], e["file"]),
-    )
+def entries(
+    home: Home, source_id: str, day: str | None = None, book: Ledger | None = None
+) -> list[dict[str, Any]]:
+    """The latest ledger entry of each delivery of ``source_id`` (of ``day`` if given),
+    from ``book`` (default: the home's ledger as it is now)."""
+    return (book or ledger(home)).entries(source_id, day)
 
 
-def _rows(path: Path) -> int:
-    return pl.scan_parquet(path).select(pl.len()).collect().item() if path.exists() else 0
-
-
-def file_accounting(home: Home, source_id: str, day: str | None = None) -> list[dict[str, Any]]:
+def file_accounting(
+    home: Home, source_id: str, day: str | None = None, book: Ledger | None = None
+) -> list[dict[str, Any]]:
     """One row per delivery: ``file, status, read, staged, quarantined, ok``. Staged and
     quarantined are recounted from the lake files (records, read and stage
     quarantine), not taken from the ledger; ``ok`` is read = staged + quarantined.
     A delivery landed but not staged is not ok (nothing may wait half-way); a
-    duplicate delivery is quarantined as a whole and is ok."""
+    duplicate delivery is quarantined as a whole and is ok. (A file's count is
+    taken from the source's :class:`LakeStats` while the file is unchanged.)"""
+    stats = LakeStats(home, source_id)
     out = []
-    for e in entries(home, source_id, day):
+    for e in entries(home, source_id, day, book):
         if e["status"] in ("skipped", "duplicate"):
             continue
         stem = (e.get("detail") or {}).get("stem")
@@ -82,8 +87,8 @@ def file_accounting(home: Home, source_id: str, day: str | None = None) -> list[
             )
             continue
         p = lake_paths(home, source_id, e["day"], stem)
-        staged = _rows(p["records"])
-        quarantined = _rows(p["read_quarantine"]) + _rows(p["stage_quarantine"])
+        staged = stats.rows(p["records"])
+        quarantined = stats.rows(p["read_quarantine"]) + stats.rows(p["stage_quarantine"])
         out.append(
             {
                 "file": e["file"],
@@ -95,10 +100,13 @@ def file_accounting(home: Home, source_id: str, day: str | None = None) -> list[
                 and staged == int(e["rows_staged"]),
             }
         )
+    stats.save()
     return out
 
 
-def drifted_files(home: Home, spec: SourceSpec, day: str | None = None) -> list[dict[str, str]]:
+def drifted_files(
+    home: Home, spec: SourceSpec, day: str | None = None, book: Ledger | None = None
+) -> list[dict[str, str]]:
     """Deliveries whose columns lack a required column of the spec (the whole file
     went to quarantine), with the reason, and deliveries with columns the spec
     does not know (kept as attributes)."""
@@ -106,7 +114,7 @@ def drifted_files(home: Home, spec: SourceSpec, day: str | None = None) -> list[
     if spec.database is not None:  # the extraction's own columns
         known |= {spec.database.key, spec.database.cursor, spec.database.deleted_flag or ""}
     out = []
-    for e in entries(home, spec.id, day):
+    for e in entries(home, spec.id, day, book):
         cols = (e.get("detail") or {}).get("columns")
         if e["status"] not in ("landed", "ingested") or not cols or not e["rows_read"]:
             continue
@@ -123,11 +131,13 @@ def drifted_files(home: Home, spec: SourceSpec, day: str | None = None) -> list[
     return out
 
 
-def duplicate_files(home: Home, source_id: str, day: str | None = None) -> list[dict[str, str]]:
+def duplicate_files(
+    home: Home, source_id: str, day: str | None = None, book: Ledger | None = None
+) -> list[dict[str, str]]:
     """Deliveries recorded as byte-identical repeats of an earlier file."""
     return [
         {"file": e["file"], "duplicate_of": e.get("duplicate_of") or ""}
-        for e in entries(home, source_id, day)
+        for e in entries(home, source_id, day, book)
         if e["status"] == "duplicate"
     ]
 
@@ -138,25 +148,6 @@ def _mention_files(home: Home, source_id: str) -> dict[str, list[Path]]:
     for p in sorted(root.glob("*/*.mentions.parquet")):
         out.setdefault(p.parent.name, []).append(p)
     return out
-
-
-def _rates(paths: list[Path]) -> dict[str, tuple[int, int]]:
-    """field -> (valid, invalid) among subject mentions."""
-    if not paths:
-        return {f: (0, 0) for f in VALIDITY_FIELDS}
-    frame = pl.scan_parquet(paths, missing_columns="insert")
-    names = frame.collect_schema().names()
-    frame = frame.filter(pl.col("role") == "") if "role" in names else frame
-    exprs = []
-    for f, (ok, bad) in VALIDITY_FIELDS.items():
-        exprs.append(
-            (pl.col(ok).is_not_null().sum() if ok in names else pl.lit(0)).alias(f"{f}_ok")
-        )
-        exprs.append(
-            (pl.col(bad).is_not_null().sum() if bad in names else pl.lit(0)).alias(f"{f}_bad")
-        )
-    row = frame.select(exprs).collect().row(0, named=True)
-    return {f: (int(row[f"{f}_ok"]), int(row[f"{f}_bad"])) for f in VALIDITY_FIELDS}
 
 
 def validity_rates(
@@ -175,8 +166,19 @@ def validity_rates(
     if not files:
         return {}
     day = day or max(files)
-    today = _rates(files.get(day, []))
-    before = _rates([p for d, ps in files.items() if d < day for p in ps])
+    # Counts add up file by file: each file's come from the source's running statistics.
+    stats = LakeStats(home, source_id)
+    today: Counts = no_counts()
+    before: Counts = no_counts()
+    for d, paths in files.items():
+        if d > day:
+            continue  # later days are neither the day nor its history
+        for p in paths:
+            if d == day:
+                today = add(today, stats.validity(p))
+            else:
+                before = add(before, stats.validity(p))
+    stats.save()
     out: dict[str, dict[str, Any]] = {}
     for f in VALIDITY_FIELDS:
         (ok_t, bad_t), (ok_h, bad_h) = today[f], before[f]

@@ -16,6 +16,7 @@ from datetime import date
 from pathlib import Path
 
 from connectors.ingest import FileReport, Ledger, deliveries, land_file, stage_file
+from connectors.lake_stats import LakeStats
 from connectors.spec import SourceSpec
 from tessera.config import Home
 
@@ -36,15 +37,16 @@ def land_day(
     """Land the files ``spec`` delivered on ``day`` (``landing/<source>/<day>/``) into
     bronze; files already in the ledger with the same bytes are skipped."""
     book = book or ledger(home)
-    wanted = date.fromisoformat(day)
+    stats = LakeStats(home, spec.id)
     reports = []
-    for d, path in deliveries(home.landing, spec):
-        if d != wanted:
-            continue
-        try:
-            reports.append(land_file(home, spec, d, path, book))
-        except Exception as exc:  # name the source and file, never swallow
-            raise RuntimeError(f"{spec.id}: reading {path}: {exc}") from exc
+    try:
+        for d, path in deliveries(home.landing, spec, date.fromisoformat(day)):
+            try:
+                reports.append(land_file(home, spec, d, path, book, stats))
+            except Exception as exc:  # name the source and file, never swallow
+                raise RuntimeError(f"{spec.id}: reading {path}: {exc}") from exc
+    finally:
+        stats.save()
     return reports
 
 
@@ -53,13 +55,9 @@ def stage_day(
 ) -> list[FileReport]:
     """Stage the landed, not yet staged deliveries of ``spec`` for ``day``."""
     book = book or ledger(home)
-    pending = [
-        e
-        for e in book.by_path.values()
-        if e["source_id"] == spec.id and e["status"] == "landed" and e["day"] == day
-    ]
+    pending = [e for e in book.entries(spec.id, day) if e["status"] == "landed"]
     reports = []
-    for entry in sorted(pending, key=lambda e: e["file"]):
+    for entry in pending:
         try:
             reports.append(stage_file(home, spec, entry, book))
         except Exception as exc:

@@ -165,7 +165,9 @@ class CursorStore:
     ``<id>.json`` plus the known-key map ``<id>.keys-<hash>.parquet``. The key
     file is named by its content hash and written first; the JSON that points
     at it is replaced last (tmp file + ``os.replace``), so a commit is atomic
-    as a whole."""
+    as a whole. The JSON also holds the SHA-256 of the key file's bytes: loading
+    checks the file against it (a read of the file, not a hash of a million keys);
+    a state written before it had one is checked against the content hash."""
 
     def __init__(self, state_dir: Path):
         self.dir = Path(state_dir)
@@ -191,8 +193,13 @@ class CursorStore:
                 raise SourceDatabaseError(
                     f"{source_id}: cursor state names missing key file {kpath.name}"
                 )
+            file_sha = data.get("keys_file_sha256")
+            if file_sha is not None and _file_sha256(kpath) != file_sha:
+                raise SourceDatabaseError(
+                    f"{source_id}: key file {kpath.name} does not match its hash"
+                )
             keys = pl.read_parquet(kpath)
-            if _keys_hash(keys) != data["keys_hash"]:
+            if file_sha is None and _keys_hash(keys) != data["keys_hash"]:
                 raise SourceDatabaseError(
                     f"{source_id}: key file {kpath.name} does not match its hash"
                 )
@@ -210,21 +217,27 @@ class CursorStore:
         path = self._json(state.source_id)
         self.dir.mkdir(parents=True, exist_ok=True)
         keep: Path | None = None
+        file_sha: str | None = None
         if state.keys_hash:
             if state.keys is None:
                 raise ValueError(
                     f"{state.source_id}: a state with keys_hash needs its keys to commit"
                 )
             keep = self._keys(state.source_id, state.keys_hash)
-            if not keep.exists():
+            # The committed state's file is known good (its digest was checked on
+            # load); any other existing file of that name is written again.
+            file_sha = self._committed_file_sha(state.source_id, state.keys_hash)
+            if file_sha is None or not keep.exists():
                 tmp = keep.with_name(keep.name + ".tmp")
                 state.keys.write_parquet(tmp)
                 _fsync(tmp)
+                file_sha = _file_sha256(tmp)
                 os.replace(tmp, keep)
         body = {
             "source_id": state.source_id,
             "high_water": state.high_water,
             "keys_hash": state.keys_hash,
+            "keys_file_sha256": file_sha,
             "known_keys": state.known_keys,
             "extracted_at": state.extracted_at,
         }
@@ -236,6 +249,16 @@ class CursorStore:
         for old in self.dir.glob(f"{state.source_id}.keys-*.parquet"):
             if old != keep:
                 old.unlink(missing_ok=True)
+
+    def _committed_file_sha(self, source_id: str, keys_hash: str) -> str | None:
+        """The key file digest the committed state records, if it names ``keys_hash``."""
+        try:
+            data = json.loads(self._json(source_id).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if data.get("keys_hash") != keys_hash:
+            return None
+        return data.get("keys_file_sha256")
 
 
 def _fsync(path: Path) -> None:
@@ -252,11 +275,21 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _keys_hash(keys: pl.DataFrame) -> str:
-    """SHA-256 of the sorted (key, cursor) pairs: names the key file of a generation."""
+    """SHA-256 of the sorted (key, cursor) pairs: names the key file of a generation.
+    (The text is ``key\\x1fcursor`` pairs joined by ``\\x1e``, built by polars: a
+    million keys in a Python list and join took over a second.)"""
     text = keys.sort("key").select(
-        pl.concat_str("key", pl.col("cursor").fill_null(""), separator="\x1f")
+        pl.concat_str("key", pl.col("cursor").fill_null(""), separator="\x1f").str.join("\x1e")
     )
-    return hashlib.sha256("\x1e".join(text.to_series().to_list()).encode()).hexdigest()
+    return hashlib.sha256(text.item().encode()).hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 # ---------------------------------------------------------------- reading
@@ -515,11 +548,17 @@ def extract(spec: SourceSpec, url: str, state: CursorState | None) -> Extraction
         ]
     ).sort("key")
     seen = live.select(pl.col("_key").alias("key"), pl.col("_cur").alias("cursor"))
-    new_known = (
-        pl.concat([known.join(seen, on="key", how="anti"), seen])
-        .join(deleted, on="key", how="anti")
-        .sort("key")
-    )
+    unchanged = not seen.height and not deleted.height
+    if unchanged and state is not None and state.keys is not None and state.keys_hash:
+        # Nothing changed: the known keys (and so their hash) are the committed ones.
+        new_known, keys_hash = known, state.keys_hash
+    else:
+        new_known = (
+            pl.concat([known.join(seen, on="key", how="anti"), seen])
+            .join(deleted, on="key", how="anti")
+            .sort("key")
+        )
+        keys_hash = _keys_hash(new_known)
     marks = work.filter(pl.col("_cur").is_not_null())["_cur"]
     new_high = high_water
     if marks.len():
@@ -529,7 +568,7 @@ def extract(spec: SourceSpec, url: str, state: CursorState | None) -> Extraction
     new_state = CursorState(
         source_id=spec.id,
         high_water=new_high,
-        keys_hash=_keys_hash(new_known),
+        keys_hash=keys_hash,
         known_keys=new_known.height,
         extracted_at=datetime.now(UTC).isoformat(timespec="seconds"),
         keys=new_known,

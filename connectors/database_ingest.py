@@ -25,6 +25,7 @@ from connectors.ingest import (
     with_lineage,
     write_parquet_atomic,
 )
+from connectors.lake_stats import LakeStats
 from connectors.spec import SourceSpec
 from tessera.config import DatabaseServers, Home
 
@@ -71,7 +72,9 @@ def land_database(
         DELETION_SCHEMA,
     )
     write_parquet_atomic(raw, paths["raw"])
-    write_parquet_atomic(read_q, paths["read_quarantine"])
+    stats = LakeStats(home, spec.id)
+    write_parquet_atomic(read_q, paths["read_quarantine"], stats)
+    stats.save()
     write_parquet_atomic(
         deletions, home.lake / "staged" / spec.id / folder / f"{stem}.deletions.parquet"
     )

@@ -3,8 +3,10 @@
 Every delivery is accounted for in the ledger (``state/ledger.jsonl``): rows
 read = rows staged + rows quarantined, checked for each file. A file whose
 content was already ingested (same SHA-256) is not ingested again: the same path
-is skipped (reruns change nothing); another file of the same source with the
-same bytes (and at least one record) is recorded as a duplicate delivery and
+is skipped (reruns change nothing; a file whose size and modification time are
+the ones it had when last hashed is not hashed again, see
+:class:`connectors.lake_stats.LakeStats`); another file of the same source with
+the same bytes (and at least one record) is recorded as a duplicate delivery and
 quarantined as a whole. Outputs are written to temporary names and
 renamed, and the ledger line is appended last, so an interrupted ingest is
 simply redone by the next run.
@@ -13,16 +15,17 @@ simply redone by the next run.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import polars as pl
 
 from connectors.canonical import QUARANTINE_SCHEMA, conform
+from connectors.lake_stats import LakeStats
+from connectors.ledger import Ledger
 from connectors.readers import read_delivery
 from connectors.spec import SourceSpec
 from connectors.staging import schema_drift, stage
@@ -90,36 +93,6 @@ class IngestReport:
         return t
 
 
-class Ledger:
-    """Append-only record of every ingested delivery, keyed by path and content hash."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.by_path: dict[str, dict] = {}
-        self.by_sha: dict[tuple[str, str], dict] = {}
-        if path.exists():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    entry = json.loads(line)
-                    self.by_path[entry["file"]] = entry
-                    self._index(entry)
-
-    def append(self, report: FileReport) -> None:
-        entry = asdict(report) | {"recorded_at": datetime.now(UTC).isoformat()}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        self.by_path[report.file] = entry
-        self._index(entry)
-
-    def _index(self, entry: dict) -> None:
-        # Only a delivery with records can be re-sent: two empty files are equal by nature.
-        if entry["status"] in ("landed", "ingested") and entry["rows_read"] > 0:
-            self.by_sha.setdefault((entry["source_id"], entry["sha256"]), entry)
-
-
 def sha256_of(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as fh:
@@ -128,26 +101,37 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def write_parquet_atomic(df: pl.DataFrame, path: Path) -> None:
+def write_parquet_atomic(
+    df: pl.DataFrame, path: Path, stats: LakeStats | None = None, *, mentions: bool = False
+) -> None:
+    """Write ``df`` to ``path`` under a temporary name, then rename it; record its
+    statistics in ``stats`` (the source's :class:`LakeStats`) when given."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     df.write_parquet(tmp)
     os.replace(tmp, path)
+    if stats is not None:
+        stats.record(path, df, mentions=mentions)
 
 
-def deliveries(landing: Path, spec: SourceSpec) -> Iterator[tuple[date, Path]]:
-    """Files a source has delivered, oldest day first."""
+def deliveries(
+    landing: Path, spec: SourceSpec, day: date | None = None
+) -> Iterator[tuple[date, Path]]:
+    """Files a source has delivered, oldest day first (only those of ``day`` if given:
+    the other days' folders are not listed)."""
     root = landing / spec.id
     if not root.is_dir():
         return
     for day_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         try:
-            day = date.fromisoformat(day_dir.name)
+            delivered = date.fromisoformat(day_dir.name)
         except ValueError:
+            continue
+        if day is not None and delivered != day:
             continue
         for f in sorted(day_dir.glob(spec.format.file_glob)):
             if f.is_file() and not f.name.startswith("."):
-                yield day, f
+                yield delivered, f
 
 
 def lake_paths(home: Home, source_id: str, day: str, stem: str) -> dict[str, Path]:
@@ -200,12 +184,37 @@ def _file_quarantine(spec: SourceSpec, rel: str, reason: str, now: datetime) -> 
     )
 
 
-def land_file(home: Home, spec: SourceSpec, day: date, path: Path, ledger: Ledger) -> FileReport:
+def land_file(
+    home: Home,
+    spec: SourceSpec,
+    day: date,
+    path: Path,
+    ledger: Ledger,
+    stats: LakeStats | None = None,
+) -> FileReport:
     """Read one delivered file into bronze (raw Parquet with lineage) and the
-    read-level quarantine. Idempotent: see the module docstring."""
+    read-level quarantine. Idempotent: see the module docstring. ``stats`` (the
+    source's :class:`LakeStats`, saved by the caller) when landing many files."""
+    own = stats is None
+    stats = stats or LakeStats(home, spec.id)
+    report = _land_file(home, spec, day, path, ledger, stats)
+    if own:
+        stats.save()
+    return report
+
+
+def _land_file(
+    home: Home, spec: SourceSpec, day: date, path: Path, ledger: Ledger, stats: LakeStats
+) -> FileReport:
     rel = str(path.relative_to(home.root))
-    digest = sha256_of(path)
     seen = ledger.by_path.get(rel)
+    # A file hashed before and not written since is not read again (a snapshot
+    # source's landing/ keeps every full snapshot it ever delivered).
+    digest = stats.landed_digest(path, rel)
+    if digest is None:
+        st = path.stat()
+        digest = sha256_of(path)
+        stats.record_landed_digest(rel, st, digest)
     if seen is not None and seen["sha256"] == digest:
         return FileReport(spec.id, rel, day.isoformat(), "skipped", sha256=digest)
     now = datetime.now(UTC)
@@ -214,7 +223,10 @@ def land_file(home: Home, spec: SourceSpec, day: date, path: Path, ledger: Ledge
     original = ledger.by_sha.get((spec.id, digest))
     if original is not None and original["file"] != rel:
         reason = f"duplicate delivery: identical to {original['file']} (sha256 {digest[:12]}…)"
-        write_parquet_atomic(_file_quarantine(spec, rel, reason, now), paths["read_quarantine"])
+        write_parquet_atomic(
+            _file_quarantine(spec, rel, reason, now), paths["read_quarantine"], stats
+        )
+        stats.save()
         report = FileReport(
             spec.id, rel, day.isoformat(), "duplicate", sha256=digest, duplicate_of=original["file"]
         )
@@ -226,7 +238,8 @@ def land_file(home: Home, spec: SourceSpec, day: date, path: Path, ledger: Ledge
         pl.lit(day).alias("_delivered"),
     )
     write_parquet_atomic(raw, paths["raw"])
-    write_parquet_atomic(read_q, paths["read_quarantine"])
+    write_parquet_atomic(read_q, paths["read_quarantine"], stats)
+    stats.save()
     report = FileReport(
         spec.id,
         rel,
@@ -274,10 +287,12 @@ def stage_file(home: Home, spec: SourceSpec, landed: dict, ledger: Ledger) -> Fi
     delivered = date.fromisoformat(landed["detail"].get("delivered", day))
     staged = stage(spec, rows, file=rel, delivered=delivered, ingested_at=now)
     quarantine = pl.concat([*stage_q, staged.quarantine], how="vertical")
-    write_parquet_atomic(staged.mentions, paths["mentions"])
-    write_parquet_atomic(staged.records, paths["records"])
+    stats = LakeStats(home, spec.id)
+    write_parquet_atomic(staged.mentions, paths["mentions"], stats, mentions=True)
+    write_parquet_atomic(staged.records, paths["records"], stats)
     write_parquet_atomic(staged.relationships, paths["relationships"])
-    write_parquet_atomic(quarantine, paths["stage_quarantine"])
+    write_parquet_atomic(quarantine, paths["stage_quarantine"], stats)
+    stats.save()
     report = FileReport(
         spec.id,
         rel,
@@ -311,22 +326,24 @@ def land(home: Home, spec: SourceSpec, ledger: Ledger | None = None) -> list[Fil
 
         return land_database(home, spec, ledger)
     reports = []
-    for day, path in deliveries(home.landing, spec):
-        try:
-            reports.append(land_file(home, spec, day, path, ledger))
-        except Exception as exc:  # name the source and file, never swallow
-            raise RuntimeError(f"{spec.id}: reading {path}: {exc}") from exc
+    stats = LakeStats(home, spec.id)
+    try:
+        for day, path in deliveries(home.landing, spec):
+            try:
+                reports.append(land_file(home, spec, day, path, ledger, stats))
+            except Exception as exc:  # name the source and file, never swallow
+                raise RuntimeError(f"{spec.id}: reading {path}: {exc}") from exc
+    finally:
+        stats.save()
     return reports
 
 
 def stage_source(home: Home, spec: SourceSpec, ledger: Ledger | None = None) -> list[FileReport]:
     """Stage every landed, not yet staged delivery of one source (the ``staged/<source>`` step)."""
     ledger = ledger or Ledger(home.state / "ledger.jsonl")
-    pending = [
-        e for e in ledger.by_path.values() if e["source_id"] == spec.id and e["status"] == "landed"
-    ]
+    pending = [e for e in ledger.entries(spec.id) if e["status"] == "landed"]
     reports = []
-    for entry in sorted(pending, key=lambda e: (e["day"], e["file"])):
+    for entry in pending:
         try:
             reports.append(stage_file(home, spec, entry, ledger))
         except AccountingError:

@@ -122,10 +122,11 @@ def build_source_assets(
     def raw_asset(context: dg.AssetExecutionContext, tessera: TesseraHome) -> dg.MaterializeResult:
         home = tessera.home()
         day = context.partition_key if partitions else None
-        reports = land_day(home, spec, day) if day else land(home, spec)
+        book = Ledger(home.state / "ledger.jsonl")
+        reports = land_day(home, spec, day, book) if day else land(home, spec, book)
         new = [r for r in reports if r.status in ("landed", "duplicate")]
-        drift = checks.drifted_files(home, spec, day)
-        dups = checks.duplicate_files(home, spec.id, day)
+        drift = checks.drifted_files(home, spec, day, book)
+        dups = checks.duplicate_files(home, spec.id, day, book)
         raw_paths = [
             lake_paths(home, spec.id, r.day, r.detail["stem"])["raw"]
             for r in new
@@ -204,7 +205,7 @@ def build_source_assets(
         day = context.partition_key if partitions else None
         book = Ledger(home.state / "ledger.jsonl")
         reports = stage_day(home, spec, day, book) if day else stage_source(home, spec, book)
-        accounting = checks.file_accounting(home, spec.id, day)
+        accounting = checks.file_accounting(home, spec.id, day, book)
         bad = [a for a in accounting if not a["ok"]]
         rates = checks.validity_rates(home, spec.id, day, quality.source())
         mention_paths = [

@@ -8,6 +8,8 @@ drop them afterwards; they skip when no server answers.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import sqlite3
 import time
@@ -24,6 +26,7 @@ from connectors.database import (
     CursorStore,
     Extraction,
     SourceDatabaseError,
+    _keys_hash,
     database_url,
     extract,
     preflight,
@@ -272,6 +275,63 @@ def test_commit_is_atomic_when_interrupted(world: World, tmp_path: Path, monkeyp
     store.commit(ex.new_state)
     assert store.load(spec.id) == ex.new_state
     assert len(list((tmp_path / "state" / "cursors").glob("telecom_db.keys-*.parquet"))) == 1
+
+
+def test_keys_hash_is_the_digest_of_the_sorted_pairs() -> None:
+    """The vectorised hash names key files exactly as the Python join did (states
+    committed before it still load)."""
+
+    def joined(keys: pl.DataFrame) -> str:
+        text = keys.sort("key").select(
+            pl.concat_str("key", pl.col("cursor").fill_null(""), separator="\x1f")
+        )
+        return hashlib.sha256("\x1e".join(text.to_series().to_list()).encode()).hexdigest()
+
+    empty = pl.DataFrame(schema={"key": pl.String, "cursor": pl.String})
+    some = pl.DataFrame(
+        {
+            "key": [f"K{(i * 7919) % 5000:05d}" for i in range(5000)],
+            "cursor": [None if i % 9 == 0 else f"2026-01-{i % 28 + 1:02d}" for i in range(5000)],
+        }
+    )
+    for keys in (empty, some, some.head(1)):
+        assert _keys_hash(keys) == joined(keys)
+
+
+def test_unchanged_extraction_keeps_its_key_file_and_a_damaged_one_is_refused(
+    world: World, tmp_path: Path
+) -> None:
+    spec = SPECS["telecom_db"]
+    url = _sqlite_url(tmp_path, spec)
+    store = _fresh(world, spec, url, tmp_path)
+    state = store.load(spec.id)
+    (key_file,) = (tmp_path / "state" / "cursors").glob("telecom_db.keys-*.parquet")
+    written = key_file.stat().st_mtime_ns
+    ex = extract(spec, url, state)
+    assert ex.rows.height == 0 and ex.deleted.height == 0
+    assert ex.new_state.keys_hash == state.keys_hash
+    assert ex.new_state.known_keys == state.known_keys
+    store.commit(ex.new_state)
+    assert key_file.stat().st_mtime_ns == written, "the same key file is not written again"
+    assert store.load(spec.id).keys.equals(state.keys)
+
+    state.keys.head(state.keys.height - 1).write_parquet(key_file)  # damaged
+    with pytest.raises(SourceDatabaseError, match="does not match its hash"):
+        store.load(spec.id)
+
+    # A state committed before the file digest existed is checked by content.
+    state.keys.write_parquet(key_file)
+    cfg = tmp_path / "state" / "cursors" / "telecom_db.json"
+    body = json.loads(cfg.read_text())
+    body.pop("keys_file_sha256")
+    cfg.write_text(json.dumps(body))
+    assert store.load(spec.id) == state
+    state.keys.head(state.keys.height - 1).write_parquet(key_file)
+    with pytest.raises(SourceDatabaseError, match="does not match its hash"):
+        store.load(spec.id)
+    store.commit(ex.new_state)  # the file is written again, with its digest
+    assert store.load(spec.id).keys.equals(state.keys)
+    assert "keys_file_sha256" in json.loads(cfg.read_text())
 
 
 def test_hard_and_soft_deletes_are_found(world: World, tmp_path: Path) -> None:
