@@ -86,7 +86,12 @@ from linkage.decisions import (
 )
 from linkage.explain import contributions, kept_edges, model_evidence
 from linkage.model import BusinessModelConfig, PersonModelConfig
-from linkage.parts import linkage_parts
+from linkage.parts import (
+    linkage_parts,
+    mention_file_states,
+    record_linked_files,
+    unlinked_files,
+)
 from linkage.report import ENTITY_TYPES, append_linkage, read_linkage
 from linkage.run import duplicate_free_keys, entity_features
 from linkage.score_store import map_state, record_increment
@@ -352,47 +357,6 @@ def _staged(home: Home, entity_type: str, files: list[Path] | None = None) -> pl
     :func:`connectors.lake.mentions` keeps)."""
     rows = lake.mention_rows(home) if files is None else lake.scan_mentions(files)
     return rows.filter(pl.col("entity_type") == entity_type)
-
-
-def _linked_files_path(home: Home, entity_type: str) -> Path:
-    return home.lake / "linkage" / f"{entity_type}_linked_files.json"
-
-
-def _mention_file_states(home: Home) -> dict[str, list[int]]:
-    """Each staged mention file (path under the lake) with its size and mtime."""
-    out = {}
-    for p in lake.staged_files(home, "mentions"):
-        st = p.stat()
-        out[str(p.relative_to(home.lake))] = [st.st_size, st.st_mtime_ns]
-    return out
-
-
-def unlinked_files(home: Home, entity_type: str) -> list[Path] | None:
-    """The staged mention files the last incremental link had not seen, from its
-    record (``<type>_linked_files.json``: the files it read and the entity map it
-    wrote); None (read every file) when there is no record, the entity map is not the
-    one it wrote (a full relink since), or a file it saw has changed or gone. A new
-    mention's rows are all in such files: the link that wrote the map saw every
-    older one."""
-    path = _linked_files_path(home, entity_type)
-    if not path.exists():
-        return None
-    rec = json.loads(path.read_text(encoding="utf-8"))
-    if rec.get("map") != map_state(home, entity_type)["entities"]:
-        return None
-    now = _mention_file_states(home)
-    if any(now.get(k) != v for k, v in rec["files"].items()):
-        return None
-    return [home.lake / k for k in sorted(now) if k not in rec["files"]]
-
-
-def _record_linked_files(home: Home, entity_type: str, states: dict[str, list[int]]) -> None:
-    """Write the record :func:`unlinked_files` reads (after the entity map)."""
-    rec = {"map": map_state(home, entity_type)["entities"], "files": states}
-    path = _linked_files_path(home, entity_type)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(rec), encoding="utf-8")
-    tmp.replace(path)
 
 
 def _first_rows(rows: pl.LazyFrame) -> pl.DataFrame:
@@ -870,7 +834,7 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
     # The map's state before this increment: the evaluation's stored sums follow it
     # (linkage.score_store).
     before = map_state(home, entity_type)
-    seen = _mention_file_states(home)
+    seen = mention_file_states(home)
     timings: dict[str, float] = {}
     t0 = t = time.perf_counter()
     ent_path = target / f"{entity_type}_entities.parquet"
@@ -884,7 +848,7 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
             touched_path(home, entity_type)
         )
         record_increment(home, entity_type, before, [])
-        _record_linked_files(home, entity_type, seen)
+        record_linked_files(home, entity_type, seen)
         return stats | {
             "candidate_pairs": 0,
             "seconds": {k: round(v, 2) for k, v in timings.items()},
@@ -1050,7 +1014,7 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
     ).unique()
     touched.to_frame("entity_id").sort("entity_id").write_parquet(touched_path(home, entity_type))
     record_increment(home, entity_type, before, region_old["entity_id"])
-    _record_linked_files(home, entity_type, seen)
+    record_linked_files(home, entity_type, seen)
     timings["write"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
 

@@ -10,6 +10,7 @@ linkage outputs through :func:`linkage_sql` (DuckDB) without importing the linke
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 from tessera.config import Home
@@ -93,3 +94,56 @@ def linkage_sql(home: Home, entity_type: str, kind: str) -> str:
         else:
             arms.append(f"SELECT * FROM {files([p])}")
     return " UNION ALL BY NAME ".join(f"({a})" for a in arms)
+
+
+def _entity_map_state(home: Home, entity_type: str) -> list[int] | None:
+    """``[size, mtime_ns]`` of ``<type>_entities.parquet`` (None when missing): what
+    :func:`linkage.score_store.map_state` records for it."""
+    try:
+        st = (home.lake / "linkage" / f"{entity_type}_entities.parquet").stat()
+    except FileNotFoundError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _linked_files_path(home: Home, entity_type: str) -> Path:
+    return home.lake / "linkage" / f"{entity_type}_linked_files.json"
+
+
+def mention_file_states(home: Home) -> dict[str, list[int]]:
+    """Each staged mention file (path under the lake) with its size and mtime."""
+    from connectors import lake
+
+    out = {}
+    for p in lake.staged_files(home, "mentions"):
+        st = p.stat()
+        out[str(p.relative_to(home.lake))] = [st.st_size, st.st_mtime_ns]
+    return out
+
+
+def unlinked_files(home: Home, entity_type: str) -> list[Path] | None:
+    """The staged mention files the last incremental link had not seen, from its
+    record (``<type>_linked_files.json``: the files it read and the entity map it
+    wrote); None (read every file) when there is no record, the entity map is not the
+    one it wrote (a full relink since), or a file it saw has changed or gone. A new
+    mention's rows are all in such files: the link that wrote the map saw every
+    older one."""
+    path = _linked_files_path(home, entity_type)
+    if not path.exists():
+        return None
+    rec = json.loads(path.read_text(encoding="utf-8"))
+    if rec.get("map") != _entity_map_state(home, entity_type):
+        return None
+    now = mention_file_states(home)
+    if any(now.get(k) != v for k, v in rec["files"].items()):
+        return None
+    return [home.lake / k for k in sorted(now) if k not in rec["files"]]
+
+
+def record_linked_files(home: Home, entity_type: str, states: dict[str, list[int]]) -> None:
+    """Write the record :func:`unlinked_files` reads (after the entity map)."""
+    rec = {"map": _entity_map_state(home, entity_type), "files": states}
+    path = _linked_files_path(home, entity_type)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(rec), encoding="utf-8")
+    tmp.replace(path)

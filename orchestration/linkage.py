@@ -306,19 +306,19 @@ def build_linkage_assets(specs: list[SourceSpec] | tuple[SourceSpec, ...]) -> li
         home = tessera.home()
         stored = _paths(home)["features"]
         if choose_mode(home, "person", config.mode) == "incremental" and stored.exists():
-            staged = (
-                lake.mentions(home)
-                .filter(pl.col("entity_type") == "person")
-                .select(pl.len())
-                .collect()
-                .item()
-            )
+            from linkage.parts import unlinked_files
+
+            # Counted from the Parquet footers (distinct staged mentions took 1.9 s at
+            # 7.2M): the mentions linked so far, and the files the increment will read.
+            linked = pl.scan_parquet(linkage_dir(home) / "person_entities.parquet")
+            new_files = unlinked_files(home, "person")
             return dg.MaterializeResult(
                 metadata={
-                    "dagster/row_count": staged,
+                    "dagster/row_count": linked.select(pl.len()).collect().item(),
                     "mode": "incremental",
                     "derived": "the new mentions' features, by linkage/person_clusters "
                     "(appended to lake/linkage/person_features_delta)",
+                    "staged_files_to_read": ("all" if new_files is None else str(len(new_files))),
                 }
             )
         features = person_features(lake.mentions(home))
