@@ -91,6 +91,46 @@ def next_linked_day(home: Home) -> None:
         link_incremental(home, t)
 
 
+# Catalog queries (one parameter: the attached database's name) whose rows describe a
+# DuckDB file's shape, for :func:`file_differences`.
+COLUMNS_SQL = (
+    "SELECT table_name, column_name, data_type FROM information_schema.columns "
+    "WHERE table_catalog = ? ORDER BY ALL"
+)
+INDEXES_SQL = (
+    "SELECT index_name, table_name, expressions FROM duckdb_indexes() "
+    "WHERE database_name = ? ORDER BY ALL"
+)
+VIEWS_SQL = (
+    "SELECT view_name, sql FROM duckdb_views() WHERE database_name = ? AND NOT internal "
+    "ORDER BY ALL"
+)
+MACROS_SQL = (
+    "SELECT function_name, macro_definition FROM duckdb_functions() "
+    "WHERE database_name = ? AND function_type = 'macro' AND NOT internal ORDER BY ALL"
+)
+
+
+def file_differences(
+    a: Path, b: Path, tables: list[str], shape: list[str]
+) -> dict[str, tuple[int, int]]:
+    """:func:`multiset_differences` of ``tables`` between the DuckDB files ``a`` and
+    ``b``, plus ``schema`` when the ``shape`` catalog queries answer differently."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.execute("ATTACH ? AS a (READ_ONLY)", [str(a)])
+        con.execute("ATTACH ? AS b (READ_ONLY)", [str(b)])
+        out = multiset_differences(con, tables)
+        seen = [[con.execute(q, [db]).fetchall() for q in shape] for db in ("a", "b")]
+        if seen[0] != seen[1]:
+            out["schema"] = (1, 1)
+        return out
+    finally:
+        con.close()
+
+
 def multiset_differences(con: Any, tables: list[str]) -> dict[str, tuple[int, int]]:
     """Per table of the databases attached as ``a`` and ``b`` on ``con``: rows only in
     ``a``, rows only in ``b`` (multisets: every column, duplicates counted); tables

@@ -21,9 +21,12 @@ import duckdb
 import polars as pl
 import pytest
 from linked_world import (
+    COLUMNS_SQL,
+    MACROS_SQL,
+    VIEWS_SQL,
     copy_of_linked_world,
+    file_differences,
     file_rows,
-    multiset_differences,
     next_linked_day,
 )
 
@@ -37,37 +40,9 @@ def _differences(a: Path, b: Path) -> dict[str, tuple[int, int]]:
     """Per export table: rows only in ``a``, rows only in ``b`` (multisets, every
     column); plus ``schema`` when the tables, columns, types, views or macros differ.
     ``export_lineage`` (how each was written) is not compared."""
-    con = duckdb.connect()
-    try:
-        con.execute("ATTACH ? AS a (READ_ONLY)", [str(a)])
-        con.execute("ATTACH ? AS b (READ_ONLY)", [str(b)])
-        out = multiset_differences(con, [t.name for t in export.TABLES])
-
-        def shape(db: str) -> list[tuple]:
-            return (
-                con.execute(
-                    "SELECT table_name, column_name, data_type FROM information_schema.columns "
-                    "WHERE table_catalog = ? ORDER BY ALL",
-                    [db],
-                ).fetchall()
-                + con.execute(
-                    "SELECT view_name, sql FROM duckdb_views() "
-                    "WHERE database_name = ? AND NOT internal ORDER BY ALL",
-                    [db],
-                ).fetchall()
-                + con.execute(
-                    "SELECT function_name, macro_definition FROM duckdb_functions() "
-                    "WHERE database_name = ? AND function_type = 'macro' AND NOT internal "
-                    "ORDER BY ALL",
-                    [db],
-                ).fetchall()
-            )
-
-        if shape("a") != shape("b"):
-            out["schema"] = (1, 1)
-        return out
-    finally:
-        con.close()
+    return file_differences(
+        a, b, [t.name for t in export.TABLES], [COLUMNS_SQL, VIEWS_SQL, MACROS_SQL]
+    )
 
 
 def _keep(home: Home, path: Path, name: str) -> Path:

@@ -18,9 +18,11 @@ import duckdb
 import polars as pl
 import pytest
 from linked_world import (
+    COLUMNS_SQL,
+    INDEXES_SQL,
     copy_of_linked_world,
+    file_differences,
     file_rows,
-    multiset_differences,
     next_linked_day,
 )
 
@@ -35,31 +37,9 @@ def _differences(a: Path, b: Path) -> dict[str, tuple[int, int]]:
     """Per table (all but runs and publish_inputs): rows only in ``a``, rows only in
     ``b`` (multisets: every column, duplicates counted); plus the columns and types,
     indexes and views of both files."""
-    con = duckdb.connect()
-    try:
-        con.execute("ATTACH ? AS a (READ_ONLY)", [str(a)])
-        con.execute("ATTACH ? AS b (READ_ONLY)", [str(b)])
-        out = multiset_differences(con, [t for t in schema.TABLES if t not in UNCOMPARED])
-
-        def shape(db: str) -> list[tuple]:
-            return (
-                con.execute(
-                    "SELECT table_name, column_name, data_type FROM information_schema.columns "
-                    "WHERE table_catalog = ? ORDER BY ALL",
-                    [db],
-                ).fetchall()
-                + con.execute(
-                    "SELECT index_name, table_name, expressions FROM duckdb_indexes() "
-                    "WHERE database_name = ? ORDER BY ALL",
-                    [db],
-                ).fetchall()
-            )
-
-        if shape("a") != shape("b"):
-            out["schema"] = (1, 1)
-        return out
-    finally:
-        con.close()
+    return file_differences(
+        a, b, [t for t in schema.TABLES if t not in UNCOMPARED], [COLUMNS_SQL, INDEXES_SQL]
+    )
 
 
 @pytest.fixture(scope="module")
