@@ -146,3 +146,27 @@ def multiset_differences(con: Any, tables: list[str]) -> dict[str, tuple[int, in
         if any(only):
             out[t] = (only[0], only[1])
     return out
+
+
+def unmasked_identifiers(con: Any) -> list[tuple[str, str]]:
+    """(column, value) of every resident ID or phone number of the warehouse attached as
+    ``w`` that appears unmasked anywhere in the export attached as ``x``: in any column
+    of any table, JSON included, also with spaces or dashes inside (decimals of floats
+    are not numbers). Fails when the warehouse holds no such identifier."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE raw AS SELECT DISTINCT regexp_replace(value, '^\\+86', '') "
+        "AS v FROM w.entity_identifiers WHERE kind IN ('id_number', 'phone')"
+    )
+    assert con.execute("SELECT count(*) FROM raw").fetchone()[0] > 0
+    cols = con.execute(
+        "SELECT table_name, column_name FROM duckdb_columns() WHERE database_name = 'x'"
+    ).fetchall()
+    runs = " UNION ALL ".join(
+        f"SELECT '{t}.{c}' AS col, unnest(regexp_extract_all(regexp_replace("
+        f"CAST(\"{c}\" AS VARCHAR), '[ -]', '', 'g'), '(^|[^0-9.])([0-9]{{11,}}[0-9Xx]?)', 2))"
+        f' AS run FROM x."{t}"'
+        for t, c in cols
+    )
+    return con.execute(
+        f"SELECT col, v FROM ({runs}) JOIN raw ON contains(run, v) ORDER BY 1, 2"
+    ).fetchall()

@@ -28,6 +28,7 @@ from linked_world import (
     file_differences,
     file_rows,
     next_linked_day,
+    unmasked_identifiers,
 )
 
 from orchestration.warehouse import SYSTEM_USER, analyst_export_path, write_analyst_export
@@ -186,20 +187,7 @@ def test_the_incremental_export_stays_masked(world: dict, which: str) -> None:
             ).fetchall()
         }
         assert not {"person_match_features", "business_match_features", "match_models"} & tables
-        con.execute(
-            "CREATE TEMP TABLE raw AS SELECT DISTINCT regexp_replace(value, '^\\+86', '') AS v "
-            "FROM w.entity_identifiers WHERE kind IN ('id_number', 'phone')"
-        )
-        cols = con.execute(
-            "SELECT table_name, column_name FROM duckdb_columns() WHERE database_name = 'x'"
-        ).fetchall()
-        runs = " UNION ALL ".join(
-            f"SELECT '{t}.{c}' AS col, unnest(regexp_extract_all(regexp_replace("
-            f"CAST(\"{c}\" AS VARCHAR), '[ -]', '', 'g'), '(^|[^0-9.])([0-9]{{11,}}[0-9Xx]?)', 2))"
-            f' AS run FROM x."{t}"'
-            for t, c in cols
-        )
-        leaks = con.execute(f"SELECT col, v FROM ({runs}) JOIN raw ON contains(run, v)").fetchall()
+        leaks = unmasked_identifiers(con)
         assert leaks == []
         masked = con.execute(
             "SELECT count(*) FILTER (WHERE regexp_full_match(id_number, "

@@ -20,6 +20,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
+from linked_world import unmasked_identifiers
 
 from orchestration.automation import landing_requests
 from orchestration.definitions import build_definitions, resources
@@ -140,23 +141,7 @@ def _unmasked_in_export(home: Home) -> list[tuple[str, str]]:
     try:
         con.execute("ATTACH ? AS w (READ_ONLY)", [str(home.warehouse)])
         con.execute("ATTACH ? AS x (READ_ONLY)", [str(analyst_export_path(home))])
-        con.execute(
-            "CREATE TEMP TABLE raw AS SELECT DISTINCT regexp_replace(value, '^\\+86', '') AS v "
-            "FROM w.entity_identifiers WHERE kind IN ('id_number', 'phone')"
-        )
-        assert con.execute("SELECT count(*) FROM raw").fetchone()[0] > 0
-        cols = con.execute(
-            "SELECT table_name, column_name FROM duckdb_columns() WHERE database_name = 'x'"
-        ).fetchall()
-        runs = " UNION ALL ".join(
-            f"SELECT '{t}.{c}' AS col, unnest(regexp_extract_all(regexp_replace("
-            f"CAST(\"{c}\" AS VARCHAR), '[ -]', '', 'g'), '(^|[^0-9.])([0-9]{{11,}}[0-9Xx]?)', 2))"
-            f' AS run FROM x."{t}"'
-            for t, c in cols
-        )
-        return con.execute(
-            f"SELECT col, v FROM ({runs}) JOIN raw ON contains(run, v) ORDER BY 1, 2"
-        ).fetchall()
+        return unmasked_identifiers(con)
     finally:
         con.close()
 
