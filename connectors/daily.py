@@ -15,8 +15,7 @@ from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
 
-from connectors.ingest import FileReport, Ledger, deliveries, land_file, stage_file
-from connectors.lake_stats import LakeStats
+from connectors.ingest import FileReport, Ledger, deliveries, land_deliveries, stage_file
 from connectors.spec import SourceSpec
 from tessera.config import Home
 
@@ -36,18 +35,8 @@ def land_day(
 ) -> list[FileReport]:
     """Land the files ``spec`` delivered on ``day`` (``landing/<source>/<day>/``) into
     bronze; files already in the ledger with the same bytes are skipped."""
-    book = book or ledger(home)
-    stats = LakeStats(home, spec.id)
-    reports = []
-    try:
-        for d, path in deliveries(home.landing, spec, date.fromisoformat(day)):
-            try:
-                reports.append(land_file(home, spec, d, path, book, stats))
-            except Exception as exc:  # name the source and file, never swallow
-                raise RuntimeError(f"{spec.id}: reading {path}: {exc}") from exc
-    finally:
-        stats.save()
-    return reports
+    found = deliveries(home.landing, spec, date.fromisoformat(day))
+    return land_deliveries(home, spec, book or ledger(home), found)
 
 
 def stage_day(

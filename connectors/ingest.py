@@ -325,10 +325,19 @@ def land(home: Home, spec: SourceSpec, ledger: Ledger | None = None) -> list[Fil
         from connectors.database_ingest import land_database
 
         return land_database(home, spec, ledger)
+    return land_deliveries(home, spec, ledger, deliveries(home.landing, spec))
+
+
+def land_deliveries(
+    home: Home, spec: SourceSpec, ledger: Ledger, found: Iterable[tuple[date, Path]]
+) -> list[FileReport]:
+    """Land the delivered files ``found`` (``(day, path)``, from :func:`deliveries`) of
+    a file-drop source, with one :class:`LakeStats` saved at the end (also when a file
+    fails: the error names the source and the file)."""
     reports = []
     stats = LakeStats(home, spec.id)
     try:
-        for day, path in deliveries(home.landing, spec):
+        for day, path in found:
             try:
                 reports.append(land_file(home, spec, day, path, ledger, stats))
             except Exception as exc:  # name the source and file, never swallow
