@@ -38,6 +38,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import polars as pl
 
+from connectors.ingest import sha256_of
 from connectors.spec import SourceSpec
 from tessera.config import DatabaseServers, Home
 
@@ -194,7 +195,7 @@ class CursorStore:
                     f"{source_id}: cursor state names missing key file {kpath.name}"
                 )
             file_sha = data.get("keys_file_sha256")
-            if file_sha is not None and _file_sha256(kpath) != file_sha:
+            if file_sha is not None and sha256_of(kpath) != file_sha:
                 raise SourceDatabaseError(
                     f"{source_id}: key file {kpath.name} does not match its hash"
                 )
@@ -231,7 +232,7 @@ class CursorStore:
                 tmp = keep.with_name(keep.name + ".tmp")
                 state.keys.write_parquet(tmp)
                 _fsync(tmp)
-                file_sha = _file_sha256(tmp)
+                file_sha = sha256_of(tmp)
                 os.replace(tmp, keep)
         body = {
             "source_id": state.source_id,
@@ -282,14 +283,6 @@ def _keys_hash(keys: pl.DataFrame) -> str:
         pl.concat_str("key", pl.col("cursor").fill_null(""), separator="\x1f").str.join("\x1e")
     )
     return hashlib.sha256(text.item().encode()).hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------- reading
