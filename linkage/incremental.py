@@ -97,6 +97,7 @@ from linkage.run import duplicate_free_keys, entity_features
 from linkage.score_store import map_state, record_increment
 from linkage.stable_ids import assign_entity_ids
 from tessera.config import Home
+from tessera.timing import Laps
 
 EDGE_COLUMNS = ["mention_id_l", "mention_id_r", "match_weight", "match_probability"]
 # Frames handed to DuckDB keep polars' string views (no copy): at 7.2M mentions the
@@ -260,13 +261,8 @@ def _increment_features(
     else:
         key, stats, restate = "name_core", list(BUSINESS_NAME_STATS), business_name_statistics
         inputs = BUSINESS_STAT_INPUTS
-    seconds: dict[str, float] = {}
-    t = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal t
-        seconds[name] = round(time.perf_counter() - t, 2)
-        t = time.perf_counter()
+    lap = Laps()
+    seconds = lap.seconds
 
     # The staged mention IDs (one narrow column), then the whole rows of the unknown
     # ones only; of the files staged since the last increment when its record says

@@ -48,6 +48,7 @@ from typing import Any
 
 import duckdb
 
+from tessera.timing import Laps
 from warehouse import schema
 from warehouse.publish import clone_file
 
@@ -327,12 +328,7 @@ def _incremental(
     max_touched: float,
     result: ExportResult,
 ) -> None:
-    t = time.perf_counter()
-
-    def step(name: str) -> None:
-        nonlocal t
-        result.steps[name] = round(time.perf_counter() - t, 2)
-        t = time.perf_counter()
+    step = Laps(result.steps)
 
     con.execute("ATTACH ? AS w (READ_ONLY)", [str(warehouse)])
     if _warehouse_run(con) != now:  # a publish swapped a new warehouse in meanwhile

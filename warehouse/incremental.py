@@ -45,7 +45,6 @@ and moved over the target by the caller, as a full publish is.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +57,7 @@ from connectors.canonical import MENTION_SCHEMA, RECORD_SCHEMA, RELATIONSHIP_SCH
 from connectors.catalog import load_specs
 from linkage.parts import linkage_parts, linkage_sql, void_files
 from tessera.config import Home
+from tessera.timing import Laps
 from warehouse import matching, schema
 from warehouse import publish as pub
 
@@ -755,13 +755,8 @@ def update(
     give what a full build gives, or would cost as much. Returns the touched entity
     count, the base's entity count, today's stamps, the smoke check results and the
     seconds per step and per table."""
-    steps: dict[str, float] = {}
-    t = time.perf_counter()
-
-    def step(name: str) -> None:
-        nonlocal t
-        steps[name] = round(time.perf_counter() - t, 2)
-        t = time.perf_counter()
+    step = Laps()
+    steps = step.seconds
 
     cat = pub._one(con, "SELECT current_database()")
     _register_lake(con, home)
