@@ -170,3 +170,44 @@ def unmasked_identifiers(con: Any) -> list[tuple[str, str]]:
     return con.execute(
         f"SELECT col, v FROM ({runs}) JOIN raw ON contains(run, v) ORDER BY 1, 2"
     ).fetchall()
+
+
+def record_day_edits(home: Home) -> dict[str, Any]:
+    """A human day's edits before the next day: a cannot-link between the two ends of
+    the largest person (``apart``), a must-link of the next two (``merged``) and a field
+    correction of the sixth (``corrected``: sex F)."""
+    import polars as pl
+
+    import linkage.decisions as dec
+    from warehouse.corrections import record_correction
+
+    ent = pl.read_parquet(home.lake / "linkage" / "person_entities.parquet")
+    sizes = ent.group_by("entity_id").len().sort(["len", "entity_id"], descending=[True, False])
+    big = ent.filter(pl.col("entity_id") == sizes["entity_id"][0]).sort("mention_id")
+    apart = (big["mention_id"][0], big["mention_id"][-1])
+    dec.record_decision(home, *apart, same=False, reason="test: two people")
+    merged = (sizes["entity_id"][1], sizes["entity_id"][2])
+    dec.record_decision(home, *merged, same=True, reason="test: one person")
+    corrected = sizes["entity_id"][5]
+    record_correction(home, corrected, "sex", "F", who="tester", reason="test: corrected")
+    return {"apart": apart, "merged": merged, "corrected": corrected}
+
+
+def assert_day_edits_shown(before: Path, after: Path, edits: dict[str, Any]) -> None:
+    """The DuckDB file ``after`` (a warehouse or its export, the day after ``before``)
+    shows the day: new entities, the must-link merged, the cannot-link split, the
+    correction applied."""
+    old = {r[0] for r in file_rows(before, "SELECT entity_id FROM entities")}
+    new = {r[0] for r in file_rows(after, "SELECT entity_id FROM entities")}
+    assert new - old, "the day brings new entities"
+    assert not set(edits["merged"]) <= new, "the must-link merged two entities into one"
+    apart = file_rows(
+        after,
+        "SELECT count(DISTINCT entity_id) FROM memberships WHERE list_contains(?, mention_id)",
+        [list(edits["apart"])],
+    )
+    assert apart == [(2,)], "the cannot-link split the largest entity"
+    got = file_rows(
+        after, "SELECT sex, sex_source FROM entities WHERE entity_id = ?", [edits["corrected"]]
+    )
+    assert got == [("F", "correction")]

@@ -18,16 +18,17 @@ import shutil
 from pathlib import Path
 
 import duckdb
-import polars as pl
 import pytest
 from linked_world import (
     COLUMNS_SQL,
     MACROS_SQL,
     VIEWS_SQL,
+    assert_day_edits_shown,
     copy_of_linked_world,
     file_differences,
     file_rows,
     next_linked_day,
+    record_day_edits,
     unmasked_identifiers,
 )
 
@@ -59,7 +60,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     published and exported incrementally; then a correction and a reference date a
     year on, published and exported incrementally again. Each warehouse and export is
     kept, with a full export of each warehouse to compare with."""
-    import linkage.decisions as dec
     from warehouse.corrections import record_correction
 
     home = copy_of_linked_world(tmp_path_factory, "export_incremental")
@@ -69,15 +69,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     w["w0"] = _keep(home, home.warehouse, "w0.duckdb")
     w["e0"] = _keep(home, analyst_export_path(home), "e0.duckdb")
 
-    ent = pl.read_parquet(home.lake / "linkage" / "person_entities.parquet")
-    sizes = ent.group_by("entity_id").len().sort(["len", "entity_id"], descending=[True, False])
-    big = ent.filter(pl.col("entity_id") == sizes["entity_id"][0]).sort("mention_id")
-    w["apart"] = (big["mention_id"][0], big["mention_id"][-1])
-    dec.record_decision(home, *w["apart"], same=False, reason="test: two people")
-    w["merged"] = (sizes["entity_id"][1], sizes["entity_id"][2])
-    dec.record_decision(home, *w["merged"], same=True, reason="test: one person")
-    w["corrected"] = sizes["entity_id"][5]
-    record_correction(home, w["corrected"], "sex", "F", who="tester", reason="test: corrected")
+    w |= record_day_edits(home)
     next_linked_day(home)
     w["day3"] = home.root.parent / "day3"
     shutil.copytree(home.root, w["day3"])  # the lake as the day left it, for the fallbacks
@@ -137,20 +129,7 @@ def _counts(path: Path) -> dict[str, int]:
 
 def test_the_export_shows_the_split_merge_and_correction(world: dict) -> None:
     e0, e1 = world["e0"], world["e1"]
-    before = {r[0] for r in file_rows(e0, "SELECT entity_id FROM entities")}
-    after = {r[0] for r in file_rows(e1, "SELECT entity_id FROM entities")}
-    assert after - before, "the day brings new entities"
-    assert not set(world["merged"]) <= after, "the must-link merged two entities"
-    apart = file_rows(
-        e1,
-        "SELECT count(DISTINCT entity_id) FROM memberships WHERE list_contains(?, mention_id)",
-        [list(world["apart"])],
-    )
-    assert apart == [(2,)], "the cannot-link split the largest entity"
-    got = file_rows(
-        e1, "SELECT sex, sex_source FROM entities WHERE entity_id = ?", [world["corrected"]]
-    )
-    assert got == [("F", "correction")]
+    assert_day_edits_shown(e0, e1, world)
     assert len(file_rows(e1, "SELECT * FROM runs")) == 2
     assert len(file_rows(e1, "SELECT * FROM human_decisions")) == 2
 

@@ -20,10 +20,12 @@ import pytest
 from linked_world import (
     COLUMNS_SQL,
     INDEXES_SQL,
+    assert_day_edits_shown,
     copy_of_linked_world,
     file_differences,
     file_rows,
     next_linked_day,
+    record_day_edits,
 )
 
 from tessera.config import Home
@@ -46,24 +48,12 @@ def _differences(a: Path, b: Path) -> dict[str, tuple[int, int]]:
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The base warehouse (day 2, full), then day 3 linked incrementally with a
     correction and two decisions; an incremental and a full publish of it."""
-    import linkage.decisions as dec
-    from warehouse.corrections import record_correction
-
     home = copy_of_linked_world(tmp_path_factory, "publish_incremental")
     publish(home)
     base = home.root / "base.duckdb"
     shutil.copyfile(home.warehouse, base)
 
-    ent = pl.read_parquet(home.lake / "linkage" / "person_entities.parquet")
-    sizes = ent.group_by("entity_id").len().sort(["len", "entity_id"], descending=[True, False])
-    big = ent.filter(pl.col("entity_id") == sizes["entity_id"][0]).sort("mention_id")
-    dec.record_decision(
-        home, big["mention_id"][0], big["mention_id"][-1], same=False, reason="test: two people"
-    )
-    merged = (sizes["entity_id"][1], sizes["entity_id"][2])
-    dec.record_decision(home, *merged, same=True, reason="test: one person")
-    corrected = sizes["entity_id"][5]
-    record_correction(home, corrected, "sex", "F", who="tester", reason="test: corrected")
+    edits = record_day_edits(home)
     next_linked_day(home)
 
     day3 = home.root.parent / "day3"
@@ -82,9 +72,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "inc_path": inc_path,
         "full": full,
         "full_path": full_path,
-        "apart": (big["mention_id"][0], big["mention_id"][-1]),
-        "merged": merged,
-        "corrected": corrected,
+        **edits,
     }
 
 
@@ -103,21 +91,7 @@ def test_the_day_merged_split_and_corrected(world: dict) -> None:
     """The touched set covered what the day did: the split entity, the merged pair,
     the corrected entity (its correction applied by the update)."""
     base, inc = world["base"], world["inc_path"]
-    before = {r[0] for r in file_rows(base, "SELECT entity_id FROM entities")}
-    after = {r[0] for r in file_rows(inc, "SELECT entity_id FROM entities")}
-    assert after - before, "the day brings new entities"
-    a, b = world["merged"]
-    assert not {a, b} <= after, "the must-link merged two entities into one"
-    apart = file_rows(
-        inc,
-        "SELECT count(DISTINCT entity_id) FROM memberships WHERE list_contains(?, mention_id)",
-        [list(world["apart"])],
-    )
-    assert apart == [(2,)], "the cannot-link split the largest entity"
-    got = file_rows(
-        inc, "SELECT sex, sex_source FROM entities WHERE entity_id = ?", [world["corrected"]]
-    )
-    assert got == [("F", "correction")]
+    assert_day_edits_shown(base, inc, world)
     assert file_rows(inc, "SELECT count(*) FROM corrections WHERE applied")[0][0] == 1
 
 
