@@ -32,7 +32,7 @@ rows of the touched entities, giving the same content as a full publish:
    and gains the new parts' rows (``evidence_contributions`` the new combinations,
    checked for hash collisions, minus the ones no edge uses any more); the match
    features replace the rows of the touched entities and of restated mentions, then
-   every term frequency that moved (they are shares of all mentions) is updated;
+   every term-frequency count that moved, and the totals, are updated;
    list statuses are recomputed when the reference date moved; the small tables
    (sources, corrections, human decisions, models) are rebuilt whole; the touched
    entities are recorded in ``publish_touched`` and the base's last run in the
@@ -595,8 +595,9 @@ def _restrict(con: duckdb.DuckDBPyConnection, home: Home, plan_: Plan, cat: str)
 
 
 def _term_frequencies(con: duckdb.DuckDBPyConnection, home: Home) -> None:
-    """``_tf_<type>_<column>``: Splink's term frequency of every value, over every
-    mention's features (as :func:`warehouse.matching.features_sql` computes them)."""
+    """``_tf_<type>_<column>``: the mentions per value of each term-frequency column,
+    over every mention's stored features (as :func:`warehouse.matching.tf_sql` counts
+    them)."""
     for etype in pub.ENTITY_TYPES:
         tf_cols = matching.TF_COLUMNS[etype]
         if not tf_cols:
@@ -609,9 +610,10 @@ def _term_frequencies(con: duckdb.DuckDBPyConnection, home: Home) -> None:
         )
         for c in tf_cols:
             con.execute(
-                f"""CREATE TEMP TABLE _tf_{etype}_{c} AS
-                SELECT {c}, CAST(count(*) AS DOUBLE) / (SELECT count({c}) FROM {src}) AS tf
-                FROM {src} WHERE {c} IS NOT NULL GROUP BY {c}"""
+                matching.tf_sql(etype, c, source=src).replace(
+                    f"CREATE TABLE {matching.tf_table(etype, c)}",
+                    f"CREATE TEMP TABLE _tf_{etype}_{c}",
+                )
             )
         con.execute(f"DROP TABLE {src}")
 
@@ -687,7 +689,7 @@ def _apply_evidence(con: duckdb.DuckDBPyConnection) -> None:
 
 def _apply_features(con: duckdb.DuckDBPyConnection) -> None:
     """Match features: the touched entities' rows and the restated mentions' rows, then
-    every term frequency that moved."""
+    every term-frequency count that moved and the totals."""
     for etype in pub.ENTITY_TYPES:
         table = matching.TABLES[etype]
         cond = (
@@ -695,11 +697,16 @@ def _apply_features(con: duckdb.DuckDBPyConnection) -> None:
             f"(SELECT mention_id FROM _restated WHERE entity_type = '{etype}')"
         )
         _replace_rows(con, table, cond)
+        # Term frequencies: the counts that moved (a day's names), then the totals.
         for c in matching.TF_COLUMNS[etype]:
+            tf, now = matching.tf_table(etype, c), f"_tf_{etype}_{c}"
             con.execute(
-                f"""UPDATE {table} SET tf_{c} = t.tf FROM _tf_{etype}_{c} t
-                WHERE {table}.{c} = t.{c} AND {table}.tf_{c} IS DISTINCT FROM t.tf"""
+                f"""DELETE FROM {tf} WHERE NOT EXISTS (
+                    SELECT 1 FROM {now} t WHERE t.{c} = {tf}.{c} AND t.n = {tf}.n)"""
             )
+            con.execute(f"INSERT INTO {tf} SELECT {c}, n FROM {now} EXCEPT SELECT {c}, n FROM {tf}")
+    con.execute(f"DELETE FROM {matching.TF_TOTALS}")
+    con.execute(f"INSERT INTO {matching.TF_TOTALS} BY NAME {matching.tf_totals_select()}")
 
 
 def _apply_rest(con: duckdb.DuckDBPyConnection, reference_date: Any, base_ref: str | None) -> None:

@@ -5,7 +5,8 @@ At publish (:func:`register_match_inputs`), every mention's linkage features (as
 linkage stored them for the model, else derived by
 :func:`linkage.features.person_features` / ``business_features``: the very columns
 the models compare) go into ``person_match_features`` / ``business_match_features``
-with the mention's entity and the term frequencies Splink would use, and each saved
+with the mention's entity, the counts behind the term frequencies Splink would use
+into ``<type>_tf_<column>`` and ``match_tf_totals``, and each saved
 model (``lake/linkage/<type>_model.json``) goes into ``match_models`` together with
 its per-level log2 Bayes factors, read once through Splink's public
 ``match_weights_chart().raw_records`` (so Splink's own defaults for untrained
@@ -251,27 +252,63 @@ def register_match_inputs(
 
 
 def features_sql(entity_type: str) -> str:
-    """``CREATE TABLE <type>_match_features``: the features, the entity, Splink's term
-    frequencies (share of the non-null values, over all mentions of the type). The
-    feature input is a view over Parquet: each reference reads only the columns it
-    needs (a CTE used three times would be materialised whole first)."""
+    """``CREATE TABLE <type>_match_features``: the features and the mention's entity.
+    Splink's term frequencies are not stored per row (a share of all mentions moves
+    with every new mention, so a daily publish would rewrite every row): they are
+    the counts of :func:`tf_sql` over :data:`TF_TOTALS`."""
     cols = [c for c in FEATURES[entity_type] if c != "role"]
-    tf_cols = TF_COLUMNS[entity_type]
-    src = f"_{entity_type}_features"
-    ctes = ", ".join(
-        f"tf_{c} AS (SELECT {c}, CAST(count(*) AS DOUBLE) / "
-        f"(SELECT count({c}) FROM {src}) AS tf_{c} FROM {src} WHERE {c} IS NOT NULL GROUP BY {c})"
-        for c in tf_cols
-    )
-    joins = "".join(f" LEFT JOIN tf_{c} USING ({c})" for c in tf_cols)
-    select = ", ".join(["m.entity_id", *(f"f.{c}" for c in cols), *(f"tf_{c}" for c in tf_cols)])
+    select = ", ".join(["m.entity_id", *(f"f.{c}" for c in cols)])
     return f"""
     CREATE TABLE {TABLES[entity_type]} AS
-    {"WITH " + ctes if ctes else ""}
     SELECT {select}
-    FROM {src} f JOIN _map m USING (mention_id){joins}
+    FROM _{entity_type}_features f JOIN _map m USING (mention_id)
     ORDER BY {SORT[entity_type]}
     """
+
+
+def tf_table(entity_type: str, column: str) -> str:
+    """The table of a term-frequency column's counts: ``<column>, n``."""
+    return f"{entity_type}_tf_{column}"
+
+
+TF_TOTALS = "match_tf_totals"
+
+
+def tf_sql(entity_type: str, column: str, source: str | None = None) -> str:
+    """``CREATE TABLE <type>_tf_<column>``: the mentions per non-null value of
+    ``column`` over every mention of the type (``source``, default the registered
+    ``_<type>_features``), as Splink counts them for its term frequencies."""
+    src = source or f"_{entity_type}_features"
+    return f"""
+    CREATE TABLE {tf_table(entity_type, column)} AS
+    SELECT {column}, count(*) AS n FROM {src} WHERE {column} IS NOT NULL
+    GROUP BY {column} ORDER BY {column}
+    """
+
+
+def tf_totals_select() -> str:
+    """Per term-frequency column the non-null mentions (the denominator of Splink's
+    term frequency), summed over the count tables: ``entity_type, column_name,
+    total``."""
+    return " UNION ALL ".join(
+        f"SELECT '{etype}' AS entity_type, '{c}' AS column_name, "
+        f"CAST(coalesce(sum(n), 0) AS BIGINT) AS total FROM {tf_table(etype, c)}"
+        for etype in ENTITY_TYPES
+        for c in TF_COLUMNS[etype]
+    )
+
+
+def tf_totals_sql() -> str:
+    """``CREATE TABLE match_tf_totals`` (:func:`tf_totals_select`)."""
+    return f"CREATE TABLE {TF_TOTALS} AS {tf_totals_select()}"
+
+
+def _tf_share(entity_type: str, column: str, alias: str) -> str:
+    """Splink's term frequency of ``alias.n`` (the count table joined as ``alias``)."""
+    return (
+        f"CAST({alias}.n AS DOUBLE) / (SELECT total FROM {TF_TOTALS} "
+        f"WHERE entity_type = '{entity_type}' AND column_name = '{column}')"
+    )
 
 
 # ------------------------------------------------------------------ at query time
@@ -387,8 +424,15 @@ def scoring_sql(
         [
             "f.entity_id",
             *(f"f.{c} AS {c}_l" for c in cols),
-            *(f"f.tf_{c} AS tf_{c}_l" for c in TF_COLUMNS[entity_type]),
+            *(
+                f"{_tf_share(entity_type, c, f't_{c}')} AS tf_{c}_l"
+                for c in TF_COLUMNS[entity_type]
+            ),
         ]
+    )
+    tf_joins = "".join(
+        f" LEFT JOIN {tf_table(entity_type, c)} t_{c} ON t_{c}.{c} = f.{c}"
+        for c in TF_COLUMNS[entity_type]
     )
     # Only the blocks the example fills, each its own scan with equality filters on
     # bound constants: DuckDB pushes those into the scan (one column read, the other
@@ -418,7 +462,7 @@ def scoring_sql(
     )
     return f"""
     WITH q AS (SELECT {q_select}),
-    c AS (SELECT {l_select}, q.* FROM ({candidates}) f, q),
+    c AS (SELECT {l_select}, q.* FROM ({candidates}) f{tf_joins} CROSS JOIN q),
     g AS (SELECT *, {gammas} FROM c),
     w AS (SELECT entity_id, mention_id_l AS mention_id, source_id_l AS source_id,
                  {weights}, {labels} FROM g),

@@ -371,6 +371,12 @@ STATEMENTS_TABLES = {
     """,
     "person_match_features": matching.features_sql("person"),
     "business_match_features": matching.features_sql("business"),
+    **{
+        matching.tf_table(etype, c): matching.tf_sql(etype, c)
+        for etype in matching.ENTITY_TYPES
+        for c in matching.TF_COLUMNS[etype]
+    },
+    matching.TF_TOTALS: matching.tf_totals_sql(),
     "match_models": """
     CREATE TABLE match_models AS
     SELECT entity_type, settings::JSON AS settings, levels::JSON AS levels FROM _models
