@@ -67,6 +67,7 @@ import polars as pl
 from splink import DuckDBAPI, Linker
 
 from connectors import lake
+from linkage import sizes as entity_sizes
 from linkage.clusters import (
     connected_components,
     offending_clusters,
@@ -835,6 +836,7 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
     t0 = t = time.perf_counter()
     ent_path = target / f"{entity_type}_entities.parquet"
     prev = pl.read_parquet(ent_path).select("mention_id", "entity_id")
+    sizes_before = entity_sizes.stored(home, entity_type)
     view = _increment_features(home, entity_type, target, prev)
     new_ids, feature_rows = view.new_ids, view.part
     timings["features"] = time.perf_counter() - t
@@ -1012,6 +1014,26 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
     record_increment(home, entity_type, before, region_old["entity_id"])
     record_linked_files(home, entity_type, seen)
     timings["write"] = time.perf_counter() - t
+
+    # The daily checks' inputs while the map is in memory: the entity sizes (the
+    # changed entities recounted) and the duplicate-free guard over the entities this
+    # increment changed, on the map as written (their mentions' keys: those of the
+    # components and of the region, computed above).
+    t = time.perf_counter()
+    if sizes_before is None:
+        sizes_before = entity_sizes.count(prev.rename({"entity_id": "cluster_id"}))
+    sizes_after = entity_sizes.updated(sizes_before, entities, region_old["entity_id"], touched)
+    entity_sizes.record(home, entity_type, sizes_after)
+    changed_map = entities.filter(pl.col("entity_id").is_in(touched.implode())).rename(
+        {"entity_id": "cluster_id"}
+    )
+    bad = offending_clusters(changed_map, pl.concat([keys, fb_keys]).unique())["cluster_id"]
+    duplicate_free = {
+        "entities": bad.len(),
+        "examples": bad.sort().head(5).to_list(),
+        "entities_checked": touched.len(),
+    }
+    timings["checks"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
 
     # What happened to the new mentions: joined an old entity, or made new ones.
@@ -1025,7 +1047,7 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
     joined = new_rows.filter(pl.col("entity_id").is_in(with_old.unique().implode()))
     events = ids.events.group_by("kind").len()
     # Only the region's entities can lose their ID (a simple component keeps it).
-    n_before = prev["entity_id"].n_unique()
+    n_before = sizes_before.height
     retired = (
         region_old.select("entity_id")
         .unique()
@@ -1054,10 +1076,11 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
             "events": dict(zip(events["kind"].to_list(), events["len"].to_list(), strict=True)),
             "events_recorded": n_events,
         },
-        "entities": entities["entity_id"].n_unique(),
+        "entities": sizes_after.height,
         "evidence_rows_appended": evidence.height,
         "features_appended": feature_rows.height if feature_rows is not None else None,
         "review_candidates": review.height,
+        "duplicate_free": duplicate_free,
         "seconds": {k: round(v, 2) for k, v in timings.items()},
     }
 

@@ -22,6 +22,7 @@ import polars as pl
 
 from connectors import lake
 from connectors.spec import SourceSpec
+from linkage import sizes as entity_sizes
 from orchestration import isolate
 from orchestration.metadata import column_schema, jsonable, md_table, preview
 from orchestration.resources import QualityThresholds, TesseraHome
@@ -142,18 +143,25 @@ def cluster_checks(
     mode: str = "full",
     clusters: pl.DataFrame | None = None,
     sizes: pl.DataFrame | None = None,
+    changed_duplicate_free: dict[str, Any] | None = None,
 ) -> list[dg.AssetCheckResult]:
     """The over-merge guards of one entity type (blocking): entity size (every
     entity) and duplicate-free sources (after an incremental link, the entities it
     changed: the others passed when they were last changed). ``clusters``: the map the
-    asset already read (read here otherwise)."""
+    asset already read (read here otherwise). ``changed_duplicate_free``: the
+    duplicate-free count the incremental link took on the map it wrote, over the
+    entities it changed (:func:`linkage.incremental.link_incremental`), used instead
+    of reading the map and the staged mentions again."""
     size = qc.oversized_entities(home, entity_type, limits.max_entity_mentions, clusters, sizes)
-    touched = None
-    if mode == "incremental":
-        from linkage.incremental import touched_path
+    if mode == "incremental" and changed_duplicate_free is not None:
+        dup = changed_duplicate_free
+    else:
+        touched = None
+        if mode == "incremental":
+            from linkage.incremental import touched_path
 
-        touched = pl.read_parquet(touched_path(home, entity_type))["entity_id"]
-    dup = qc.duplicate_free_violations(home, entity_type, touched, clusters)
+            touched = pl.read_parquet(touched_path(home, entity_type))["entity_id"]
+        dup = qc.duplicate_free_violations(home, entity_type, touched, clusters)
     return [
         dg.AssetCheckResult(
             check_name="entity_size",
@@ -212,7 +220,7 @@ def _edges_histogram(
 
 
 def _largest(sizes: pl.DataFrame) -> dg.MetadataValue:
-    """The five largest entities (``sizes``: :func:`tessera.quality.entity_sizes`)."""
+    """The five largest entities (``sizes``: :func:`linkage.sizes.count`)."""
     top = sizes.sort(["len", "cluster_id"], descending=[True, False])
     return md_table(top.head(5).iter_rows(), ("entity", "mentions"))
 
@@ -260,7 +268,7 @@ def weight_histogram(weights: pl.Series, width: float = 5.0, bar: int = 30) -> s
 
 
 def _sizes_table(sizes: pl.DataFrame) -> str:
-    """Entities per size (``sizes``: :func:`tessera.quality.entity_sizes`)."""
+    """Entities per size (``sizes``: :func:`linkage.sizes.count`)."""
     sizes = sizes.group_by("len").len("clusters").sort("len")
     lines = ["| cluster size | clusters |", "|---:|---:|"]
     lines += [f"| {s} | {n:,} |" for s, n in sizes.head(15).iter_rows()]
@@ -463,15 +471,17 @@ def build_linkage_assets(specs: list[SourceSpec] | tuple[SourceSpec, ...]) -> li
         mode, stats = run_link(
             context, home, "person", config.mode, paths["model"], paths["features"]
         )
-        clusters = pl.read_parquet(paths["person_clusters"])
-        sizes = qc.entity_sizes(clusters)  # once: the table, the largest, the size check
+        # An incremental link recorded the sizes and checked what it changed: the
+        # 7.2M-row map of a 1M world is not read again (2-4 s).
+        clusters = None if mode == "incremental" else pl.read_parquet(paths["person_clusters"])
+        sizes = entity_sizes.current(home, "person", clusters)
         return dg.MaterializeResult(
             metadata={
-                "dagster/row_count": clusters.height,
+                "dagster/row_count": int(sizes["len"].sum()),
                 "mode": mode,
                 "entities": sizes.height,
                 "settle": jsonable(stats),
-                "mentions": stats.get("mentions", clusters.height),
+                "mentions": stats.get("mentions", int(sizes["len"].sum())),
                 "candidate_pairs": stats.get("candidate_pairs", 0),
                 "edges_at_threshold": stats.get("edges_at_threshold", 0),
                 "guard_split_clusters": stats.get("guard_split_clusters", 0),
@@ -481,7 +491,15 @@ def build_linkage_assets(specs: list[SourceSpec] | tuple[SourceSpec, ...]) -> li
                 "largest_entities": _largest(sizes),
                 "match_weight_histogram": _edges_histogram(home, "person", mode, stats),
             },
-            check_results=cluster_checks(home, "person", quality.linkage(), mode, clusters, sizes),
+            check_results=cluster_checks(
+                home,
+                "person",
+                quality.linkage(),
+                mode,
+                clusters,
+                sizes,
+                stats.get("duplicate_free"),
+            ),
         )
 
     @dg.asset(
@@ -505,15 +523,17 @@ def build_linkage_assets(specs: list[SourceSpec] | tuple[SourceSpec, ...]) -> li
         home = tessera.home()
         paths = _paths(home)
         mode, stats = run_link(context, home, "business", config.mode)
-        clusters = pl.read_parquet(paths["business_clusters"])
-        sizes = qc.entity_sizes(clusters)  # once: the table, the largest, the size check
+        # An incremental link recorded the sizes and checked what it changed: the
+        # 7.2M-row map of a 1M world is not read again (2-4 s).
+        clusters = None if mode == "incremental" else pl.read_parquet(paths["business_clusters"])
+        sizes = entity_sizes.current(home, "business", clusters)
         return dg.MaterializeResult(
             metadata={
-                "dagster/row_count": clusters.height,
+                "dagster/row_count": int(sizes["len"].sum()),
                 "mode": mode,
                 "entities": sizes.height,
                 "settle": jsonable(stats),
-                "mentions": stats.get("mentions", clusters.height),
+                "mentions": stats.get("mentions", int(sizes["len"].sum())),
                 "candidate_pairs": stats.get("candidate_pairs", 0),
                 "guard_split_clusters": stats.get("guard_split_clusters", 0),
                 "guard_refused_edges": stats.get("guard_refused_edges", 0),
@@ -522,7 +542,13 @@ def build_linkage_assets(specs: list[SourceSpec] | tuple[SourceSpec, ...]) -> li
                 "match_weight_histogram": _edges_histogram(home, "business", mode, stats),
             },
             check_results=cluster_checks(
-                home, "business", quality.linkage(), mode, clusters, sizes
+                home,
+                "business",
+                quality.linkage(),
+                mode,
+                clusters,
+                sizes,
+                stats.get("duplicate_free"),
             ),
         )
 

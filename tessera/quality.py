@@ -50,7 +50,9 @@ def clusters(home: Home, entity_type: str) -> pl.DataFrame:
 
 def entity_sizes(found: pl.DataFrame) -> pl.DataFrame:
     """``cluster_id, len``: the mentions per entity of a map (``mention_id, cluster_id``)."""
-    return found.group_by("cluster_id").len()
+    from linkage.sizes import count
+
+    return count(found)
 
 
 def oversized_entities(
@@ -106,7 +108,7 @@ def duplicate_free_violations(
     bad = offending_clusters(found, keys)
     return {
         "entities": bad.height,
-        "examples": bad["cluster_id"].head(5).to_list(),
+        "examples": bad["cluster_id"].sort().head(5).to_list(),
         "entities_checked": found["cluster_id"].n_unique(),
     }
 

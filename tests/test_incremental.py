@@ -447,3 +447,54 @@ def test_value_counts_read_from_the_base_equal_every_row(world: dict) -> None:
         for col in cols:
             want = every.select(col).drop_nulls().group_by(col).len().sort(col)
             assert view.value_counts(col).sort(col).equals(want), (t, col)
+
+
+def test_recorded_sizes_and_the_changed_entities_guard_match_the_map(world: dict) -> None:
+    """The increment records the entity sizes of the map it wrote (the daily checks
+    read them instead of the map) and counts duplicate-free violations over the
+    entities it changed: both equal what the checks compute from the files; a
+    clusters file the sizes do not count is counted afresh."""
+    import os
+
+    from linkage import sizes as entity_sizes
+    from linkage.incremental import touched_path
+    from tessera import quality as qc
+
+    home = world["home"]
+    for t in ENTITY_TYPES:
+        counted = entity_sizes.count(qc.clusters(home, t)).sort("cluster_id")
+        recorded = entity_sizes.stored(home, t)
+        assert recorded is not None, t
+        assert recorded.sort("cluster_id").equals(counted), t
+        assert world["stats"][t]["entities"] == counted.height
+        touched = pl.read_parquet(touched_path(home, t))["entity_id"]
+        assert world["stats"][t]["duplicate_free"] == qc.duplicate_free_violations(
+            home, t, touched
+        ), t
+    # The update itself: the sizes before, minus the entities whose mentions moved,
+    # plus the changed ones recounted, equal a count of the new map.
+    before, after = world["before"]["person"], _entities(home, "person")
+    moved = before.join(after, on="mention_id", how="left", suffix="_new").filter(
+        pl.col("entity_id") != pl.col("entity_id_new")
+    )
+    touched = pl.read_parquet(touched_path(home, "person"))["entity_id"]
+    got = entity_sizes.updated(
+        entity_sizes.count(before.rename({"entity_id": "cluster_id"})),
+        after,
+        moved["entity_id"].unique(),
+        touched,
+    )
+    want = entity_sizes.count(after.rename({"entity_id": "cluster_id"}))
+    assert got.sort("cluster_id").equals(want.sort("cluster_id"))
+    # Another clusters file (a full relink): the recorded sizes no longer apply.
+    path = entity_sizes.clusters_path(home, "business")
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+    try:
+        assert entity_sizes.stored(home, "business") is None
+        assert (
+            entity_sizes.current(home, "business").height == world["stats"]["business"]["entities"]
+        )
+        assert entity_sizes.stored(home, "business") is not None
+    finally:
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
