@@ -165,7 +165,9 @@ def build_warehouse_assets() -> list[dg.AssetsDefinition]:
                 blocking=True,
                 description="The candidate holds every mention in exactly one entity, unique "
                 "entity IDs, no empty core table, and not suddenly fewer entities than the live "
-                "warehouse (QualityThresholds.max_entity_drop). Blocks the swap.",
+                "warehouse (QualityThresholds.max_entity_drop). A candidate updated from the "
+                "live warehouse is checked on the entities it rebuilt (the rest are the live "
+                "file's rows, which passed). Blocks the swap.",
             )
         ],
         **common,
@@ -208,6 +210,7 @@ def build_warehouse_assets() -> list[dg.AssetsDefinition]:
                         "entities": smoke["counts"]["entities"],
                         "entities_live": smoke["entities_live"] or 0,
                         "entity_drop_too_large": smoke["entity_drop_too_large"],
+                        "scope": smoke["scope"],
                     },
                 )
             ],

@@ -230,3 +230,42 @@ def test_a_new_snapshot_delivery(world: dict, tmp_path: Path) -> None:
     assert _differences(inc_path, home.warehouse) == {}
     n = file_rows(inc_path, "SELECT count(*) FROM list_entries WHERE source_id = ?", [source])
     assert n == [(kept.filter(pl.col("list_type").is_not_null()).height,)]
+
+
+def test_the_swap_checks_look_at_the_rebuilt_entities(world: dict, tmp_path: Path) -> None:
+    """Against its base, an incremental warehouse's change summary is computed over the
+    rebuilt entities and equals the one over both whole maps; its smoke checks look
+    at those entities and still catch a broken one. Against any other file (a full
+    build), both look at everything."""
+    from tessera import quality as qc
+
+    base, inc, full = world["base"], world["inc_path"], world["full_path"]
+    whole = qc.entity_changes(qc.membership_map(base), qc.membership_map(inc))
+    assert qc.warehouse_changes(base, inc) == whole
+    assert whole["new"] and whole["grown"] and whole["merged"] and whole["split"]
+    assert qc.warehouse_changes(base, full) == whole  # the full build: every row compared
+    smoke = qc.warehouse_smoke(inc, base, 0.2)
+    assert smoke["ok"] and smoke["scope"].endswith("rebuilt from the live warehouse")
+    assert qc.warehouse_smoke(full, base, 0.2)["scope"] == "every entity"
+
+    # A rebuilt entity that lost its memberships, and a mention in two entities.
+    broken = tmp_path / "broken.duckdb"
+    shutil.copyfile(inc, broken)
+    con = duckdb.connect(str(broken))
+    lost, other = (
+        r[0]
+        for r in con.execute(
+            "SELECT entity_id FROM publish_touched ORDER BY entity_id LIMIT 2"
+        ).fetchall()
+    )
+    con.execute("DELETE FROM memberships WHERE entity_id = ?", [lost])
+    con.execute(
+        "INSERT INTO memberships SELECT * REPLACE (? AS entity_id) FROM memberships "
+        "WHERE entity_id = ? LIMIT 1",
+        [lost, other],
+    )
+    con.close()
+    smoke = qc.warehouse_smoke(broken, base, 0.2)
+    assert not smoke["ok"]
+    assert smoke["violations"]["mention in several entities"] == 1
+    assert qc.warehouse_smoke(broken, None, 0.2)["violations"] == smoke["violations"]
