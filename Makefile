@@ -7,11 +7,15 @@ HOME_DIR ?= data
 
 .PHONY: install demo test test-fast lint bench clean
 
-$(STAMP): requirements.lock pyproject.toml
+# Bytecode is compiled at install: where PYTHONDONTWRITEBYTECODE is set (these
+# machines set it), Python would otherwise compile every imported module of
+# Dagster, polars and Splink again in each process (import dagster: 1.1 s).
+$(STAMP): requirements.lock pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade "uv==0.13.9"
-	$(BIN)/uv pip install -q -p $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install -q --compile-bytecode -p $(BIN)/python -r requirements.lock
 	$(BIN)/uv pip install -q -p $(BIN)/python --no-deps -e .
+	$(BIN)/python -m compileall -q connectors linkage orchestration simulation tessera warehouse
 	touch $(STAMP)
 
 install: $(STAMP)
