@@ -3,12 +3,14 @@
 A database source is declared by its SourceSpec: ``DatabaseOptions.query``
 yields one row per record with the ``key`` and ``cursor`` columns,
 ``key_query`` lists every current key, ``deleted_flag`` (optional) names a
-soft-delete column. :func:`extract` reads what changed since the stored
-:class:`CursorState` with ``polars.read_database_uri(..., engine="connectorx")``
-(one code path for all three engines) and returns the rows plus the new state;
-the caller commits that state with :class:`CursorStore` only after it has
-staged the rows, so a failed or interrupted run leaves the state unchanged and
-a rerun gets every change exactly once.
+soft-delete column and ``cursor_columns`` (optional) the indexed columns a
+computed cursor is taken from (see :func:`incremental_query`). :func:`extract`
+reads what changed since the stored :class:`CursorState` with
+``polars.read_database_uri(..., engine="connectorx")`` (one code path for all
+three engines) and returns the rows plus the new state; the caller commits
+that state with :class:`CursorStore` only after it has staged the rows, so a
+failed or interrupted run leaves the state unchanged and a rerun gets every
+change exactly once.
 
 Cursor semantics (chosen to be safe with equal timestamps and independent of
 each engine's string collation): rows are selected with ``cursor >= high_water``
@@ -20,8 +22,9 @@ cursor JSON; it also tells an ``insert`` from an ``update`` and, compared with
 SQL interpolation: connectorx has no bound parameters, so the high-water value
 is written into the SQL text. It only ever comes from our own state file and
 is re-validated before use (an integer, or an ISO timestamp
-``YYYY-MM-DD HH:MM:SS[.ffffff]``); the identifiers (key, cursor) come from the
-spec and must be plain ASCII identifiers. No user input reaches the SQL.
+``YYYY-MM-DD HH:MM:SS[.ffffff]``); the identifiers (key, cursor, cursor
+columns) come from the spec and must be plain ASCII identifiers. No user input
+reaches the SQL.
 """
 
 from __future__ import annotations
@@ -292,11 +295,18 @@ def _options(spec: SourceSpec):
     db = spec.database
     if db is None:
         raise SourceDatabaseError(f"{spec.id}: not a database source")
-    for what, name in (("key", db.key), ("cursor", db.cursor), ("deleted_flag", db.deleted_flag)):
+    named = [("key", db.key), ("cursor", db.cursor), ("deleted_flag", db.deleted_flag)]
+    named += [("cursor_columns", c) for c in db.cursor_columns]
+    for what, name in named:
         if name is not None and not _IDENT.fullmatch(name):
             raise SourceDatabaseError(
                 f"{spec.id}: {what} column {name!r} is not a plain identifier"
             )
+    if db.cursor in db.cursor_columns or len(set(db.cursor_columns)) != len(db.cursor_columns):
+        raise SourceDatabaseError(
+            f"{spec.id}: cursor_columns {db.cursor_columns!r} must be distinct columns "
+            f"other than the cursor {db.cursor!r}"
+        )
     return db
 
 
@@ -376,12 +386,33 @@ def _literal(source_id: str, high_water: str) -> str:
 
 
 def incremental_query(spec: SourceSpec, high_water: str | None) -> str:
-    """The spec's query restricted to rows at or after the high-water mark."""
+    """The spec's query restricted to rows at or after the high-water mark.
+
+    With ``cursor_columns`` the restriction is a ``UNION ALL`` with one arm per
+    column: arm *i* takes the rows whose column *i* is at or after the mark and
+    no earlier column is (null-safe), so no row comes twice, and every arm keeps
+    the ``cursor >= mark`` filter, so the rows are exactly those of the plain
+    form (the cursor is always one of the columns' values). A computed cursor
+    can use no index; each arm's filter on one passed-through table column can
+    (the engines merge the derived table and push the filter to that table).
+    """
     db = _options(spec)
-    base = db.query.strip().rstrip(";").strip()
+    base = f"SELECT * FROM ({db.query.strip().rstrip(';').strip()}) q"
     if high_water is None:
-        return f"SELECT * FROM ({base}) q"
-    return f"SELECT * FROM ({base}) q WHERE q.{db.cursor} >= {_literal(spec.id, high_water)}"
+        return base
+    mark = _literal(spec.id, high_water)
+    since = f"q.{db.cursor} >= {mark}"
+    if not db.cursor_columns:
+        return f"{base} WHERE {since}"
+    arms = []
+    for i, column in enumerate(db.cursor_columns):
+        # Not taken by an earlier arm (null-safe). Written so no planner turns it
+        # into an index scan of the earlier column: SQLite would, for `IS NULL OR <`.
+        earlier = [
+            f"CASE WHEN q.{c} >= {mark} THEN 0 ELSE 1 END = 1" for c in db.cursor_columns[:i]
+        ]
+        arms.append(f"{base} WHERE " + " AND ".join([f"q.{column} >= {mark}", *earlier, since]))
+    return " UNION ALL ".join(arms)
 
 
 def _as_text(frame: pl.DataFrame) -> pl.DataFrame:
@@ -431,11 +462,19 @@ def _check_columns(spec: SourceSpec, frame: pl.DataFrame) -> None:
     db = _options(spec)
     need = [c.name for c in spec.columns if c.required] + [db.key, db.cursor]
     need += [db.deleted_flag] if db.deleted_flag else []
+    need += list(db.cursor_columns)
     for name in dict.fromkeys(need):
         if name not in frame.columns:
             raise SourceDatabaseError(
                 f"{spec.id}: column {name!r} missing from query result (schema changed?)"
             )
+
+
+def _helper_columns(spec: SourceSpec, present: list[str]) -> list[str]:
+    """The ``cursor_columns`` that only serve the filter: present, and named nowhere else."""
+    db = _options(spec)
+    named = {c.name for c in spec.columns} | {db.key, db.cursor, db.deleted_flag}
+    return [c for c in db.cursor_columns if c in present and c not in named]
 
 
 def _empty(schema: dict) -> pl.DataFrame:
@@ -461,6 +500,7 @@ def extract(spec: SourceSpec, url: str, state: CursorState | None) -> Extraction
     )
     raw = read_sql(spec.id, url, incremental_query(spec, high_water))
     _check_columns(spec, raw)
+    raw = raw.drop(_helper_columns(spec, raw.columns))
     cur, kind = _cursor_values(spec, raw, db.cursor)
     if high_water is not None and (kind == "int") != bool(_INT.fullmatch(high_water)):
         raise SourceDatabaseError(

@@ -145,6 +145,14 @@ class DatabaseOptions:
     ``key`` and ``cursor`` columns; ``deleted_flag`` names a soft-delete column
     if the system has one. Hard deletes are found by comparing key sets
     (``key_query``).
+
+    ``cursor_columns`` is for a cursor computed from several tables (the later
+    of two ``update_time`` stamps), which no index can serve: it names query
+    output columns that pass each table's own indexed stamp through unchanged,
+    such that the cursor is always one of their values (or null). The
+    incremental read then filters each of them on its own, so each is served
+    by its index; they are helper columns, left out of the extracted rows
+    unless the spec names them otherwise.
     """
 
     engine: Engine
@@ -154,6 +162,7 @@ class DatabaseOptions:
     cursor: str
     key_query: str
     deleted_flag: str | None = None
+    cursor_columns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -249,7 +258,12 @@ def spec_from_dict(d: dict[str, Any]) -> SourceSpec:
             }
         )
         cols = tuple(Column(**c) for c in d["columns"])
-        db = DatabaseOptions(**d["database"]) if "database" in d else None
+        db = None
+        if "database" in d:
+            opts = dict(d["database"])
+            if "cursor_columns" in opts:  # a TOML array; the spec is frozen and hashable
+                opts["cursor_columns"] = tuple(opts["cursor_columns"])
+            db = DatabaseOptions(**opts)
         return SourceSpec(
             id=d["id"],
             title=d.get("title", d["id"]),

@@ -28,11 +28,16 @@ from connectors.database import (
     SourceDatabaseError,
     _keys_hash,
     database_url,
+    engine_of,
     extract,
+    incremental_query,
+    mysql_connect_args,
     preflight,
+    read_sql,
+    sqlite_path,
     with_database,
 )
-from connectors.spec import SourceSpec
+from connectors.spec import SourceSpec, spec_from_dict
 from simulation.databases import DatabaseDayLog, write_database_day
 from simulation.world import World, WorldConfig, generate_world
 from tessera.config import DatabaseServers, Home
@@ -595,3 +600,207 @@ def test_deploy_dagster_yaml_puts_all_storage_on_postgres(pg, tmp_path: Path, mo
         assert instance.get_runs() == []
     finally:
         instance.dispose()
+
+
+# ---------------------------------------------------------------- computed cursors
+
+
+def _execute(url: str, *statements: str) -> None:
+    """Run statements on the database at ``url`` with the engine's own driver."""
+    engine = engine_of(url)
+    if engine == "sqlite":
+        con = sqlite3.connect(sqlite_path(url))
+    elif engine == "postgres":
+        import psycopg2
+
+        con = psycopg2.connect(url)
+    else:
+        import pymysql
+
+        con = pymysql.connect(**mysql_connect_args(url))
+    try:
+        cur = con.cursor()
+        for sql in statements:
+            cur.execute(sql)
+        con.commit()
+    finally:
+        con.close()
+
+
+def _plain(spec: SourceSpec) -> SourceSpec:
+    """The telecom spec as it was before ``cursor_columns``: the plain filter on the
+    computed cursor, and no helper columns in the query."""
+    helpers = ", s.update_time AS subs_update_time, c.update_time AS cust_update_time"
+    assert helpers in spec.database.query
+    return replace(
+        spec,
+        database=replace(
+            spec.database, query=spec.database.query.replace(helpers, ""), cursor_columns=()
+        ),
+    )
+
+
+def test_only_a_cursor_columns_spec_changes_its_query() -> None:
+    mark = "2026-01-02 08:00:00"
+    for spec in DATABASE_SPECS:
+        db = spec.database
+        if spec.id == "telecom_db":
+            assert db.cursor_columns == ("subs_update_time", "cust_update_time")
+            sql = incremental_query(spec, mark)
+            assert sql.count(" UNION ALL ") == 1 and sql.count(f"q.update_time >= '{mark}'") == 2
+            assert incremental_query(spec, None) == f"SELECT * FROM ({db.query}) q"
+        else:
+            assert db.cursor_columns == ()
+            assert (
+                incremental_query(spec, mark)
+                == f"SELECT * FROM ({db.query}) q WHERE q.{db.cursor} >= '{mark}'"
+            )
+
+
+@pytest.mark.parametrize(
+    "columns, message",
+    [
+        (("subs_update_time", "update_time"), "must be distinct columns other than the cursor"),
+        (("subs_update_time", "subs_update_time"), "must be distinct"),
+        (("s.update_time",), "cursor_columns column 's.update_time' is not a plain identifier"),
+    ],
+)
+def test_bad_cursor_columns_are_refused_before_any_sql(
+    columns: tuple[str, ...], message: str
+) -> None:
+    spec = SPECS["telecom_db"]
+    bad = replace(spec, database=replace(spec.database, cursor_columns=columns))
+    with pytest.raises(SourceDatabaseError, match=f"telecom_db: .*{message}"):
+        incremental_query(bad, "2026-01-02 08:00:00")
+
+
+def test_cursor_columns_come_from_toml_as_a_tuple() -> None:
+    spec = SPECS["telecom_db"]
+    db = spec.database
+    data = {
+        "id": "my_telecom",
+        "entity": "person",
+        "format": {"kind": "database"},
+        "columns": [{"name": c.name, "field": c.field, "rule": c.rule} for c in spec.columns],
+        "database": {
+            "engine": db.engine,
+            "database": "my_telecom",
+            "query": db.query,
+            "key": db.key,
+            "cursor": db.cursor,
+            "key_query": db.key_query,
+            "deleted_flag": db.deleted_flag,
+            "cursor_columns": list(db.cursor_columns),
+        },
+    }
+    got = spec_from_dict(data)
+    assert got.database.cursor_columns == db.cursor_columns
+    assert hash(got) == hash(spec_from_dict(data)), "the spec stays hashable"
+
+
+@pytest.mark.parametrize(
+    "engine",
+    [
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.db),
+        pytest.param("mysql", marks=pytest.mark.db),
+    ],
+)
+def test_cursor_columns_read_exactly_the_rows_of_the_computed_cursor(
+    engine: str, request, world: World, tmp_path: Path
+) -> None:
+    """Changes in only one of the two telecom tables, in both, at the mark itself,
+    a soft delete and null stamps: the indexed form returns the same rows as the
+    plain filter on the computed cursor, and the extraction is the same."""
+    spec = SPECS["telecom_db"]
+    if engine == "sqlite":
+        url = _sqlite_url(tmp_path, spec)
+    else:
+        url = request.getfixturevalue("pg" if engine == "postgres" else "mysql")(
+            "telecom_cursor_columns"
+        )
+    store = _fresh(world, spec, url, tmp_path)
+    state = store.load(spec.id)
+    mark = state.high_water
+    # Subscribers that are their customer's only subscription, so a change to
+    # the customer changes exactly one record.
+    single = read_sql(
+        spec.id,
+        url,
+        "SELECT min(s.subs_id) AS subs_id, s.cust_id FROM subscriber s "
+        "JOIN cust_info c ON c.cust_id = s.cust_id "
+        f"WHERE s.update_time < '{mark}' AND c.update_time < '{mark}' "
+        "GROUP BY s.cust_id HAVING count(*) = 1 ORDER BY 1",
+    )
+    assert single.height >= 9
+    subs, cust = single["subs_id"].to_list(), dict(single.iter_rows())
+    later, latest, old = "2026-02-01 10:00:00", "2026-02-01 11:00:00", "2025-06-01 00:00:00"
+    s_only, c_only, both, s_at_mark, c_at_mark, gone, c_null, s_null, untouched = subs[:9]
+    _execute(
+        url,
+        f"UPDATE subscriber SET msisdn = '13900000000', update_time = '{later}' "
+        f"WHERE subs_id = '{s_only}'",
+        f"UPDATE cust_info SET contact_addr = 'moved', update_time = '{later}' "
+        f"WHERE cust_id = '{cust[c_only]}'",
+        f"UPDATE subscriber SET update_time = '{later}' WHERE subs_id = '{both}'",
+        f"UPDATE cust_info SET update_time = '{latest}' WHERE cust_id = '{cust[both]}'",
+        # At the mark exactly (>=), with the other table's stamp older.
+        f"UPDATE subscriber SET msisdn = '13900000001', update_time = '{mark}' "
+        f"WHERE subs_id = '{s_at_mark}'",
+        f"UPDATE cust_info SET update_time = '{old}' WHERE cust_id = '{cust[s_at_mark]}'",
+        f"UPDATE cust_info SET contact_addr = 'moved too', update_time = '{mark}' "
+        f"WHERE cust_id = '{cust[c_at_mark]}'",
+        f"UPDATE subscriber SET update_time = '{old}' WHERE subs_id = '{c_at_mark}'",
+        f"UPDATE subscriber SET del_flag = '2', update_time = '{later}' WHERE subs_id = '{gone}'",
+        # A null customer stamp: the cursor is the subscriber's (taken). A null
+        # subscriber stamp makes the computed cursor null (not taken, either way).
+        f"UPDATE subscriber SET update_time = '{latest}' WHERE subs_id = '{c_null}'",
+        f"UPDATE cust_info SET update_time = NULL WHERE cust_id = '{cust[c_null]}'",
+        f"UPDATE subscriber SET update_time = NULL WHERE subs_id = '{s_null}'",
+        f"UPDATE cust_info SET update_time = '{latest}' WHERE cust_id = '{cust[s_null]}'",
+    )
+    plain = _plain(spec)
+    for hw in (mark, later):
+        fast = read_sql(spec.id, url, incremental_query(spec, hw))
+        slow = read_sql(spec.id, url, incremental_query(plain, hw))
+        assert (
+            fast.drop("subs_update_time", "cust_update_time")
+            .sort("subs_id")
+            .equals(slow.sort("subs_id"))
+        ), hw
+    assert set(fast["subs_id"]) == {s_only, c_only, both, gone, c_null}, "at `later` or after"
+
+    new, old_form = extract(spec, url, state), extract(plain, url, state)
+    assert new.rows.equals(old_form.rows) and new.deleted.equals(old_form.deleted)
+    assert new.quarantine.height == 0 and new.new_state.high_water == latest
+    assert (new.new_state.keys_hash, new.new_state.known_keys) == (
+        old_form.new_state.keys_hash,
+        old_form.new_state.known_keys,
+    )
+    assert "subs_update_time" not in new.rows.columns and "cust_update_time" not in new.rows.columns
+    assert dict(zip(new.rows["subs_id"], new.rows["_op"], strict=True)) == {
+        k: "update" for k in (s_only, c_only, both, s_at_mark, c_at_mark, c_null)
+    }
+    assert new.deleted.rows() == [(gone, "soft")]
+    assert untouched not in set(new.rows["subs_id"]) and s_null not in set(new.rows["subs_id"])
+    rows = {r["subs_id"]: r for r in new.rows.iter_rows(named=True)}
+    assert rows[both]["update_time"] == latest and rows[c_only]["contact_addr"] == "moved"
+
+
+def test_cursor_columns_are_each_served_by_their_index_on_sqlite(
+    world: World, tmp_path: Path
+) -> None:
+    spec = SPECS["telecom_db"]
+    url = _sqlite_url(tmp_path, spec)
+    write_database_day(world, spec, DATABASE_PROFILES[spec.id], 0, url, tmp_path / "truth")
+    with sqlite3.connect(sqlite_path(url)) as con:
+
+        def plan(s: SourceSpec) -> str:
+            sql = "EXPLAIN QUERY PLAN " + incremental_query(s, "2026-01-02 08:00:00")
+            return "\n".join(row[-1] for row in con.execute(sql))
+
+        fast, slow = plan(spec), plan(_plain(spec))
+    assert "SEARCH s USING INDEX ix_subscriber_update_time (update_time>?)" in fast, fast
+    assert "SEARCH c USING INDEX ix_cust_info_update_time (update_time>?)" in fast, fast
+    assert "SCAN" not in fast, fast
+    assert "SCAN s" in slow, "the computed cursor alone reads the whole table"

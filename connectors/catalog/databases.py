@@ -17,7 +17,8 @@ social_insurance_db    postgres  ac01 ac02 ab01              aae036         hard
 court_enforcement_db   postgres  zx_aj zx_bzxr dm_xb         gxsj           hard
 ecommerce_accounts_db  mysql     user_account user_address   gmt_modified   soft (is_deleted)
 telecom_db             mysql     subscriber cust_info        update_time    soft (del_flag)
-                                 dm_zjlx                     (max of both)
+                                 dm_zjlx                     (max of both,
+                                                             each indexed)
 ride_hailing_db        mysql     t_driver t_driver_vehicle   updated_at     hard
                                  t_city
 vehicle_registry_db    mysql     jdc_jbxx jdc_syr dm_hpzl    gxsj           hard
@@ -43,6 +44,7 @@ def _db(
     cursor: str,
     key_query: str,
     deleted_flag: str | None = None,
+    cursor_columns: tuple[str, ...] = (),
 ) -> DatabaseOptions:
     return DatabaseOptions(
         engine=engine,
@@ -52,6 +54,7 @@ def _db(
         cursor=cursor,
         key_query=key_query,
         deleted_flag=deleted_flag,
+        cursor_columns=cursor_columns,
     )
 
 
@@ -267,7 +270,8 @@ DATABASE_SPECS: tuple[SourceSpec, ...] = (
             """SELECT s.subs_id, c.cust_name, t.cert_name AS cert_type, c.cert_no, c.contact_addr, s.msisdn,
                       s.open_date, s.del_flag,
                       CASE WHEN c.update_time > s.update_time THEN c.update_time ELSE s.update_time END
-                        AS update_time
+                        AS update_time,
+                      s.update_time AS subs_update_time, c.update_time AS cust_update_time
                FROM subscriber s
                JOIN cust_info c ON c.cust_id = s.cust_id
                LEFT JOIN dm_zjlx t ON t.cert_type = c.cert_type""",
@@ -275,6 +279,8 @@ DATABASE_SPECS: tuple[SourceSpec, ...] = (
             cursor="update_time",
             key_query="SELECT subs_id FROM subscriber",
             deleted_flag="del_flag",
+            # The computed cursor has no index; each table's own stamp has one.
+            cursor_columns=("subs_update_time", "cust_update_time"),
         ),
         description="Subscriptions and their customers, each table with its own update_time "
         "(the cursor is the later of the two); del_flag '2' marks a closed line.",
