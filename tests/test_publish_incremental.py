@@ -29,7 +29,7 @@ from linked_world import (
 )
 
 from tessera.config import Home
-from warehouse import incremental, schema
+from warehouse import incremental, prefetch, schema
 from warehouse.publish import building_path, publish
 
 UNCOMPARED = ("runs", "publish_inputs")
@@ -58,7 +58,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
     day3 = home.root.parent / "day3"
     shutil.copytree(home.root, day3)  # the lake as the day left it, for the fallbacks
+    # The copy of the base made ahead, as a daily run's linkage starts it: the build
+    # takes it (and this test compares what it built with a full build).
+    assert prefetch.start(base) == "started"
     inc = publish(home, base=base)
+    assert not prefetch.prepared_path(base).exists()
     inc_path = home.root / "incremental.duckdb"
     shutil.copyfile(home.warehouse, inc_path)
     full = publish(home)

@@ -16,7 +16,7 @@ previous export provably holds what a full export of the warehouse's *base* hold
 its lineage names the run the warehouse was incrementally published from (the
 warehouse's ``base_run`` stamp, :mod:`warehouse.incremental`) and the same SQL
 (fingerprint), or it is of this very warehouse run. The previous file is cloned
-(:func:`warehouse.publish.clone_file`) and, in one transaction:
+(:func:`warehouse.prefetch.clone_file`) and, in one transaction:
 
 - the entities to replace are the ones the publish rebuilt (``publish_touched``)
   plus those whose exported list entries differ between the previous export and the
@@ -50,7 +50,7 @@ import duckdb
 
 from tessera.timing import Laps
 from warehouse import schema
-from warehouse.publish import clone_file
+from warehouse.prefetch import clone_file
 
 # Above this share of the entities to replace, a full export is cheaper.
 MAX_TOUCHED = 0.25

@@ -26,7 +26,8 @@ from connectors.canonical import ADDRESS_FIELDS, MENTION_SCHEMA, RECORD_SCHEMA, 
 from connectors.catalog import load_specs
 from linkage.parts import linkage_parts, linkage_sql
 from tessera.config import Home
-from warehouse import corrections, matching, schema
+from warehouse import corrections, matching, prefetch, schema
+from warehouse.prefetch import clone_file
 
 ENTITY_TYPES = ("person", "business")
 _EVIDENCE_FIXED = (
@@ -544,28 +545,6 @@ def _configure(con: duckdb.DuckDBPyConnection, spill: Path) -> None:
     con.execute("SET preserve_insertion_order = false")
 
 
-def clone_file(src: Path, dst: Path) -> None:
-    """Copy ``src`` to ``dst`` in the kernel (``copy_file_range``: a reflink, no data
-    copied, on filesystems that share extents such as XFS and Btrfs; an in-kernel copy
-    elsewhere), or with :func:`shutil.copyfile` where that is not available."""
-    if not hasattr(os, "copy_file_range"):
-        shutil.copyfile(src, dst)
-        return
-    with src.open("rb") as fin, dst.open("wb") as fout:
-        size = os.fstat(fin.fileno()).st_size
-        done = 0
-        try:
-            while done < size:
-                n = os.copy_file_range(fin.fileno(), fout.fileno(), size - done)
-                if n == 0:
-                    break
-                done += n
-        except OSError:  # e.g. across filesystems on an old kernel
-            done = -1
-    if done != size:
-        shutil.copyfile(src, dst)
-
-
 def fingerprint(home: Home) -> str:
     """What the warehouse's content is a function of besides its input files: the SQL
     of every table (:func:`warehouse.schema.fingerprint`), the mention columns, the
@@ -663,7 +642,9 @@ def publish(
                 plan = incremental.plan(home, base)
                 steps["plan"] = time.perf_counter() - t
                 t = time.perf_counter()
-                clone_file(base, tmp)
+                # The copy a daily run made ahead (warehouse.prefetch), else now.
+                if not prefetch.take(base, tmp):
+                    clone_file(base, tmp)
                 steps["copy_base"] = time.perf_counter() - t
                 con = duckdb.connect(str(tmp))
                 try:
