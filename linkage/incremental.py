@@ -67,6 +67,7 @@ import polars as pl
 from splink import DuckDBAPI, Linker
 
 from connectors import lake
+from linkage import cross as cross_edges
 from linkage import sizes as entity_sizes
 from linkage.clusters import (
     connected_components,
@@ -589,30 +590,62 @@ def score_new(
 
 
 def _region(
-    prev: pl.DataFrame, seeds: pl.Series, old_edges: pl.LazyFrame
-) -> tuple[pl.DataFrame, pl.DataFrame]:
+    prev: pl.DataFrame,
+    seeds: pl.Series,
+    old_edges: pl.LazyFrame,
+    cross: pl.DataFrame | None = None,
+    *,
+    inside: bool = True,
+) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     """The existing entities to re-cluster: those holding a ``seeds`` mention, closed
     over old edges that cross entities (an edge refused by the guard or a decision
     ties two entities a full relink would reconsider together). Returns the region's
-    old map (``mention_id, entity_id``) and its old edges (both ends inside). The
-    edges are scanned only when there are seeds, for the region's mentions only."""
+    old map (``mention_id, entity_id``) and, with ``inside``, its old edges (both ends
+    inside; None without). With ``cross`` (the old edges between entities,
+    :mod:`linkage.cross`) the closure is taken over those in memory and the edges
+    are scanned once, for the inside edges; without, every step of the closure scans
+    the edges touching the region."""
     ents = prev.filter(pl.col("mention_id").is_in(seeds.implode()))["entity_id"].unique()
     if ents.is_empty():
-        return prev.clear(), old_edges.clear().collect()
+        return prev.clear(), (old_edges.clear().collect() if inside else None)
+    if cross is not None:
+        # Within an entity an edge adds nothing: the closure only follows crossing ones.
+        ends = cross.join(
+            prev.rename({"mention_id": "mention_id_l", "entity_id": "e_l"}), on="mention_id_l"
+        ).join(prev.rename({"mention_id": "mention_id_r", "entity_id": "e_r"}), on="mention_id_r")
+        while True:
+            within = ents.implode()
+            more = pl.concat(
+                [
+                    ends.filter(pl.col("e_l").is_in(within))["e_r"],
+                    ends.filter(pl.col("e_r").is_in(within))["e_l"],
+                ]
+            )
+            grown = pl.concat([ents, more]).unique()
+            if grown.len() == ents.len():
+                break
+            ents = grown
+        members = prev.filter(pl.col("entity_id").is_in(ents.implode()))
+        if not inside:
+            return members, None
+        ids = members["mention_id"].implode()
+        return members, old_edges.filter(
+            pl.col("mention_id_l").is_in(ids) & pl.col("mention_id_r").is_in(ids)
+        ).collect()
     while True:
         members = prev.filter(pl.col("entity_id").is_in(ents.implode()))
         ids = members["mention_id"].implode()
         touching = old_edges.filter(
             pl.col("mention_id_l").is_in(ids) | pl.col("mention_id_r").is_in(ids)
         ).collect()
-        ends = pl.concat([touching["mention_id_l"], touching["mention_id_r"]]).unique()
-        more = prev.filter(pl.col("mention_id").is_in(ends.implode()))["entity_id"].unique()
+        ends_ = pl.concat([touching["mention_id_l"], touching["mention_id_r"]]).unique()
+        more = prev.filter(pl.col("mention_id").is_in(ends_.implode()))["entity_id"].unique()
         grown = pl.concat([ents, more]).unique()
         if grown.len() == ents.len():
-            inside = touching.filter(
+            inside_edges = touching.filter(
                 pl.col("mention_id_l").is_in(ids) & pl.col("mention_id_r").is_in(ids)
             )
-            return members, inside
+            return members, inside_edges
         ents = grown
 
 
@@ -890,6 +923,11 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
     # Mention level for those, closed over old edges that cross entities.
     t = time.perf_counter()
     all_old_edges = read_linkage(home, entity_type, "edges").select(EDGE_COLUMNS)
+    # The old edges between entities (recorded by the last link; computed from every
+    # edge once when the record is not of this map).
+    cross_before = cross_edges.stored(home, entity_type)
+    if cross_before is None:
+        cross_before = cross_edges.compute(all_old_edges, prev)
     while True:
         fb_nodes = comps.filter(pl.col("component").is_in(fallback.implode()))
         seeds = pl.concat(
@@ -901,7 +939,7 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
                 active["mention_id"],
             ]
         )
-        region_old, old_edges = _region(prev, seeds, all_old_edges)
+        region_old, _ = _region(prev, seeds, all_old_edges, cross_before, inside=False)
         # A component whose old entity the closure reached goes to mention level too.
         reached = comps.filter(
             pl.col("old") & pl.col("node").is_in(region_old["entity_id"].unique().implode())
@@ -910,6 +948,9 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
         if grown.len() == fallback.len():
             break
         fallback = grown
+    # The converged region's old edges: one scan of every edge.
+    region_old, old_edges = _region(prev, seeds, all_old_edges, cross_before)
+    assert old_edges is not None
     fb_new = comps.filter(pl.col("component").is_in(fallback.implode()) & ~pl.col("old"))["node"]
     nodes = pl.concat([region_old["mention_id"], fb_new]).unique()
     fb_ids = nodes.implode()
@@ -1015,15 +1056,26 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
     record_linked_files(home, entity_type, seen)
     timings["write"] = time.perf_counter() - t
 
-    # The daily checks' inputs while the map is in memory: the entity sizes (the
-    # changed entities recounted) and the duplicate-free guard over the entities this
-    # increment changed, on the map as written (their mentions' keys: those of the
-    # components and of the region, computed above).
+    # While the map is in memory: the entity sizes (the changed entities recounted) and
+    # the edges between entities (the region's and the new ones reconsidered), for the
+    # next increment and the daily checks; and the duplicate-free guard over the
+    # entities this increment changed, on the map as written (their mentions' keys:
+    # those of the components and of the region, computed above).
     t = time.perf_counter()
     if sizes_before is None:
         sizes_before = entity_sizes.count(prev.rename({"entity_id": "cluster_id"}))
     sizes_after = entity_sizes.updated(sizes_before, entities, region_old["entity_id"], touched)
     entity_sizes.record(home, entity_type, sizes_after)
+    cross_edges.record(
+        home,
+        entity_type,
+        cross_edges.updated(
+            cross_before,
+            region_old["mention_id"],
+            pl.concat([old_edges.select(cross_edges.ENDS), edges.select(cross_edges.ENDS)]),
+            entities,
+        ),
+    )
     changed_map = entities.filter(pl.col("entity_id").is_in(touched.implode())).rename(
         {"entity_id": "cluster_id"}
     )

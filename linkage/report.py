@@ -32,6 +32,8 @@ from typing import Any, Literal
 import polars as pl
 
 from connectors import lake
+from linkage import cross as cross_edges
+from linkage import sizes as entity_sizes
 from linkage.decisions import (
     REVIEW_BAND,
     WEAK_WEIGHT,
@@ -181,6 +183,14 @@ def settle(home: Home, res: LinkResult) -> dict[str, Any]:
     res.edges.write_parquet(target / f"{etype}_edges.parquet")
     review.write_parquet(target / f"{etype}_review.parquet")
     timings["write"] = time.perf_counter() - t
+    # What the daily increments start from: the edges between entities (refused by the
+    # guard or a decision) and the entity sizes, recorded with this map.
+    t = time.perf_counter()
+    cross_edges.record(home, etype, cross_edges.compute(res.edges, entities))
+    entity_sizes.record(
+        home, etype, entity_sizes.count(entities.rename({"entity_id": "cluster_id"}))
+    )
+    timings["record"] = time.perf_counter() - t
     events = ids.events.group_by("kind").len()
     return {
         "mentions": res.mentions,

@@ -498,3 +498,35 @@ def test_recorded_sizes_and_the_changed_entities_guard_match_the_map(world: dict
         assert entity_sizes.stored(home, "business") is not None
     finally:
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_recorded_cross_edges_and_the_region_closure_over_them(world: dict) -> None:
+    """The increment records the edges between entities of the map it wrote (equal to
+    computing them from every edge), and the region closed over them in memory is the
+    region closed by scanning every edge, with the same inside edges."""
+    from linkage import cross as cross_edges
+    from linkage.incremental import EDGE_COLUMNS, _region
+
+    home = world["home"]
+    for t in ENTITY_TYPES:
+        entity_map = _entities(home, t).select("mention_id", "entity_id")
+        edges = read_linkage(home, t, "edges").select(EDGE_COLUMNS)
+        recorded = cross_edges.stored(home, t)
+        assert recorded is not None, t
+        computed = cross_edges.compute(edges, entity_map)
+        assert recorded.sort(cross_edges.ENDS).equals(computed.sort(cross_edges.ENDS)), t
+    # Persons: the guard and the cannot-link leave edges between entities.
+    entity_map = _entities(home, "person").select("mention_id", "entity_id")
+    edges = read_linkage(home, "person", "edges").select(EDGE_COLUMNS)
+    recorded = cross_edges.stored(home, "person")
+    assert recorded.height > 0
+    seed_sets = [
+        recorded["mention_id_l"].head(3),  # entities tied by crossing edges
+        recorded["mention_id_r"].tail(2),
+        entity_map["mention_id"].sample(50, seed=3),
+    ]
+    for seeds in seed_sets:
+        by_scan, scan_edges = _region(entity_map, seeds, edges)
+        by_cross, cross_inside = _region(entity_map, seeds, edges, recorded)
+        assert by_scan.sort("mention_id").equals(by_cross.sort("mention_id"))
+        assert scan_edges.sort(cross_edges.ENDS).equals(cross_inside.sort(cross_edges.ENDS))
