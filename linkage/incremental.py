@@ -69,6 +69,7 @@ from splink import DuckDBAPI, Linker
 from connectors import lake
 from linkage import cross as cross_edges
 from linkage import sizes as entity_sizes
+from linkage import term_counts
 from linkage.clusters import (
     connected_components,
     offending_clusters,
@@ -153,6 +154,8 @@ class FeatureView:
     seconds: dict[str, float] = field(default_factory=dict)
     # The columns an increment may change in a stored row (the per-name statistics).
     restated: tuple[str, ...] = ()
+    # The term-frequency counts score_new took (column → ``<column>, len``).
+    tf_counts: dict[str, pl.DataFrame] = field(default_factory=dict)
 
     def rows_where(self, predicate: pl.Expr, columns: list[str] | None = None) -> pl.DataFrame:
         """The current rows that satisfy ``predicate`` (``columns`` only, when given):
@@ -530,6 +533,7 @@ def score_new(
     tf_columns = _tf_columns(settings)
     for col in tf_columns:
         counts = view.value_counts(col)
+        view.tf_counts[col] = counts
         total = counts["len"].sum()
         tables[f"tf_{col}_lookup"] = counts.select(
             col, (pl.col("len").cast(pl.Float64) / total).alias(f"tf_{col}")
@@ -1042,6 +1046,8 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
         view.over.write_parquet(target / f"{entity_type}_features.parquet")
     elif feature_rows.height:
         append_linkage(home, entity_type, "features", feature_rows)
+    # The counts over every stored row, now with the new part: the publish's.
+    term_counts.record(home, entity_type, view.tf_counts)
     review.write_parquet(rv_path)
     # The entities this increment changed (grown, new, or rebuilt at mention level):
     # the checks of a daily run look at these only (every other entity passed them).

@@ -81,6 +81,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def test_incremental_publish_equals_full(world: dict) -> None:
+    from linkage import term_counts
+
+    # The day's link recorded the term-frequency counts the update took.
+    for c in ("name_native", "name_py"):
+        assert term_counts.stored(world["home"], "person", c) is not None, c
     inc, full = world["inc"], world["full"]
     print("incremental:", inc["seconds"], inc["steps"], "full:", full["seconds"])
     assert inc["mode"] == "incremental", inc["full_reason"]

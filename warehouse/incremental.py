@@ -597,10 +597,21 @@ def _restrict(con: duckdb.DuckDBPyConnection, home: Home, plan_: Plan, cat: str)
 def _term_frequencies(con: duckdb.DuckDBPyConnection, home: Home) -> None:
     """``_tf_<type>_<column>``: the mentions per value of each term-frequency column,
     over every mention's stored features (as :func:`warehouse.matching.tf_sql` counts
-    them)."""
+    them): the counts the last incremental link recorded for these very features
+    files (:mod:`linkage.term_counts`), else counted here."""
+    from linkage import term_counts
+
     for etype in pub.ENTITY_TYPES:
         tf_cols = matching.TF_COLUMNS[etype]
         if not tf_cols:
+            continue
+        recorded = {c: term_counts.stored(home, etype, c) for c in tf_cols}
+        if all(recorded.values()):
+            for c, path in recorded.items():
+                con.execute(
+                    f"CREATE TEMP TABLE _tf_{etype}_{c} AS SELECT {c}, n "
+                    f"FROM read_parquet({pub._quote(str(path))})"
+                )
             continue
         # One read of the stored features (their term-frequency columns only).
         src = f"_tf_src_{etype}"

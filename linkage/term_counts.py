@@ -1,0 +1,60 @@
+"""The term-frequency counts of the stored features, as the last increment took them.
+
+An incremental link counts the values of each term-frequency column over every
+stored feature row (:meth:`linkage.incremental.FeatureView.value_counts`) for
+Splink. The warehouse publishes the same counts (``person_tf_<column>``,
+:mod:`warehouse.matching`); recounting them there read two columns of all 7.2M rows
+of a 1,000,000-person world each day (1.1-1.5 s). So the increment records them,
+``lake/linkage/<type>_tf_<column>.parquet`` (``<column>, n``), with the state of the
+features files they count (each part's name, size and modification time); a
+reader whose features files are not the recorded ones counts afresh.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+
+from linkage.parts import linkage_parts
+from tessera.config import Home
+
+STATE_KEY = "tessera_features_state"
+
+
+def counts_path(home: Home, entity_type: str, column: str) -> Path:
+    return home.lake / "linkage" / f"{entity_type}_tf_{column}.parquet"
+
+
+def _state(home: Home, entity_type: str) -> str:
+    parts = linkage_parts(home, entity_type, "features")
+    return json.dumps([[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in parts])
+
+
+def record(home: Home, entity_type: str, counts: dict[str, pl.DataFrame]) -> None:
+    """Write each column's counts (``<column>, len`` or ``<column>, n``) as those of
+    the current features files."""
+    state = _state(home, entity_type)
+    for column, frame in counts.items():
+        path = counts_path(home, entity_type, column)
+        tmp = path.with_name(path.name + ".tmp")
+        n = "len" if "len" in frame.columns else "n"
+        frame.select(column, pl.col(n).cast(pl.Int64).alias("n")).write_parquet(
+            tmp, metadata={STATE_KEY: state}
+        )
+        tmp.replace(path)
+
+
+def stored(home: Home, entity_type: str, column: str) -> Path | None:
+    """The recorded counts file of ``column`` when it counts the current features
+    files, else None."""
+    path = counts_path(home, entity_type, column)
+    if not path.exists():
+        return None
+    try:
+        if pl.read_parquet_metadata(path).get(STATE_KEY) != _state(home, entity_type):
+            return None
+    except (OSError, pl.exceptions.ComputeError):
+        return None
+    return path
