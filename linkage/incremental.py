@@ -156,6 +156,10 @@ class FeatureView:
     restated: tuple[str, ...] = ()
     # The term-frequency counts score_new took (column → ``<column>, len``).
     tf_counts: dict[str, pl.DataFrame] = field(default_factory=dict)
+    # Counts the last increment recorded for the stored files as they are
+    # (linkage.term_counts; column → file), and the largest stored ``uid``.
+    recorded: dict[str, Path] = field(default_factory=dict)
+    stored_top: int = 0
 
     def rows_where(self, predicate: pl.Expr, columns: list[str] | None = None) -> pl.DataFrame:
         """The current rows that satisfy ``predicate`` (``columns`` only, when given):
@@ -195,6 +199,26 @@ class FeatureView:
         increment's new mentions), so only the base's column is scanned."""
         if self.stored is None or column in self.restated:
             return self.columns([column]).drop_nulls().group_by(column).len()
+        if column in self.recorded:
+            # The counts of the stored rows as recorded, plus this increment's new rows
+            # (uid above every stored one): no stored column is read.
+            dtype = self.over.schema[column]
+            return (
+                pl.concat(
+                    [
+                        pl.read_parquet(self.recorded[column]).select(
+                            pl.col(column).cast(dtype), pl.col("n").cast(pl.UInt32).alias("len")
+                        ),
+                        self.over.filter(pl.col("uid") > self.stored_top)
+                        .select(column)
+                        .drop_nulls()
+                        .group_by(column)
+                        .len(),
+                    ]
+                )
+                .group_by(column)
+                .agg(pl.col("len").sum())
+            )
         base, parts = self.stored_files[0], self.stored_files[1:]
         top = pl.scan_parquet(base).select(pl.col("uid").max()).collect().item() or 0
         frames = [pl.scan_parquet(p).select("uid", column) for p in parts]
@@ -311,6 +335,8 @@ def _increment_features(
         reps = legal_rep_names(rels.lazy(), named)
         fresh = business_features(new_mentions, reps)
     top = stored.select(pl.col("uid").max()).collect().item() or 0
+    # The counts the last increment recorded, while they still count the stored files.
+    recorded = term_counts.recorded(home, entity_type)
     lap("derive")
     fresh = fresh.with_columns((pl.col("uid") + top).cast(schema["uid"]))
     # The per-name statistics over every mention of the names the new ones carry
@@ -358,7 +384,17 @@ def _increment_features(
         [moved, known_new.join(moved.select("mention_id"), on="mention_id", how="anti")]
     )
     lap("moved_rows")
-    return FeatureView(stored, parts, over, new_ids, moved, seconds, tuple(stats))
+    return FeatureView(
+        stored,
+        parts,
+        over,
+        new_ids,
+        moved,
+        seconds,
+        tuple(stats),
+        recorded=recorded,
+        stored_top=top,
+    )
 
 
 def _staged(home: Home, entity_type: str, files: list[Path] | None = None) -> pl.LazyFrame:

@@ -58,3 +58,14 @@ def stored(home: Home, entity_type: str, column: str) -> Path | None:
     except (OSError, pl.exceptions.ComputeError):
         return None
     return path
+
+
+def recorded(home: Home, entity_type: str) -> dict[str, Path]:
+    """Every column whose recorded counts count the current features files."""
+    prefix = f"{entity_type}_tf_"
+    out: dict[str, Path] = {}
+    for p in sorted((home.lake / "linkage").glob(f"{prefix}*.parquet")):
+        column = p.name[len(prefix) : -len(".parquet")]
+        if stored(home, entity_type, column) is not None:
+            out[column] = p
+    return out

@@ -448,6 +448,27 @@ def test_value_counts_read_from_the_base_equal_every_row(world: dict) -> None:
             want = every.select(col).drop_nulls().group_by(col).len().sort(col)
             assert view.value_counts(col).sort(col).equals(want), (t, col)
 
+    # With the counts the increment recorded, plus new rows (uid above the stored ones).
+    from linkage import term_counts
+
+    recorded = term_counts.recorded(home, "person")
+    assert set(recorded) == {"name_native", "name_py"}
+    stored = read_linkage(home, "person", "features")
+    every = stored.collect()
+    top = int(every["uid"].max())
+    fresh = every.head(3).with_columns(
+        (pl.col("mention_id") + "-new").alias("mention_id"),
+        (pl.int_range(1, 4) + top).cast(every.schema["uid"]).alias("uid"),
+    )
+    files = linkage_parts(home, "person", "features")
+    view = FeatureView(
+        stored, files, fresh, fresh["mention_id"], None, restated=PERSON_NAME_STATS,
+        recorded=recorded, stored_top=top,
+    )  # fmt: skip
+    for col in recorded:
+        want = pl.concat([every, fresh]).select(col).drop_nulls().group_by(col).len().sort(col)
+        assert view.value_counts(col).sort(col).equals(want), col
+
 
 def test_recorded_sizes_and_the_changed_entities_guard_match_the_map(world: dict) -> None:
     """The increment records the entity sizes of the map it wrote (the daily checks
