@@ -33,15 +33,48 @@ from warehouse import incremental, prefetch, schema
 from warehouse.publish import building_path, publish
 
 UNCOMPARED = ("runs", "publish_inputs")
+# Compared by what search finds in them: an incremental publish appends the variants of
+# new references to name_variants_added and deletes none.
+VARIANTS = ("name_variants", "name_variants_added")
+LIVE_VARIANTS = """
+    SELECT DISTINCT variant, name_ref FROM (
+        SELECT * FROM {db}.name_variants UNION ALL SELECT * FROM {db}.name_variants_added)
+    WHERE name_ref IN (SELECT name_ref FROM {db}.name_refs)"""
+
+
+def _counted(out: dict) -> dict[str, int]:
+    """A publish's row counts, but the name variants' (:func:`_differences` compares
+    what search finds in them)."""
+    return {t: n for t, n in out["counts"].items() if t not in VARIANTS}
 
 
 def _differences(a: Path, b: Path) -> dict[str, tuple[int, int]]:
     """Per table (all but runs and publish_inputs): rows only in ``a``, rows only in
     ``b`` (multisets: every column, duplicates counted); plus the columns and types,
-    indexes and views of both files."""
-    return file_differences(
-        a, b, [t for t in schema.TABLES if t not in UNCOMPARED], [COLUMNS_SQL, INDEXES_SQL]
+    indexes and views of both files; the name variants as the variants of the
+    references each file holds."""
+    out = file_differences(
+        a,
+        b,
+        [t for t in schema.TABLES if t not in UNCOMPARED + VARIANTS],
+        [COLUMNS_SQL, INDEXES_SQL],
     )
+    con = duckdb.connect()
+    try:
+        con.execute("ATTACH ? AS a (READ_ONLY)", [str(a)])
+        con.execute("ATTACH ? AS b (READ_ONLY)", [str(b)])
+        only = [
+            con.execute(
+                f"SELECT count(*) FROM ({LIVE_VARIANTS.format(db=x)} "
+                f"EXCEPT {LIVE_VARIANTS.format(db=y)})"
+            ).fetchone()[0]
+            for x, y in (("a", "b"), ("b", "a"))
+        ]
+    finally:
+        con.close()
+    if any(only):
+        out["name_variants (of the references held)"] = (only[0], only[1])
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +126,8 @@ def test_incremental_publish_equals_full(world: dict) -> None:
     entities = inc["counts"]["entities"]
     assert 0 < inc["touched"] < entities / 4
     assert _differences(world["inc_path"], world["full_path"]) == {}
-    assert inc["counts"] == full["counts"]
+
+    assert _counted(inc) == _counted(full)
 
 
 def test_the_day_merged_split_and_corrected(world: dict) -> None:
@@ -127,7 +161,7 @@ def test_a_later_reference_date_and_a_second_update(world: dict, tmp_path: Path)
     shutil.copyfile(home.warehouse, inc_path)
     full = publish(home, later)
     assert _differences(inc_path, home.warehouse) == {}
-    assert full["counts"] == inc["counts"]
+    assert _counted(full) == _counted(inc)
     statuses = dict(file_rows(inc_path, "SELECT status, count(*) FROM list_entries GROUP BY ALL"))
     assert statuses.get("expired", 0) > 0
 
@@ -278,3 +312,28 @@ def test_the_swap_checks_look_at_the_rebuilt_entities(world: dict, tmp_path: Pat
     assert not smoke["ok"]
     assert smoke["violations"]["mention in several entities"] == 1
     assert qc.warehouse_smoke(broken, None, 0.2)["violations"] == smoke["violations"]
+
+
+def test_names_the_day_added_are_found_with_a_typo(world: dict) -> None:
+    """The day's new name references went to name_variants_added (name_variants is the
+    base's): a name search with one character dropped finds their entities."""
+    from warehouse.search import _name_candidates
+
+    inc = world["inc_path"]
+    con = duckdb.connect(str(inc), read_only=True)
+    try:
+        rows = con.execute(
+            """SELECT DISTINCT a.name_ref, r.entity_id FROM name_variants_added a
+            JOIN name_refs r USING (name_ref)
+            WHERE a.variant = a.name_ref AND a.name_ref LIKE 'p:%' AND length(a.name_ref) >= 8
+            ORDER BY a.name_ref LIMIT 5"""
+        ).fetchall()
+        assert rows, "the day added no pinyin name"
+        base_variants = file_rows(world["base"], "SELECT count(*) FROM name_variants")[0][0]
+        assert con.execute("SELECT count(*) FROM name_variants").fetchone()[0] == base_variants
+        for ref, entity_id in rows:
+            typo = ref[2:-1]  # the pinyin without its last letter
+            found = [r[0] for r in _name_candidates(con, typo, None, None, 50)]
+            assert entity_id in found, (ref, typo)
+    finally:
+        con.close()

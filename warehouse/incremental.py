@@ -27,8 +27,9 @@ rows of the touched entities, giving the same content as a full publish:
    build run into an in-memory database (``_scratch``).
 4. In one transaction on the copy: per entity table (:data:`schema.ENTITY_TABLES`)
    the touched entities' rows are deleted and the scratch rows inserted;
-   ``name_variants`` loses the variants of name references that no longer exist and
-   gains those of new ones; the evidence loses the rows of the new parts' void lists
+   ``name_variants_added`` gains the variants of new name references (nothing is
+   deleted: a variant of a reference that no longer exists finds no ``name_refs`` row,
+   and ``name_variants`` with its index stays as the last full build wrote it); the evidence loses the rows of the new parts' void lists
    and gains the new parts' rows (``evidence_contributions`` the new combinations,
    checked for hash collisions, minus the ones no edge uses any more); the match
    features replace the rows of the touched entities and of restated mentions, then
@@ -639,7 +640,7 @@ def _replace_rows(con: duckdb.DuckDBPyConnection, table: str, cond: str) -> None
 
 def _apply_entities(con: duckdb.DuckDBPyConnection) -> None:
     """The entity tables' rows of the touched entities, and the name variants."""
-    # Name variants: the references of the touched entities before and after.
+    # Name variants: the touched entities' references the warehouse does not hold yet.
     hp = "left(name_ref, 2) IN ('h:', 'p:')"
     con.execute(
         f"""CREATE TEMP TABLE _refs_new AS
@@ -648,21 +649,20 @@ def _apply_entities(con: duckdb.DuckDBPyConnection) -> None:
         SELECT name_ref FROM name_refs
         WHERE name_ref IN (SELECT name_ref FROM {SCRATCH}.main.name_refs)"""
     )
-    con.execute(
-        f"CREATE TEMP TABLE _refs_before AS SELECT DISTINCT name_ref FROM name_refs "
-        f"WHERE entity_id IN ({TOUCHED}) AND {hp}"
-    )
     for table, cond in schema.ENTITY_TABLES.items():
         _replace_rows(con, table, cond)
+    # Only appended, and to name_variants_added: a reference that no longer exists keeps
+    # its variants (they lead to no name_refs row); one that comes back has them still
+    # (every reference is stored under itself).
     con.execute(
-        """DELETE FROM name_variants WHERE name_ref IN (
-            SELECT name_ref FROM _refs_before
-            EXCEPT SELECT name_ref FROM name_refs
-            WHERE name_ref IN (SELECT name_ref FROM _refs_before))"""
-    )
-    con.execute(
-        f"INSERT INTO name_variants BY NAME SELECT * FROM {SCRATCH}.main.name_variants "
-        "WHERE name_ref IN (SELECT name_ref FROM _refs_new)"
+        f"""INSERT INTO name_variants_added BY NAME
+        SELECT * FROM {SCRATCH}.main.name_variants
+        WHERE name_ref IN (SELECT name_ref FROM _refs_new)
+          AND name_ref NOT IN (
+              SELECT name_ref FROM name_variants
+              WHERE variant IN (SELECT name_ref FROM _refs_new) AND variant = name_ref
+              UNION ALL SELECT name_ref FROM name_variants_added
+              WHERE variant IN (SELECT name_ref FROM _refs_new) AND variant = name_ref)"""
     )
 
 

@@ -470,6 +470,13 @@ SEARCH_TABLES = {
     )
     ORDER BY variant
     """,
+    # The variants of name references an incremental publish added since the last full
+    # build (warehouse.incremental): appended here, so name_variants and its index are
+    # never rewritten by a daily update. Search reads both; a variant of a reference
+    # that no longer exists leads to no name_refs row.
+    "name_variants_added": """
+    CREATE TABLE name_variants_added AS SELECT variant, name_ref FROM name_variants WHERE false
+    """,
 }
 
 # ART indexes: point lookups with one equality (or IN-list) filter on the key become
@@ -489,6 +496,7 @@ INDEXES = (
     "CREATE INDEX identifier_keys_key ON identifier_keys (key)",
     "CREATE INDEX name_refs_ref ON name_refs (name_ref)",
     "CREATE INDEX name_variants_variant ON name_variants (variant)",
+    "CREATE INDEX name_variants_added_variant ON name_variants_added (variant)",
     # Search by example: the identifier blocks are a few rows among millions, which a
     # scan of the unsorted column finds in 60-100 ms at 1,000,000 persons and an index
     # in well under one. (Name blocks stay scans: ``name_py`` is the sort key, and a

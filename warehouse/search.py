@@ -247,8 +247,11 @@ def _name_candidates(
     if native is None and latin is None:
         return []
     variants = name_variants(native, latin)
+    # Two index lookups: the full build's variants and those daily publishes added.
     refs = [r[0] for r in con.execute(
-        "SELECT DISTINCT name_ref FROM name_variants WHERE list_contains(?, variant)", [variants]
+        "SELECT DISTINCT name_ref FROM (SELECT name_ref FROM name_variants "
+        "WHERE list_contains($v, variant) UNION ALL SELECT name_ref FROM name_variants_added "
+        "WHERE list_contains($v, variant))", {"v": variants}
     ).fetchall()]  # fmt: skip
     py = (latin or "").replace(" ", "")
     if dob is not None and py:
