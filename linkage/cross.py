@@ -14,14 +14,13 @@ is not the recorded one computes them afresh from every edge (:func:`compute`).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import polars as pl
 
+from linkage import stamped
 from tessera.config import Home
 
-STATE_KEY = "tessera_entity_map_state"
 ENDS = ["mention_id_l", "mention_id_r"]
 
 
@@ -30,16 +29,14 @@ def cross_path(home: Home, entity_type: str) -> Path:
 
 
 def _state(home: Home, entity_type: str) -> str | None:
-    try:
-        st = (home.lake / "linkage" / f"{entity_type}_entities.parquet").stat()
-    except FileNotFoundError:
-        return None
-    return json.dumps([st.st_size, st.st_mtime_ns])
+    return stamped.file_state(home.lake / "linkage" / f"{entity_type}_entities.parquet")
 
 
-def compute(edges: pl.LazyFrame | pl.DataFrame, entity_map: pl.DataFrame) -> pl.DataFrame:
-    """The ``edges`` whose two mentions are in different entities of ``entity_map``
-    (``mention_id, entity_id``), or one of them in none."""
+def with_entities(
+    edges: pl.LazyFrame | pl.DataFrame, entity_map: pl.LazyFrame | pl.DataFrame
+) -> pl.LazyFrame:
+    """``edges`` (their two ends) with each end's entity in ``entity_map``
+    (``mention_id, entity_id``) as ``e_l`` and ``e_r`` (null for a mention it lacks)."""
     m = entity_map.lazy().select("mention_id", "entity_id")
     return (
         edges.lazy()
@@ -54,6 +51,14 @@ def compute(edges: pl.LazyFrame | pl.DataFrame, entity_map: pl.DataFrame) -> pl.
             on="mention_id_r",
             how="left",
         )
+    )
+
+
+def compute(edges: pl.LazyFrame | pl.DataFrame, entity_map: pl.DataFrame) -> pl.DataFrame:
+    """The ``edges`` whose two mentions are in different entities of ``entity_map``
+    (``mention_id, entity_id``), or one of them in none."""
+    return (
+        with_entities(edges, entity_map)
         .filter(pl.col("e_l").ne_missing(pl.col("e_r")) | pl.col("e_l").is_null())
         .select(ENDS)
         .unique()
@@ -63,27 +68,14 @@ def compute(edges: pl.LazyFrame | pl.DataFrame, entity_map: pl.DataFrame) -> pl.
 
 def stored(home: Home, entity_type: str) -> pl.DataFrame | None:
     """The recorded cross edges when they were computed on the current entity map."""
-    path = cross_path(home, entity_type)
-    state = _state(home, entity_type)
-    if state is None or not path.exists():
-        return None
-    try:
-        if pl.read_parquet_metadata(path).get(STATE_KEY) != state:
-            return None
-    except (OSError, pl.exceptions.ComputeError):
-        return None
-    return pl.read_parquet(path)
+    return stamped.read(cross_path(home, entity_type), _state(home, entity_type))
 
 
 def record(home: Home, entity_type: str, cross: pl.DataFrame) -> None:
     """Write ``cross`` as the cross edges of the current entity map (atomically)."""
     state = _state(home, entity_type)
-    if state is None:
-        return
-    path = cross_path(home, entity_type)
-    tmp = path.with_name(path.name + ".tmp")
-    cross.select(ENDS).write_parquet(tmp, metadata={STATE_KEY: state})
-    tmp.replace(path)
+    if state is not None:
+        stamped.write(cross_path(home, entity_type), cross.select(ENDS), state)
 
 
 def updated(

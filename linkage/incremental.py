@@ -659,9 +659,7 @@ def _region(
         return prev.clear(), (old_edges.clear().collect() if inside else None)
     if cross is not None:
         # Within an entity an edge adds nothing: the closure only follows crossing ones.
-        ends = cross.join(
-            prev.rename({"mention_id": "mention_id_l", "entity_id": "e_l"}), on="mention_id_l"
-        ).join(prev.rename({"mention_id": "mention_id_r", "entity_id": "e_r"}), on="mention_id_r")
+        ends = cross_edges.with_entities(cross, prev).collect()
         while True:
             within = ents.implode()
             more = pl.concat(
@@ -669,7 +667,7 @@ def _region(
                     ends.filter(pl.col("e_l").is_in(within))["e_r"],
                     ends.filter(pl.col("e_r").is_in(within))["e_l"],
                 ]
-            )
+            ).drop_nulls()
             grown = pl.concat([ents, more]).unique()
             if grown.len() == ents.len():
                 break
@@ -705,19 +703,7 @@ def _entity_components(prev: pl.DataFrame, new_ids: pl.Series, edges: pl.DataFra
     ends = pl.concat([edges["mention_id_l"], edges["mention_id_r"]]).unique()
     # The map's rows of the edges' ends only: one pass over the map, then small joins.
     ent = prev.select("mention_id", "entity_id").filter(pl.col("mention_id").is_in(ends.implode()))
-    e = (
-        edges.select("mention_id_l", "mention_id_r")
-        .join(
-            ent.rename({"mention_id": "mention_id_l", "entity_id": "e_l"}),
-            on="mention_id_l",
-            how="left",
-        )
-        .join(
-            ent.rename({"mention_id": "mention_id_r", "entity_id": "e_r"}),
-            on="mention_id_r",
-            how="left",
-        )
-    )
+    e = cross_edges.with_entities(edges, ent).collect()
     old_nodes = pl.concat([e["e_l"], e["e_r"]]).drop_nulls().unique()
     node_edges = e.select(
         pl.coalesce("e_l", "mention_id_l").alias("mention_id_l"),

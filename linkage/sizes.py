@@ -11,14 +11,12 @@ clusters file is not the recorded one counts afresh (:func:`current`).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import polars as pl
 
+from linkage import stamped
 from tessera.config import Home
-
-STATE_KEY = "tessera_clusters_state"
 
 
 def clusters_path(home: Home, entity_type: str) -> Path:
@@ -30,11 +28,7 @@ def sizes_path(home: Home, entity_type: str) -> Path:
 
 
 def _state(home: Home, entity_type: str) -> str | None:
-    try:
-        st = clusters_path(home, entity_type).stat()
-    except FileNotFoundError:
-        return None
-    return json.dumps([st.st_size, st.st_mtime_ns])
+    return stamped.file_state(clusters_path(home, entity_type))
 
 
 def count(found: pl.DataFrame) -> pl.DataFrame:
@@ -44,27 +38,14 @@ def count(found: pl.DataFrame) -> pl.DataFrame:
 
 def stored(home: Home, entity_type: str) -> pl.DataFrame | None:
     """The recorded sizes when they count the current clusters file, else None."""
-    path = sizes_path(home, entity_type)
-    state = _state(home, entity_type)
-    if state is None or not path.exists():
-        return None
-    try:
-        if pl.read_parquet_metadata(path).get(STATE_KEY) != state:
-            return None
-    except (OSError, pl.exceptions.ComputeError):
-        return None
-    return pl.read_parquet(path)
+    return stamped.read(sizes_path(home, entity_type), _state(home, entity_type))
 
 
 def record(home: Home, entity_type: str, sizes: pl.DataFrame) -> None:
     """Write ``sizes`` as the counts of the current clusters file (atomically)."""
     state = _state(home, entity_type)
-    if state is None:
-        return
-    path = sizes_path(home, entity_type)
-    tmp = path.with_name(path.name + ".tmp")
-    sizes.select("cluster_id", "len").write_parquet(tmp, metadata={STATE_KEY: state})
-    tmp.replace(path)
+    if state is not None:
+        stamped.write(sizes_path(home, entity_type), sizes.select("cluster_id", "len"), state)
 
 
 def current(home: Home, entity_type: str, found: pl.DataFrame | None = None) -> pl.DataFrame:

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import polars as pl
 
+from linkage import stamped
 from linkage.parts import linkage_parts
 from tessera.config import Home
-
-STATE_KEY = "tessera_features_state"
 
 
 def counts_path(home: Home, entity_type: str, column: str) -> Path:
@@ -37,27 +36,19 @@ def record(home: Home, entity_type: str, counts: dict[str, pl.DataFrame]) -> Non
     the current features files."""
     state = _state(home, entity_type)
     for column, frame in counts.items():
-        path = counts_path(home, entity_type, column)
-        tmp = path.with_name(path.name + ".tmp")
         n = "len" if "len" in frame.columns else "n"
-        frame.select(column, pl.col(n).cast(pl.Int64).alias("n")).write_parquet(
-            tmp, metadata={STATE_KEY: state}
+        stamped.write(
+            counts_path(home, entity_type, column),
+            frame.select(column, pl.col(n).cast(pl.Int64).alias("n")),
+            state,
         )
-        tmp.replace(path)
 
 
 def stored(home: Home, entity_type: str, column: str) -> Path | None:
     """The recorded counts file of ``column`` when it counts the current features
     files, else None."""
     path = counts_path(home, entity_type, column)
-    if not path.exists():
-        return None
-    try:
-        if pl.read_parquet_metadata(path).get(STATE_KEY) != _state(home, entity_type):
-            return None
-    except (OSError, pl.exceptions.ComputeError):
-        return None
-    return path
+    return path if stamped.matches(path, _state(home, entity_type)) else None
 
 
 def recorded(home: Home, entity_type: str) -> dict[str, Path]:
