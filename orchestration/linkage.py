@@ -529,8 +529,8 @@ def build_linkage_assets(specs: list[SourceSpec] | tuple[SourceSpec, ...]) -> li
         home = tessera.home()
         paths = _paths(home)
         mode, stats = run_link(context, home, "business", config.mode)
-        # An incremental link recorded the sizes and checked what it changed: the
-        # 7.2M-row map of a 1M world is not read again (2-4 s).
+        # As for persons: the incremental link recorded the sizes and checked what it
+        # changed, so the map is not read again.
         clusters = None if mode == "incremental" else pl.read_parquet(paths["business_clusters"])
         sizes = entity_sizes.current(home, "business", clusters)
         return dg.MaterializeResult(
