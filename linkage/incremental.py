@@ -532,17 +532,6 @@ def _blocking_candidates(view: FeatureView, new: pl.DataFrame, rules: list[str])
     return rows
 
 
-def _tf_columns(settings: dict[str, Any]) -> list[str]:
-    return sorted(
-        {
-            lv["tf_adjustment_column"]
-            for c in settings["comparisons"]
-            for lv in c["comparison_levels"]
-            if lv.get("tf_adjustment_column")
-        }
-    )
-
-
 def score_new(
     view: FeatureView,
     model_path: Path,
@@ -575,7 +564,7 @@ def score_new(
     # Term frequencies over every mention, as Splink computes them (a value's count
     # over the column's non-null count), by polars over the columns alone: Splink
     # would need the whole frame in DuckDB (at 7.2M mentions, 5 s to hand it over).
-    tf_columns = _tf_columns(settings)
+    tf_columns = term_counts.tf_columns(settings)
     for col in tf_columns:
         counts = view.value_counts(col)
         view.tf_counts[col] = counts

@@ -1,10 +1,11 @@
-"""The term-frequency counts of the stored features, as the last increment took them.
+"""The term-frequency counts of the stored features, as the last link took them.
 
 An incremental link counts the values of each term-frequency column over every
 stored feature row (:meth:`linkage.incremental.FeatureView.value_counts`) for
 Splink. The warehouse publishes the same counts (``person_tf_<column>``,
 :mod:`warehouse.matching`); recounting them there read two columns of all 7.2M rows
-of a 1,000,000-person world each day (1.1-1.5 s). So the increment records them,
+of a 1,000,000-person world each day (1.1-1.5 s). So each increment records them
+and so does a full link (:func:`record_full`):
 ``lake/linkage/<type>_tf_<column>.parquet`` (``<column>, n``), with the state of the
 features files they count (each part's name, size and modification time); a
 reader whose features files are not the recorded ones counts afresh.
@@ -14,12 +15,43 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
 from linkage import stamped
 from linkage.parts import linkage_parts
 from tessera.config import Home
+
+
+def tf_columns(settings: dict[str, Any]) -> list[str]:
+    """The term-frequency columns of a saved Splink model's settings."""
+    return sorted(
+        {
+            lv["tf_adjustment_column"]
+            for c in settings["comparisons"]
+            for lv in c["comparison_levels"]
+            if lv.get("tf_adjustment_column")
+        }
+    )
+
+
+def record_full(home: Home, entity_type: str) -> None:
+    """After a full link: the counts of the model's term-frequency columns over the
+    features file it wrote (the only stored features then), so the first increment
+    does not count them from it."""
+    target = home.lake / "linkage"
+    model = target / f"{entity_type}_model.json"
+    features = target / f"{entity_type}_features.parquet"
+    if not (model.exists() and features.exists()):
+        return
+    columns = tf_columns(json.loads(model.read_text(encoding="utf-8")))
+    scan = pl.scan_parquet(features)
+    record(
+        home,
+        entity_type,
+        {c: scan.select(c).drop_nulls().group_by(c).len().collect() for c in columns},
+    )
 
 
 def counts_path(home: Home, entity_type: str, column: str) -> Path:

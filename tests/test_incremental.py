@@ -45,10 +45,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The linked world before and after one incremental day."""
     from connectors.catalog import load_specs
     from connectors.ingest import ingest
+    from linkage import term_counts
     from simulation.run import simulate
     from simulation.world import WorldConfig
 
     home = copy_of_linked_world(tmp_path_factory, "incremental")
+    # The full link recorded the term-frequency counts: the increment adds to them.
+    assert set(term_counts.recorded(home, "person")) == {"name_native", "name_py"}
     before = {t: _entities(home, t) for t in ENTITY_TYPES}
     issued = {t: dec.issued_ids(home, t) for t in ENTITY_TYPES}
     ent = before["person"]
