@@ -631,58 +631,40 @@ def _region(
     prev: pl.DataFrame,
     seeds: pl.Series,
     old_edges: pl.LazyFrame,
-    cross: pl.DataFrame | None = None,
+    cross: pl.DataFrame,
     *,
     inside: bool = True,
 ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     """The existing entities to re-cluster: those holding a ``seeds`` mention, closed
     over old edges that cross entities (an edge refused by the guard or a decision
-    ties two entities a full relink would reconsider together). Returns the region's
-    old map (``mention_id, entity_id``) and, with ``inside``, its old edges (both ends
-    inside; None without). With ``cross`` (the old edges between entities,
-    :mod:`linkage.cross`) the closure is taken over those in memory and the edges
-    are scanned once, for the inside edges; without, every step of the closure scans
-    the edges touching the region."""
+    ties two entities a full relink would reconsider together): ``cross``, the old
+    edges between entities (:mod:`linkage.cross`), followed in memory. Returns the
+    region's old map (``mention_id, entity_id``) and, with ``inside``, its old edges
+    (both ends inside: one scan of ``old_edges``; None without)."""
     ents = prev.filter(pl.col("mention_id").is_in(seeds.implode()))["entity_id"].unique()
     if ents.is_empty():
         return prev.clear(), (old_edges.clear().collect() if inside else None)
-    if cross is not None:
-        # Within an entity an edge adds nothing: the closure only follows crossing ones.
-        ends = cross_edges.with_entities(cross, prev).collect()
-        while True:
-            within = ents.implode()
-            more = pl.concat(
-                [
-                    ends.filter(pl.col("e_l").is_in(within))["e_r"],
-                    ends.filter(pl.col("e_r").is_in(within))["e_l"],
-                ]
-            ).drop_nulls()
-            grown = pl.concat([ents, more]).unique()
-            if grown.len() == ents.len():
-                break
-            ents = grown
-        members = prev.filter(pl.col("entity_id").is_in(ents.implode()))
-        if not inside:
-            return members, None
-        ids = members["mention_id"].implode()
-        return members, old_edges.filter(
-            pl.col("mention_id_l").is_in(ids) & pl.col("mention_id_r").is_in(ids)
-        ).collect()
+    # Within an entity an edge adds nothing: the closure only follows crossing ones.
+    ends = cross_edges.with_entities(cross, prev).collect()
     while True:
-        members = prev.filter(pl.col("entity_id").is_in(ents.implode()))
-        ids = members["mention_id"].implode()
-        touching = old_edges.filter(
-            pl.col("mention_id_l").is_in(ids) | pl.col("mention_id_r").is_in(ids)
-        ).collect()
-        ends_ = pl.concat([touching["mention_id_l"], touching["mention_id_r"]]).unique()
-        more = prev.filter(pl.col("mention_id").is_in(ends_.implode()))["entity_id"].unique()
+        within = ents.implode()
+        more = pl.concat(
+            [
+                ends.filter(pl.col("e_l").is_in(within))["e_r"],
+                ends.filter(pl.col("e_r").is_in(within))["e_l"],
+            ]
+        ).drop_nulls()
         grown = pl.concat([ents, more]).unique()
         if grown.len() == ents.len():
-            inside_edges = touching.filter(
-                pl.col("mention_id_l").is_in(ids) & pl.col("mention_id_r").is_in(ids)
-            )
-            return members, inside_edges
+            break
         ents = grown
+    members = prev.filter(pl.col("entity_id").is_in(ents.implode()))
+    if not inside:
+        return members, None
+    ids = members["mention_id"].implode()
+    return members, old_edges.filter(
+        pl.col("mention_id_l").is_in(ids) & pl.col("mention_id_r").is_in(ids)
+    ).collect()
 
 
 def _entity_components(prev: pl.DataFrame, new_ids: pl.Series, edges: pl.DataFrame) -> pl.DataFrame:
