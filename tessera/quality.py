@@ -48,13 +48,6 @@ def clusters(home: Home, entity_type: str) -> pl.DataFrame:
     return pl.read_parquet(path)
 
 
-def entity_sizes(found: pl.DataFrame) -> pl.DataFrame:
-    """``cluster_id, len``: the mentions per entity of a map (``mention_id, cluster_id``)."""
-    from linkage.sizes import count
-
-    return count(found)
-
-
 def oversized_entities(
     home: Home,
     entity_type: str,
@@ -64,9 +57,11 @@ def oversized_entities(
 ) -> dict[str, Any]:
     """The largest entity and the entities with more than ``limit`` mentions (of the
     map ``found`` when the caller has read it, else :func:`clusters`; ``sizes``: its
-    :func:`entity_sizes`, when computed already)."""
+    :func:`linkage.sizes.count`, when computed already)."""
     if sizes is None:
-        sizes = entity_sizes(clusters(home, entity_type) if found is None else found)
+        from linkage.sizes import count
+
+        sizes = count(clusters(home, entity_type) if found is None else found)
     sizes = sizes.sort("len", descending=True)
     over = sizes.filter(pl.col("len") > limit)
     return {
