@@ -26,7 +26,9 @@ rows of the touched entities, giving the same content as a full publish:
    :func:`warehouse.schema.build_tables` reads, and the very statements of a full
    build run into an in-memory database (``_scratch``).
 4. In one transaction on the copy: per entity table (:data:`schema.ENTITY_TABLES`)
-   the touched entities' rows are deleted and the scratch rows inserted;
+   the touched entities' rows become the scratch rows, changing only the rows that
+   differ (DuckDB rewrites a changed table's indexes at the checkpoint in time that
+   grows with the indexed rows changed; :func:`_replace_rows`);
    ``name_variants_added`` gains the variants of new name references (nothing is
    deleted: a variant of a reference that no longer exists finds no ``name_refs`` row,
    and ``name_variants`` with its index stays as the last full build wrote it); the evidence loses the rows of the new parts' void lists
@@ -633,9 +635,83 @@ def _term_frequencies(con: duckdb.DuckDBPyConnection, home: Home) -> None:
 # ------------------------------------------------------------------ the update
 
 
+# The column that names one row, in the tables that have one: there a row whose key
+# and indexed columns stay is updated in place (see :func:`_replace_rows`).
+ROW_KEYS: dict[str, str] = {
+    matching.TABLES["person"]: "mention_id",
+    matching.TABLES["business"]: "mention_id",
+}
+
+
+def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    return [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
+
+
+def _same(cols: list[str], a: str = "o", b: str = "n") -> str:
+    return " AND ".join(f"{a}.{c} IS NOT DISTINCT FROM {b}.{c}" for c in cols)
+
+
 def _replace_rows(con: duckdb.DuckDBPyConnection, table: str, cond: str) -> None:
-    con.execute(f"DELETE FROM {table} WHERE {cond}")
-    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {SCRATCH}.main.{table} WHERE {cond}")
+    """Make the rows of ``table`` that meet ``cond`` the scratch table's rows that meet
+    it, changing as few indexed rows as possible: DuckDB writes every ART index of a
+    changed table afresh at the checkpoint, in time that grows with the rows inserted
+    into and deleted from it (a day's replaced rows cost the commit 13 s at 1,000,000
+    persons), while an ``UPDATE`` of columns no index holds leaves the indexes alone.
+
+    Rows equal on both sides stay. In a table with a row key (:data:`ROW_KEYS`), a row
+    whose key and indexed columns are unchanged is updated in place; the remaining
+    rows are deleted and inserted (as multisets: a row present twice stays twice)."""
+    cols = _columns(con, table)
+    new = f"{SCRATCH}.main.{table}"
+    indexed = set(schema.indexed_columns(table))
+    key = ROW_KEYS.get(table)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _rows_old AS SELECT rowid AS _rid, * FROM {table} WHERE {cond}"
+    )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _rows_new AS SELECT * FROM {new} WHERE {cond}")
+    if key:
+        fixed = [c for c in cols if c == key or c in indexed]
+        rest = [c for c in cols if c not in fixed]
+        # Key and indexed columns unchanged: updated in place where another column moved.
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _rows_kept AS
+            SELECT o._rid, n.* FROM _rows_old o JOIN _rows_new n ON {_same(fixed)}"""
+        )
+        # Only the columns that moved in some row (an UPDATE costs per column).
+        flags = ", ".join(f"bool_or(o.{c} IS DISTINCT FROM k.{c})" for c in rest)
+        row = (
+            con.execute(
+                f"SELECT {flags} FROM _rows_kept k JOIN _rows_old o USING (_rid)"
+            ).fetchall()[0]
+            if rest
+            else ()
+        )
+        moved = [c for c, m in zip(rest, row, strict=True) if m]
+        if moved:
+            differ = " OR ".join(f"k.{c} IS DISTINCT FROM {table}.{c}" for c in moved)
+            sets = ", ".join(f"{c} = k.{c}" for c in moved)
+            con.execute(
+                f"UPDATE {table} SET {sets} FROM _rows_kept k "
+                f"WHERE {table}.rowid = k._rid AND ({differ})"
+            )
+        gone = "SELECT _rid FROM _rows_old WHERE _rid NOT IN (SELECT _rid FROM _rows_kept)"
+        come = f"SELECT * FROM _rows_new WHERE {key} NOT IN (SELECT {key} FROM _rows_kept)"
+    else:
+        # Equal rows paired off one to one (row_number within each group of equals).
+        every = ", ".join(cols)
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _rows_pair_o AS
+            SELECT _rid, {every}, row_number() OVER (PARTITION BY {every}) AS _n FROM _rows_old"""
+        )
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _rows_pair_n AS
+            SELECT {every}, row_number() OVER (PARTITION BY {every}) AS _n FROM _rows_new"""
+        )
+        pair = _same([*cols, "_n"])
+        gone = f"SELECT o._rid FROM _rows_pair_o o ANTI JOIN _rows_pair_n n ON {pair}"
+        come = f"SELECT n.* EXCLUDE (_n) FROM _rows_pair_n n ANTI JOIN _rows_pair_o o ON {pair}"
+    con.execute(f"DELETE FROM {table} WHERE rowid IN ({gone})")
+    con.execute(f"INSERT INTO {table} BY NAME {come}")
 
 
 def _apply_entities(con: duckdb.DuckDBPyConnection) -> None:

@@ -511,6 +511,15 @@ INDEXES = (
     ),
 )
 
+
+def indexed_columns(table: str) -> list[str]:
+    """The columns of ``table`` that an index of :data:`INDEXES` holds."""
+    import re
+
+    found = (re.search(r" ON (\w+) \((\w+)\)", sql) for sql in INDEXES)
+    return [m[2] for m in found if m and m[1] == table]
+
+
 RUNS_DDL = """
 CREATE TABLE runs (
     published_at TIMESTAMPTZ, reference_date DATE, seconds DOUBLE, counts JSON
