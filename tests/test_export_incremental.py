@@ -34,7 +34,7 @@ from linked_world import (
 
 from orchestration.warehouse import SYSTEM_USER, analyst_export_path, write_analyst_export
 from tessera.config import Home
-from warehouse import audit, export
+from warehouse import audit, export, prefetch
 from warehouse.publish import publish
 
 
@@ -244,6 +244,20 @@ def test_the_same_warehouse_again_is_a_copy(world: dict, tmp_path: Path) -> None
     out = export.write(world["w1"], target, world["e1"])
     assert (out.mode, out.touched) == ("incremental", 0)
     assert _differences(target, world["f1"]) == {}
+
+
+def test_a_copy_made_ahead_is_taken(world: dict, tmp_path: Path) -> None:
+    """A daily run copies the previous export ahead (``warehouse.prefetch``): the export
+    takes that copy instead of copying, and the result is the same."""
+    previous = tmp_path / "previous.duckdb"
+    shutil.copyfile(world["e0"], previous)
+    assert prefetch.copy(previous)
+    target = tmp_path / "taken.duckdb"
+    out = export.write(world["w1"], target, previous)
+    assert out.mode == "incremental", out.full_reason
+    assert not prefetch.prepared_path(previous).exists()  # taken, not copied again
+    assert _differences(target, world["f1"]) == {}
+    assert _differences(previous, world["e0"]) == {}  # the previous export untouched
 
 
 def test_a_failed_update_leaves_the_previous_export(

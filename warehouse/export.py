@@ -16,7 +16,8 @@ previous export provably holds what a full export of the warehouse's *base* hold
 its lineage names the run the warehouse was incrementally published from (the
 warehouse's ``base_run`` stamp, :mod:`warehouse.incremental`) and the same SQL
 (fingerprint), or it is of this very warehouse run. The previous file is cloned
-(:func:`warehouse.prefetch.clone_file`) and, in one transaction:
+(:func:`warehouse.prefetch.clone_file`; a daily run has the copy made ahead,
+:func:`warehouse.prefetch.take`) and, in one transaction:
 
 - the entities to replace are the ones the publish rebuilt (``publish_touched``)
   plus those whose exported list entries differ between the previous export and the
@@ -49,8 +50,7 @@ from typing import Any
 import duckdb
 
 from tessera.timing import Laps
-from warehouse import schema
-from warehouse.prefetch import clone_file
+from warehouse import prefetch, schema
 
 # Above this share of the entities to replace, a full export is cheaper.
 MAX_TOUCHED = 0.25
@@ -375,7 +375,9 @@ def write(
             try:
                 now, base, previous_ref = _plan(warehouse, previous)
                 t = time.perf_counter()
-                clone_file(previous, tmp)
+                # The copy a daily run made ahead (warehouse.prefetch), else now.
+                if not prefetch.take(previous, tmp):
+                    prefetch.clone_file(previous, tmp)
                 result.steps["copy_previous"] = round(time.perf_counter() - t, 2)
                 result.mode, result.full_reason = "incremental", None
                 con = duckdb.connect(str(tmp))
