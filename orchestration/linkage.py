@@ -317,11 +317,9 @@ def build_linkage_assets(specs: list[SourceSpec] | tuple[SourceSpec, ...]) -> li
         stored = _paths(home)["features"]
         if choose_mode(home, "person", config.mode) == "incremental" and stored.exists():
             from linkage.parts import unlinked_files
-            from orchestration.warehouse import analyst_export_path
             from warehouse import prefetch
 
             warehouse_copy = prefetch.start(home.warehouse)
-            prefetch.start(analyst_export_path(home))  # the export's copy likewise
 
             # Counted from the Parquet footers (distinct staged mentions took 1.9 s at
             # 7.2M): the mentions linked so far, and the files the increment will read.

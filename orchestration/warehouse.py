@@ -184,6 +184,11 @@ def build_warehouse_assets() -> list[dg.AssetsDefinition]:
         tables and analyst views, with the library's own smoke checks. Not visible to
         analysts until ``warehouse/publish`` swaps it in."""
         home = tessera.home()
+        # The analyst export starts from a copy of the current one, made while the
+        # build runs (the ingest already shares the disk with the warehouse's copy).
+        from warehouse import prefetch
+
+        prefetch.start(analyst_export_path(home))
         out = build_candidate(home)
         smoke = qc.warehouse_smoke(candidate_path(home), home.warehouse, quality.max_entity_drop)
         counts = out["counts"]

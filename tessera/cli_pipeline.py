@@ -176,11 +176,9 @@ def run_pipeline(
             # The incremental publish starts from a copy of the live warehouse: made
             # while the ingest runs (its steps leave a core idle), not in the build.
             # The person mentions asset starts it too, for runs launched elsewhere.
-            from orchestration.warehouse import analyst_export_path
             from warehouse import prefetch
 
             prefetch.start(home.warehouse)
-            prefetch.start(analyst_export_path(home))  # the analyst export's copy likewise
         t0 = time.perf_counter()
         result = dg.materialize(
             assets,

@@ -6,7 +6,9 @@ warehouse and never the live file. On ext4 that copy moves every byte: 6.8 s for
 page cache, all inside the build step. The copy does not depend on the day's
 linkage, so a daily run starts it when its linkage begins (:func:`start`, from the
 ``linkage/person_mentions`` asset) in a detached process that outlives the step, and
-the build takes the finished copy (:func:`take`) instead of copying.
+the build takes the finished copy (:func:`take`) instead of copying. The analyst
+export (:mod:`warehouse.export`) starts from a copy of the previous export the same
+way, started when the warehouse build begins.
 
 The copy is ``<live>.prepared`` with ``<live>.prepared.json`` holding the live file's
 size, modification time and inode when the copy started; the copying process writes
