@@ -492,6 +492,19 @@ def _touched(con: duckdb.DuckDBPyConnection, max_touched: float) -> tuple[int, i
 # ------------------------------------------------------------------ restricted inputs
 
 
+def _scattered(con: duckdb.DuckDBPyConnection, table: str, cond: str, name: str) -> str:
+    """A ``FROM`` clause for the rows of ``table`` that meet ``cond`` when they are few
+    and scattered over the table (the touched entities' rows): their row ids are found
+    first, reading only the columns ``cond`` names, then the rows are fetched by row
+    id. One scan would read every column of nearly every vector, each holding a match
+    (at 1,000,000 persons: evidence edges 0.4-0.75 s against 0.37 s, the person match
+    features 0.42-0.57 against 0.27)."""
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _rid_{name} AS SELECT rowid AS _rid FROM {table} WHERE {cond}"
+    )
+    return f"{table} WHERE rowid IN (SELECT _rid FROM _rid_{name})"
+
+
 def _restrict(con: duckdb.DuckDBPyConnection, home: Home, plan_: Plan, cat: str) -> None:
     """Register the inputs of :func:`warehouse.schema.build_tables` restricted to the
     touched entities (see the module docstring)."""
@@ -559,13 +572,17 @@ def _restrict(con: duckdb.DuckDBPyConnection, home: Home, plan_: Plan, cat: str)
         # would scan the whole base table (sorted by name, not by entity) again.
         # Parquet is read by name, so a column's position never matters.
         con.execute(f"DROP VIEW IF EXISTS _{etype}_features")
+        kept = _scattered(
+            con,
+            f'"{cat}".main.{table}',
+            f"entity_id IN ({TOUCHED}) AND mention_id NOT IN (SELECT mention_id FROM _fresh_{etype})",
+            f"{etype}_features",
+        )
         con.execute(
             f"""CREATE TEMP TABLE _{etype}_features AS
             SELECT {names} FROM _fresh_{etype}
             UNION ALL
-            SELECT {names} FROM "{cat}".main.{table}
-            WHERE entity_id IN ({TOUCHED})
-              AND mention_id NOT IN (SELECT mention_id FROM _fresh_{etype})"""
+            SELECT {names} FROM {kept}"""
         )
     con.execute(
         """CREATE TEMP TABLE _map AS SELECT * FROM _map_full WHERE mention_id IN (
@@ -578,10 +595,8 @@ def _restrict(con: duckdb.DuckDBPyConnection, home: Home, plan_: Plan, cat: str)
     # as they stand after the new evidence parts (a table: the build reads it twice).
     # The touched rows first, in a statement of their own: in one statement the
     # optimiser anti-joins the void lists against the whole base table first.
-    con.execute(
-        f"""CREATE TEMP TABLE _evidence_edges AS
-        SELECT * FROM "{cat}".main.evidence_edges WHERE entity_id IN ({TOUCHED})"""
-    )
+    edges = _scattered(con, f'"{cat}".main.evidence_edges', f"entity_id IN ({TOUCHED})", "ev")
+    con.execute(f"CREATE TEMP TABLE _evidence_edges AS SELECT * FROM {edges}")
     con.execute(
         """DELETE FROM _evidence_edges e WHERE EXISTS (
             SELECT 1 FROM _void_ev v
@@ -665,9 +680,8 @@ def _replace_rows(con: duckdb.DuckDBPyConnection, table: str, cond: str) -> None
     new = f"{SCRATCH}.main.{table}"
     indexed = set(schema.indexed_columns(table))
     key = ROW_KEYS.get(table)
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _rows_old AS SELECT rowid AS _rid, * FROM {table} WHERE {cond}"
-    )
+    old = _scattered(con, table, cond, "old")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _rows_old AS SELECT rowid AS _rid, * FROM {old}")
     con.execute(f"CREATE OR REPLACE TEMP TABLE _rows_new AS SELECT * FROM {new} WHERE {cond}")
     if key:
         fixed = [c for c in cols if c == key or c in indexed]
