@@ -130,6 +130,32 @@ def test_incremental_publish_equals_full(world: dict) -> None:
     assert _counted(inc) == _counted(full)
 
 
+def test_the_links_record_covers_every_moved_mention(world: dict) -> None:
+    """The update takes the entities whose mentions moved from the day's link record
+    (the publish above used it): they cover both entities of every mention whose
+    entity differs between the map and the base's memberships. A record of another
+    map than the base's is not used."""
+    import dataclasses
+
+    from warehouse.publish import map_files
+
+    home, base = world["home"], world["base"]
+    plan_ = incremental.plan(home, base)
+    linked = incremental._linked_changes(home, plan_)
+    assert linked is not None
+    maps = ", ".join(f"'{p}'" for p in map_files(home))
+    moved = file_rows(
+        base,
+        f"""SELECT DISTINCT unnest([n.entity_id, o.entity_id]) FROM read_parquet([{maps}]) n
+        FULL OUTER JOIN memberships o USING (mention_id)
+        WHERE n.entity_id IS DISTINCT FROM o.entity_id""",
+    )
+    moved = {e for (e,) in moved if e is not None}
+    assert moved and moved <= set(linked["entity_id"])
+    other = {k: [size, mtime + 1] for k, (size, mtime) in plan_.maps.items()}
+    assert incremental._linked_changes(home, dataclasses.replace(plan_, maps=other)) is None
+
+
 def test_the_day_merged_split_and_corrected(world: dict) -> None:
     """The touched set covered what the day did: the split entity, the merged pair,
     the corrected entity (its correction applied by the update)."""

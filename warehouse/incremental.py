@@ -86,6 +86,8 @@ class Plan:
     staged: dict[str, list[Path]] = field(default_factory=dict)
     parts: dict[str, list[Path]] = field(default_factory=dict)
     voids: dict[str, list[Path]] = field(default_factory=dict)
+    # The entity maps the base was built from: path relative to the lake -> [size, mtime].
+    maps: dict[str, list[int]] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------ inputs
@@ -197,7 +199,9 @@ def plan(home: Home, base: Path) -> Plan:
         st = p.stat()
         now.setdefault(k, []).append((p, str(p.relative_to(home.lake)), st.st_size, st.st_mtime_ns))
 
-    out = Plan(stamps=stamps)
+    out = Plan(
+        stamps=stamps, maps={rel: [size, mtime] for rel, size, mtime in before.get("map", [])}
+    )
     for kind in STAGED_KINDS:
         k = f"staged:{kind}"
         have = {rel: (size, mtime) for _, rel, size, mtime in now.get(k, [])}
@@ -458,25 +462,63 @@ def _evidence_delta(
     return stamps
 
 
-def _touched(con: duckdb.DuckDBPyConnection, max_touched: float) -> tuple[int, int]:
+def _linked_changes(home: Home, plan_: Plan) -> pl.DataFrame | None:
+    """The entities whose mentions the incremental links since the base changed, from
+    the last link's own record (``linkage.score_store.record_increment``: the entities
+    it touched, new IDs, and those it clustered again, old IDs), when that link
+    started from the very maps the base was built from and its outputs are as it
+    wrote them; else None. Every mention whose entity changed has its old entity
+    among the second and its new one among the first."""
+    from linkage.score_store import file_state, read_increment, touched_file
+
+    frames = []
+    for etype in pub.ENTITY_TYPES:
+        path = home.lake / "linkage" / f"{etype}_entities.parquet"
+        rec = read_increment(home, etype)
+        base = plan_.maps.get(str(path.relative_to(home.lake)))
+        if (
+            rec is None
+            or base is None
+            or rec["before"].get("entities") != base
+            or rec["after"].get("entities") != file_state(path)
+            or rec["touched"] != file_state(touched_file(home, etype))
+        ):
+            return None
+        frames += [
+            pl.read_parquet(touched_file(home, etype), columns=["entity_id"]),
+            pl.DataFrame({"entity_id": rec["region"]}, schema={"entity_id": pl.String}),
+        ]
+    return pl.concat(frames)
+
+
+def _touched(
+    con: duckdb.DuckDBPyConnection, home: Home, plan_: Plan, max_touched: float
+) -> tuple[int, int]:
     """``_touched``: every entity ID (old or new) whose rows change; returns its size
-    and the number of entities in the base."""
-    con.execute(
-        """CREATE TEMP TABLE _changed AS
-        SELECT coalesce(n.mention_id, o.mention_id) AS mention_id, n.entity_id AS new_id,
-               o.entity_id AS old_id
-        FROM _map_full n FULL OUTER JOIN (SELECT mention_id, entity_id FROM memberships) o
-        ON n.mention_id = o.mention_id
-        WHERE n.entity_id IS DISTINCT FROM o.entity_id"""
-    )
+    and the number of entities in the base. The entities whose mentions moved come
+    from the link's record (:func:`_linked_changes`), else from comparing the whole map
+    with ``memberships`` (1.5 s at 1,000,000 persons)."""
+    linked = _linked_changes(home, plan_)
+    if linked is not None:
+        con.execute(
+            "CREATE TEMP TABLE _changed AS SELECT unnest(CAST(? AS VARCHAR[])) AS entity_id",
+            [linked["entity_id"].to_list()],
+        )
+    else:
+        con.execute(
+            """CREATE TEMP TABLE _changed AS
+            SELECT unnest([n.entity_id, o.entity_id]) AS entity_id
+            FROM _map_full n FULL OUTER JOIN (SELECT mention_id, entity_id FROM memberships) o
+            ON n.mention_id = o.mention_id
+            WHERE n.entity_id IS DISTINCT FROM o.entity_id"""
+        )
     con.execute(
         """CREATE TEMP TABLE _touched AS
         SELECT DISTINCT entity_id FROM (
             SELECT entity_id FROM _seed_e
             UNION ALL SELECT entity_id FROM _void_ev
             UNION ALL SELECT entity_id FROM _new_evidence
-            UNION ALL SELECT new_id FROM _changed
-            UNION ALL SELECT old_id FROM _changed
+            UNION ALL SELECT entity_id FROM _changed
             UNION ALL SELECT m.entity_id FROM _map_full m SEMI JOIN _seed_m s USING (mention_id)
         ) WHERE entity_id IS NOT NULL"""
     )
@@ -880,7 +922,7 @@ def update(
     step("seeds")
     stamps = _evidence_delta(con, home, plan_, plan_.stamps)
     step("evidence_delta")
-    touched, total = _touched(con, max_touched)
+    touched, total = _touched(con, home, plan_, max_touched)
     con.execute(
         f"CREATE TEMP TABLE _old_members AS SELECT mention_id FROM memberships "
         f"WHERE entity_id IN ({TOUCHED})"
