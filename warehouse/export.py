@@ -26,9 +26,9 @@ warehouse's ``base_run`` stamp, :mod:`warehouse.incremental`) and the same SQL
 - per entity table the rows of those entities are deleted and the warehouse's rows
   inserted (``relationships``: either side; ``evidence_edges`` by entity as well:
   the publish's void lists and new parts only touch entities in ``publish_touched``);
-- ``evidence_contributions``, keyed by a hash of the combination, as the publish
-  maintains it: the combinations that no edge uses any more out, those the new
-  edges use and the file lacks in;
+- ``evidence_contributions``, keyed by a hash of the combination (content fixed by
+  the key), made the warehouse's set: keys the warehouse no longer holds out, keys it
+  holds that the file lacks in (the warehouse's table is small, the edges' are not);
 - ``list_entries`` whole when the reference date moved (every row carries it); the
   small tables (sources, runs, corrections, human decisions) whole;
 - the row counts that are cheap to compare are compared with the warehouse's.
@@ -281,26 +281,15 @@ def _touched(con: duckdb.DuckDBPyConnection, base: bool, max_touched: float) -> 
 def _apply(con: duckdb.DuckDBPyConnection, moved: bool) -> None:
     """Replace the rows of the touched entities, the contributions and the small tables
     (see the module docstring)."""
-    # The combinations of the edges about to leave, as the publish's ``_old_keys``.
-    con.execute(
-        f"CREATE TEMP TABLE _old_keys AS SELECT DISTINCT contributions_key FROM evidence_edges "
-        f"WHERE {KEYS['entity']}"
-    )
     for t in TABLES:
         if t.keyed == "whole" or (t.dated and moved):
             _replace(con, t, "true")
         elif t.keyed == "contributions":
+            key = "contributions_key"
+            con.execute(f"DELETE FROM {t.name} WHERE {key} NOT IN (SELECT {key} FROM ({t.select}))")
             con.execute(
-                """DELETE FROM evidence_contributions WHERE contributions_key IN (
-                    SELECT contributions_key FROM _old_keys
-                    EXCEPT SELECT contributions_key FROM evidence_edges
-                    WHERE contributions_key IN (SELECT contributions_key FROM _old_keys))"""
-            )
-            con.execute(
-                f"""INSERT INTO evidence_contributions BY NAME
-                SELECT * FROM ({t.select}) AS s WHERE contributions_key IN (
-                    SELECT contributions_key FROM evidence_edges WHERE {KEYS["entity"]}
-                    EXCEPT SELECT contributions_key FROM evidence_contributions)"""
+                f"""INSERT INTO {t.name} BY NAME SELECT * FROM ({t.select}) AS s
+                WHERE {key} NOT IN (SELECT {key} FROM {t.name})"""
             )
         else:
             _replace(con, t, KEYS[t.keyed])
