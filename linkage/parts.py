@@ -96,14 +96,20 @@ def linkage_sql(home: Home, entity_type: str, kind: str) -> str:
     return " UNION ALL BY NAME ".join(f"({a})" for a in arms)
 
 
-def _entity_map_state(home: Home, entity_type: str) -> list[int] | None:
-    """``[size, mtime_ns]`` of ``<type>_entities.parquet`` (None when missing): what
-    :func:`linkage.score_store.map_state` records for it."""
+def file_stat(path: Path) -> list[int] | None:
+    """``[size, mtime_ns]`` of ``path``, None when there is no such file: the state the
+    linkage's records keep of the files they were computed from."""
     try:
-        st = (home.lake / "linkage" / f"{entity_type}_entities.parquet").stat()
+        st = path.stat()
     except FileNotFoundError:
         return None
     return [st.st_size, st.st_mtime_ns]
+
+
+def _entity_map_state(home: Home, entity_type: str) -> list[int] | None:
+    """:func:`file_stat` of ``<type>_entities.parquet``: what
+    :func:`linkage.score_store.map_state` records for it."""
+    return file_stat(home.lake / "linkage" / f"{entity_type}_entities.parquet")
 
 
 def _linked_files_path(home: Home, entity_type: str) -> Path:

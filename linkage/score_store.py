@@ -55,6 +55,7 @@ from linkage.evaluate import (
     entity_totals,
     scores_from_totals,
 )
+from linkage.parts import file_stat as file_state  # [size, mtime_ns] or None
 from linkage.truth import locked, read_parquet_sql, run_sql
 from linkage.truth import store_dir as truth_store_dir
 from tessera.config import Home
@@ -88,15 +89,6 @@ def increment_file(home: Home, entity_type: str) -> Path:
     """``<type>_touched.json``: the record of the last incremental link
     (:func:`record_increment`)."""
     return _linkage_file(home, entity_type, "touched", "json")
-
-
-def file_state(path: Path) -> list[int] | None:
-    """``[size, mtime_ns]`` of ``path``, None when there is no such file."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    return [st.st_size, st.st_mtime_ns]
 
 
 def map_state(home: Home, entity_type: str) -> dict[str, list[int] | None]:

@@ -13,16 +13,15 @@ from pathlib import Path
 
 import polars as pl
 
+from linkage.parts import file_stat
+
 KEY = "tessera_state"
 
 
 def file_state(path: Path) -> str | None:
     """The size and modification time of ``path`` (None when it does not exist)."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    return json.dumps([st.st_size, st.st_mtime_ns])
+    stat = file_stat(path)
+    return None if stat is None else json.dumps(stat)
 
 
 def write(path: Path, frame: pl.DataFrame, state: str) -> None:

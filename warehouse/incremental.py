@@ -58,7 +58,7 @@ import polars as pl
 from connectors import lake
 from connectors.canonical import MENTION_SCHEMA, RECORD_SCHEMA, RELATIONSHIP_SCHEMA
 from connectors.catalog import load_specs
-from linkage.parts import linkage_parts, linkage_sql, void_files
+from linkage.parts import file_stat, linkage_parts, linkage_sql, void_files
 from tessera.config import Home
 from tessera.timing import Laps
 from warehouse import matching, schema
@@ -469,7 +469,7 @@ def _linked_changes(home: Home, plan_: Plan) -> pl.DataFrame | None:
     started from the very maps the base was built from and its outputs are as it
     wrote them; else None. Every mention whose entity changed has its old entity
     among the second and its new one among the first."""
-    from linkage.score_store import file_state, read_increment, touched_file
+    from linkage.score_store import read_increment, touched_file
 
     frames = []
     for etype in pub.ENTITY_TYPES:
@@ -480,8 +480,8 @@ def _linked_changes(home: Home, plan_: Plan) -> pl.DataFrame | None:
             rec is None
             or base is None
             or rec["before"].get("entities") != base
-            or rec["after"].get("entities") != file_state(path)
-            or rec["touched"] != file_state(touched_file(home, etype))
+            or rec["after"].get("entities") != file_stat(path)
+            or rec["touched"] != file_stat(touched_file(home, etype))
         ):
             return None
         frames += [
