@@ -723,9 +723,9 @@ def _replace_rows(con: duckdb.DuckDBPyConnection, table: str, cond: str) -> None
     indexed = set(schema.indexed_columns(table))
     key = ROW_KEYS.get(table)
     old = _scattered(con, table, cond, "old")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _rows_old AS SELECT rowid AS _rid, * FROM {old}")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _rows_new AS SELECT * FROM {new} WHERE {cond}")
     if key:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _rows_old AS SELECT rowid AS _rid, * FROM {old}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _rows_new AS SELECT * FROM {new} WHERE {cond}")
         fixed = [c for c in cols if c == key or c in indexed]
         rest = [c for c in cols if c not in fixed]
         # Key and indexed columns unchanged: updated in place where another column moved.
@@ -756,12 +756,12 @@ def _replace_rows(con: duckdb.DuckDBPyConnection, table: str, cond: str) -> None
         # Equal rows paired off one to one (row_number within each group of equals).
         every = ", ".join(cols)
         con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE _rows_pair_o AS
-            SELECT _rid, {every}, row_number() OVER (PARTITION BY {every}) AS _n FROM _rows_old"""
+            f"""CREATE OR REPLACE TEMP TABLE _rows_pair_o AS SELECT rowid AS _rid, {every},
+            row_number() OVER (PARTITION BY {every}) AS _n FROM {old}"""
         )
         con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE _rows_pair_n AS
-            SELECT {every}, row_number() OVER (PARTITION BY {every}) AS _n FROM _rows_new"""
+            f"""CREATE OR REPLACE TEMP TABLE _rows_pair_n AS SELECT {every},
+            row_number() OVER (PARTITION BY {every}) AS _n FROM {new} WHERE {cond}"""
         )
         pair = _same([*cols, "_n"])
         gone = f"SELECT o._rid FROM _rows_pair_o o ANTI JOIN _rows_pair_n n ON {pair}"

@@ -27,7 +27,6 @@ from connectors.catalog import load_specs
 from linkage.parts import linkage_parts, linkage_sql
 from tessera.config import Home
 from warehouse import corrections, matching, prefetch, schema
-from warehouse.prefetch import clone_file
 
 ENTITY_TYPES = ("person", "business")
 _EVIDENCE_FIXED = (
@@ -644,7 +643,7 @@ def publish(
                 t = time.perf_counter()
                 # The copy a daily run made ahead (warehouse.prefetch), else now.
                 if not prefetch.take(base, tmp):
-                    clone_file(base, tmp)
+                    prefetch.clone_file(base, tmp)
                 steps["copy_base"] = time.perf_counter() - t
                 con = duckdb.connect(str(tmp))
                 try:
