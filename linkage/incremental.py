@@ -67,9 +67,10 @@ import polars as pl
 from splink import DuckDBAPI, Linker
 
 from connectors import lake
+from linkage import block_keys, term_counts
 from linkage import cross as cross_edges
 from linkage import sizes as entity_sizes
-from linkage import term_counts
+from linkage.block_keys import key_conditions
 from linkage.clusters import (
     connected_components,
     offending_clusters,
@@ -447,56 +448,14 @@ def oriented_rules(rules: list[str], uid: str = "mention_id") -> list[dict[str, 
     return out
 
 
-Key = tuple[tuple[str, str], ...]
-
-
-def key_conditions(rules: list[str]) -> list[Key] | None:
-    """For each blocking rule, the equalities among its top-level conjuncts whose two
-    sides each read one record (``l.x = r.y``, ``l.k = substr(r.n, 1, 2)``), as one
-    composite key: ``((expression on the existing record, expression on the new
-    record), ...)``, in both orientations, the table prefixes removed (parsed with
-    sqlglot, which Splink uses). Two records a rule joins agree on its key, so the
-    existing records sharing some key with a new one are a superset of those the
-    rules can pair with it. None when a rule has no such conjunct (any record may
-    pair)."""
-    import sqlglot
-    from sqlglot import exp
-
-    def bare(e: exp.Expression) -> str:
-        e = e.copy()
-        for c in e.find_all(exp.Column):
-            c.set("table", None)
-        return e.sql(dialect="duckdb")
-
-    out: list[Key] = []
-    for rule in rules:
-        tree = sqlglot.parse_one(rule, read="duckdb").unnest()
-        conjuncts = list(tree.flatten()) if isinstance(tree, exp.And) else [tree]
-        key = []
-        for c in conjuncts:
-            c = c.unnest()
-            if not isinstance(c, exp.EQ):
-                continue
-            sides = [{col.table for col in e.find_all(exp.Column)} for e in (c.this, c.expression)]
-            if sorted(map(sorted, sides)) == [["l"], ["r"]]:
-                left, right = (
-                    (c.this, c.expression) if sides[0] == {"l"} else (c.expression, c.this)
-                )
-                key.append((bare(left), bare(right)))
-        if not key:
-            return None
-        out += [tuple(key), tuple((b, a) for a, b in key)]
-    return list(dict.fromkeys(out))
-
-
 def _blocking_candidates(view: FeatureView, new: pl.DataFrame, rules: list[str]) -> pl.DataFrame:
     """The current rows of the existing mentions that can pair with a ``new`` row under
     some blocking rule (:func:`key_conditions`: a superset of the rules' pairs; the
-    blocking join applies them exactly). DuckDB joins each key of the new rows with
-    every stored file (base and parts as written: a row replaced since may add a
-    candidate, never lose one; it reads the key columns only) and with the rows of
-    ``view.over``; then only the candidates' rows are read whole. Every existing row
-    when a rule has no usable equality."""
+    blocking join applies them exactly): those sharing a key's hash with a new row
+    (:mod:`linkage.block_keys`), in every stored file (base and parts as written,
+    through their sidecars: a row replaced since may add a candidate, never lose one)
+    or among the rows of ``view.over``; then only the candidates' rows are read whole.
+    Every existing row when a rule has no usable equality."""
     is_new = pl.col("mention_id").is_in(view.new_ids.implode())
     keys = key_conditions(rules)
     if keys is None:
@@ -504,25 +463,14 @@ def _blocking_candidates(view: FeatureView, new: pl.DataFrame, rules: list[str])
     con = duckdb.connect()
     con.execute("SET enable_progress_bar = false")
     try:
+        t = time.perf_counter()
+        sidecars = [block_keys.ensure(con, p, keys) for p in view.stored_files]
+        view.seconds["candidate_sidecars"] = round(time.perf_counter() - t, 2)
         # String views go over without a copy; DuckDB reads the columns the keys name.
         con.register("over_rows", view.over.to_arrow(compat_level=ARROW))
         con.register("new_rows", new.to_arrow(compat_level=ARROW))
-        sources = ["over_rows"]
-        if view.stored_files:
-            quoted = ", ".join("'" + str(p).replace("'", "''") + "'" for p in view.stored_files)
-            sources.append(f"read_parquet([{quoted}], union_by_name = true)")
-        arms = []
-        for key in keys:
-            theirs = ", ".join(f"{t} AS k{i}" for i, (_, t) in enumerate(key))
-            present = " AND ".join(f"({t}) IS NOT NULL" for _, t in key)
-            on = " AND ".join(f"({m}) = n.k{i}" for i, (m, _) in enumerate(key))
-            arms += [
-                f"SELECT e.uid FROM {src} AS e JOIN "
-                f"(SELECT DISTINCT {theirs} FROM new_rows WHERE {present}) n ON {on}"
-                for src in sources
-            ]
         t = time.perf_counter()
-        uids = con.sql(" UNION ".join(arms)).pl()["uid"]
+        uids = block_keys.matching_uids(con, keys, sidecars, "over_rows", "new_rows")
         view.seconds["candidate_keys"] = round(time.perf_counter() - t, 2)
     finally:
         con.close()

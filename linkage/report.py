@@ -32,9 +32,9 @@ from typing import Any, Literal
 import polars as pl
 
 from connectors import lake
+from linkage import block_keys, term_counts
 from linkage import cross as cross_edges
 from linkage import sizes as entity_sizes
-from linkage import term_counts
 from linkage.decisions import (
     REVIEW_BAND,
     WEAK_WEIGHT,
@@ -192,6 +192,7 @@ def settle(home: Home, res: LinkResult) -> dict[str, Any]:
         home, etype, entity_sizes.count(entities.rename({"entity_id": "cluster_id"}))
     )
     term_counts.record_full(home, etype)
+    block_keys.record_full(home, etype)
     timings["record"] = time.perf_counter() - t
     events = ids.events.group_by("kind").len()
     return {
