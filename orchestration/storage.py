@@ -11,6 +11,13 @@ that dies loses nothing (the writes are in the operating system's cache), an
 operating-system crash may lose or damage the last events of the run history.
 That is the embedded instance of ``tessera run`` / ``tessera ui`` (a laptop, the
 demo, CI); a deployment keeps its instance in PostgreSQL (``deploy/dagster.yaml``).
+
+It also keeps a shard's connection open between events (a few recent shards: the
+index and the runs being written), and remembers the schema facts Dagster looks up
+again for every event (``has_table`` made a new engine and connection per asset check
+event, and every asset event inspected the asset key table's columns): at 1,000,000
+persons a daily run's ~1,100 events spent ~2 s of the run's own process on connecting
+and inspecting (py-spy).
 """
 
 from __future__ import annotations
@@ -19,12 +26,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
+    INDEX_SHARD_NAME,
+    SqliteEventLogStorage,
+)
 from dagster._core.storage.sql import create_engine
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import StaticPool
+
+# Shards whose connection stays open (the index shard always): a UI process reads many
+# runs' shards, and each would otherwise keep a file open.
+OPEN_SHARDS = 4
 
 
 def _no_sync(dbapi_connection: Any, _record: Any) -> None:
@@ -50,20 +64,51 @@ class UnsyncedSqliteEventLogStorage(SqliteEventLogStorage):
         return cls(inst_data=inst_data, **config_value)
 
     def _engine(self, shard: str) -> Any:
-        """One engine per shard for the storage's life (Dagster makes one per event:
-        each new engine compiles every statement again; at 100,000 persons a daily
-        ingest of 96 steps spent ~2 s of CPU on it). Its pool holds no connection
-        (``NullPool``), so nothing stays open between events."""
+        """One engine per shard, with one connection kept open (``StaticPool``: every
+        use is under the storage's lock, never nested, so one connection serves them
+        all; Dagster made an engine per event, and each compiled every statement
+        again). Only the index shard and the ``OPEN_SHARDS`` most recently used run
+        shards keep theirs; an older one is disposed (its connection closed)."""
         engines: dict[str, Any] = self.__dict__.setdefault("_engines", {})
-        if shard not in engines:
-            engine = create_engine(
-                self.conn_string_for_shard(shard),
-                poolclass=NullPool,
-                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
-            )
-            event.listen(engine, "connect", _no_sync)
-            engines[shard] = engine
-        return engines[shard]
+        if shard in engines:
+            engines[shard] = engines.pop(shard)  # most recently used last
+            return engines[shard]
+        engine = create_engine(
+            self.conn_string_for_shard(shard),
+            poolclass=StaticPool,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
+        )
+        event.listen(engine, "connect", _no_sync)
+        engines[shard] = engine
+        runs = [s for s in engines if s != INDEX_SHARD_NAME]
+        for old in runs[: max(0, len(runs) - OPEN_SHARDS)]:
+            engines.pop(old).dispose()
+        return engine
+
+    def dispose(self) -> None:
+        super().dispose()
+        with self._db_lock:
+            for engine in self.__dict__.pop("_engines", {}).values():
+                engine.dispose()
+
+    def has_table(self, table_name: str) -> bool:
+        """Dagster's check, remembered once a table exists (tables are not dropped
+        while the storage lives)."""
+        known: set[str] = self.__dict__.setdefault("_tables", set())
+        if table_name in known:
+            return True
+        found = super().has_table(table_name)
+        if found:
+            known.add(table_name)
+        return found
+
+    def _has_asset_key_index_cols_on_connection(self, conn: Connection) -> bool:
+        """Dagster's column check of the asset key table, remembered once true."""
+        if self.__dict__.get("_asset_key_index_cols"):
+            return True
+        found = super()._has_asset_key_index_cols_on_connection(conn)
+        self.__dict__["_asset_key_index_cols"] = found
+        return found
 
     @contextmanager
     def _connect(self, shard: str) -> Iterator[Connection]:

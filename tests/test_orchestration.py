@@ -233,7 +233,7 @@ def test_embedded_instance_stores_events_without_a_sync(tmp_path) -> None:
 
     import dagster as dg
 
-    from orchestration.storage import UnsyncedSqliteEventLogStorage
+    from orchestration.storage import OPEN_SHARDS, UnsyncedSqliteEventLogStorage
     from tessera.cli_pipeline import _instance, dagster_home
 
     home = Home(tmp_path / "a")
@@ -252,6 +252,21 @@ def test_embedded_instance_stores_events_without_a_sync(tmp_path) -> None:
         mats = instance.fetch_materializations(dg.AssetKey("one"), limit=5).records
         assert len(mats) == 1
         assert storage.get_logs_for_run(result.run_id)
+        # One connection per shard for the run's ~20 events, and only a few run
+        # shards keep theirs open.
+        from sqlalchemy import event
+
+        connects: list[str] = []
+
+        for shard, engine in storage._engines.items():
+            event.listen(engine, "connect", lambda *_, s=shard: connects.append(s))
+        second = dg.materialize([one], instance=instance)
+        assert second.success
+        assert len(instance.fetch_materializations(dg.AssetKey("one"), limit=5).records) == 2
+        assert connects.count("index") == 0  # the index shard's connection is reused
+        for _ in range(3):
+            assert dg.materialize([one], instance=instance).success
+        assert len(storage._engines) <= 1 + OPEN_SHARDS
     assert (home.dagster_home / "history" / "runs" / f"{result.run_id}.db").exists()
 
     copy = Home(tmp_path / "b")
