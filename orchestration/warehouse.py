@@ -262,12 +262,20 @@ def build_warehouse_assets() -> list[dg.AssetsDefinition]:
         active list entries only, no match features), exported as the system user
         ``tessera-pipeline`` (admin) and audited. After an incremental publish, a copy
         of the previous export with the changed entities' rows replaced (``mode``,
-        ``entities_replaced``), else written in full (``full_reason``). Metadata: path,
-        rows per table, size."""
+        ``entities_replaced``), else written in full (``full_reason``). Then it starts
+        copying the new warehouse and export for the next day's run
+        (``warehouse.prefetch``; ``next_day_copies``). Metadata: path, rows per table,
+        size."""
         home = tessera.home()
         out = write_analyst_export(home)
         counts = out["counts"]
         path = analyst_export_path(home)
+        # The next incremental publish and export start from copies of these two files
+        # (warehouse.prefetch): made now, between runs, instead of while the next
+        # run's ingest and linkage share the two cores with them.
+        from warehouse import prefetch
+
+        next_copies = {p.name: prefetch.start(p) for p in (home.warehouse, path)}
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": counts.get("entities", 0),
@@ -280,6 +288,7 @@ def build_warehouse_assets() -> list[dg.AssetsDefinition]:
                 "full_reason": out["full_reason"] or "",
                 "entities_replaced": out["touched"] if out["touched"] is not None else -1,
                 "seconds": out["seconds"],
+                "next_day_copies": dg.MetadataValue.json(next_copies),
             }
         )
 

@@ -91,6 +91,18 @@ def test_whole_graph_materialises_and_publishes(piped) -> None:
     clusters = instance.get_latest_materialization_event(PERSON_CLUSTERS)
     md = clusters.asset_materialization.metadata
     assert md["mode"].value == "full" and "match weight" in md["match_weight_histogram"].value
+    # The export started the next day's copies of the warehouse and the export.
+    exp = instance.get_latest_materialization_event(ANALYST_EXPORT).asset_materialization
+    started = exp.metadata["next_day_copies"].value
+    assert set(started) == {home.warehouse.name, analyst_export_path(home).name}
+    assert set(started.values()) <= {"started", "ready", "running"}, started
+    from warehouse import prefetch
+
+    for live in (home.warehouse, analyst_export_path(home)):
+        assert prefetch.take(live, live.with_name(live.name + ".taken"))
+        taken = live.with_name(live.name + ".taken")
+        assert taken.read_bytes() == live.read_bytes()
+        taken.unlink()
 
 
 def test_failing_blocking_check_keeps_the_old_warehouse(piped, tmp_path) -> None:

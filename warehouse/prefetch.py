@@ -8,7 +8,10 @@ linkage, so a daily run starts it when its linkage begins (:func:`start`, from t
 ``linkage/person_mentions`` asset) in a detached process that outlives the step, and
 the build takes the finished copy (:func:`take`) instead of copying. The analyst
 export (:mod:`warehouse.export`) starts from a copy of the previous export the same
-way, started when the warehouse build begins.
+way, started when the warehouse build begins. Both copies are started again at the
+end of a daily run (the ``warehouse/analyst_export`` asset), for the next day: made
+between runs, they no longer share the two cores with the next run's ingest and
+linkage, and that run's own starts find them ready.
 
 The copy is ``<live>.prepared`` with ``<live>.prepared.json`` holding the live file's
 size, modification time and inode when the copy started; the copying process writes
