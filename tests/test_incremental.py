@@ -547,11 +547,13 @@ def _region_by_scanning(
 
 
 def test_recorded_cross_edges_and_the_region_closure_over_them(world: dict) -> None:
-    """The increment records the edges between entities of the map it wrote (equal to
-    computing them from every edge), and the region closed over them in memory is the
-    region closed by scanning every edge, with the same inside edges."""
+    """The increment records the edges between entities of the map it wrote, with their
+    weights (equal to computing them from every edge), and the region closed over them
+    in memory is the region closed by scanning every edge; its old edges, taken from
+    its entities' evidence and the recorded cross edges, are the edges the scan finds
+    with both ends inside, weights included."""
     from linkage import cross as cross_edges
-    from linkage.incremental import EDGE_COLUMNS, _region
+    from linkage.incremental import EDGE_COLUMNS, _region, _region_edges
 
     home = world["home"]
     for t in ENTITY_TYPES:
@@ -560,12 +562,14 @@ def test_recorded_cross_edges_and_the_region_closure_over_them(world: dict) -> N
         recorded = cross_edges.stored(home, t)
         assert recorded is not None, t
         computed = cross_edges.compute(edges, entity_map)
+        assert recorded.columns == cross_edges.COLUMNS
         assert recorded.sort(cross_edges.ENDS).equals(computed.sort(cross_edges.ENDS)), t
     # Persons: the guard and the cannot-link leave edges between entities.
     entity_map = _entities(home, "person").select("mention_id", "entity_id")
     edges = read_linkage(home, "person", "edges").select(EDGE_COLUMNS)
     recorded = cross_edges.stored(home, "person")
     assert recorded.height > 0
+    evidence_all = read_linkage(home, "person", "evidence").collect()
     seed_sets = [
         recorded["mention_id_l"].head(3),  # entities tied by crossing edges
         recorded["mention_id_r"].tail(2),
@@ -573,6 +577,11 @@ def test_recorded_cross_edges_and_the_region_closure_over_them(world: dict) -> N
     ]
     for seeds in seed_sets:
         by_scan, scan_edges = _region_by_scanning(entity_map, seeds, edges)
-        by_cross, cross_inside = _region(entity_map, seeds, edges, recorded)
+        by_cross = _region(entity_map, seeds, recorded)
         assert by_scan.sort("mention_id").equals(by_cross.sort("mention_id"))
-        assert scan_edges.sort(cross_edges.ENDS).equals(cross_inside.sort(cross_edges.ENDS))
+        assert scan_edges.height > 0
+        region_ids = by_cross["entity_id"].unique().implode()
+        evidence = evidence_all.filter(pl.col("entity_id").is_in(region_ids))
+        inside = _region_edges(evidence, recorded, by_cross["mention_id"])
+        want = scan_edges.unique(subset=cross_edges.ENDS).sort(cross_edges.ENDS)
+        assert inside.sort(cross_edges.ENDS).equals(want.select(EDGE_COLUMNS))
