@@ -307,7 +307,14 @@ def _increment_features(
     # some): looked for in the ID column alone (reading every column of the 7.2M stored
     # rows to find none took 1.3 s), then read whole if there are any.
     is_new = pl.col("mention_id").is_in(new_ids.implode())
-    stored_new = stored.select("mention_id").filter(is_new).collect()
+    # (A mention is stored if any file holds it: no need to merge the parts here.)
+    parts = linkage_parts(home, entity_type, "features")
+    stored_new = (
+        pl.concat([pl.scan_parquet(p).select("mention_id") for p in parts])
+        .filter(is_new)
+        .unique()
+        .collect()
+    )
     known_new = (
         stored.filter(pl.col("mention_id").is_in(stored_new["mention_id"].implode())).collect()
         if stored_new.height
@@ -316,7 +323,6 @@ def _increment_features(
     unknown = new_ids.filter(~new_ids.is_in(known_new["mention_id"].implode()))
     new_mentions = _first_rows(staged.filter(pl.col("mention_id").is_in(unknown.implode())))
     lap("new_rows")
-    parts = linkage_parts(home, entity_type, "features")
     if new_mentions.height == 0:
         return FeatureView(
             stored, parts, known_new, new_ids, known_new.clear(), seconds, tuple(stats)
@@ -344,7 +350,7 @@ def _increment_features(
     # (1.9M of 7.2M person mentions for a 1,000,000-person world's day: common pinyin
     # names), read by the columns the statistics need; then the whole rows of those
     # whose statistics moved only.
-    narrow = ["mention_id", *inputs, *stats]
+    narrow = ["mention_id", "uid", *inputs, *stats]
     before = (
         stored.filter(pl.col(key).is_in(fresh[key].unique().implode(), nulls_equal=True))
         .select(narrow)
@@ -365,11 +371,12 @@ def _increment_features(
         nulls_equal=True,
     )
     lap("restate")
+    # By uid (an integer, the stored parts' merge key too: read_linkage).
     old_moved = stored.filter(
-        pl.col("mention_id").is_in(
-            changed["mention_id"]
-            .filter(changed["mention_id"].is_in(before["mention_id"].implode()))
-            .implode()
+        pl.col("uid").is_in(
+            before.filter(pl.col("mention_id").is_in(changed["mention_id"].implode()))[
+                "uid"
+            ].implode()
         )
     ).collect()
     moved = pl.concat(
