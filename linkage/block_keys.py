@@ -117,8 +117,9 @@ def _state(features_file: Path, keys: list[Key]) -> str:
     )
 
 
-def _quoted(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
+def _quoted(text: str | Path) -> str:
+    """A SQL string literal of ``text`` (a path, the recorded state)."""
+    return "'" + str(text).replace("'", "''") + "'"
 
 
 def ensure(con: duckdb.DuckDBPyConnection, features_file: Path, keys: list[Key]) -> Path:
@@ -129,10 +130,9 @@ def ensure(con: duckdb.DuckDBPyConnection, features_file: Path, keys: list[Key])
     if stamped.matches(out, state):
         return out
     tmp = out.with_name(out.name + ".tmp")
-    literal = "'" + state.replace("'", "''") + "'"
     con.execute(
         f"COPY (SELECT uid, {hash_columns(keys, 0)} FROM read_parquet({_quoted(features_file)})) "
-        f"TO {_quoted(tmp)} (FORMAT parquet, KV_METADATA {{{stamped.KEY}: {literal}}})"
+        f"TO {_quoted(tmp)} (FORMAT parquet, KV_METADATA {{{stamped.KEY}: {_quoted(state)}}})"
     )
     tmp.replace(out)
     return out
