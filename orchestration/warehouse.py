@@ -184,8 +184,8 @@ def build_warehouse_assets() -> list[dg.AssetsDefinition]:
         tables and analyst views, with the library's own smoke checks. Not visible to
         analysts until ``warehouse/publish`` swaps it in."""
         home = tessera.home()
-        # The analyst export starts from a copy of the current one, made while the
-        # build runs (the ingest already shares the disk with the warehouse's copy).
+        # The analyst export starts from a copy of the current one: usually made by the
+        # last run's export (below); else started now, to be made while the build runs.
         from warehouse import prefetch
 
         prefetch.start(analyst_export_path(home))
