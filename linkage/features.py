@@ -30,8 +30,10 @@ or a cheap string function in SQL:
 - ``name_py_persons``: how many people carry this pinyin name, estimated as the
   number of distinct birth years (or ID region codes, whichever is more) among the
   mentions with the name, and for names of under 3 characters also distinct phone
-  keys; at least 1 (years and regions rather than full dobs and IDs: a one-digit
-  typo in a day or an ID sequence number does not make a second person). A name held by one person is strong evidence on its own
+  keys (years and regions rather than full dobs and IDs: a one-digit typo in a day
+  or an ID sequence number does not make a second person); at least 1, at most
+  ``PERSONS_CAP`` (4 reads "four or more": the model asks no more). A name held by
+  one person is strong evidence on its own
   (20,000-person world: 10,942 3-character names with one dob / ID key, 3 in fact
   shared; 2-character names with one dob / ID / phone key: ~2,900, ~46 cross-person
   pairs); a typo in a dob or an ID only makes a name look more common: the safe side.
@@ -75,6 +77,16 @@ PERSON_FEATURES = (
 
 
 THIN_NAME_MAX_PERSONS = 3
+# The per-name counts are stored capped at the resolution the models read them:
+# ``name_py_persons`` only as ``= 1`` and ``<= THIN_NAME_MAX_PERSONS``, the firm counts
+# only as ``= 1`` (tests/test_features.py reads every literal the models compare them
+# with). A common name's count then no longer moves with each day's mentions, and with
+# it every stored row of the name (1M world, one day: 187,133 stored rows restated, 173
+# with the cap).
+PERSONS_CAP = THIN_NAME_MAX_PERSONS + 1
+FIRMS_CAP = 2
+STAT_CAPS = {"name_py_persons": PERSONS_CAP, "name_core_firms": FIRMS_CAP,
+             "name_core_form_firms": FIRMS_CAP}  # fmt: skip
 
 # The per-name statistics (:func:`name_statistics`, :func:`business_name_statistics`):
 # the incremental path recomputes them for the names a day's mentions carry.
@@ -147,6 +159,7 @@ def name_statistics(features: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame:
         )
         .alias("name_py_persons")
     ).drop("_name_len")
+    out = out.with_columns(pl.col("name_py_persons").clip(upper_bound=PERSONS_CAP))
     # Thin mentions are paired by name alone only where few people carry the name: a
     # name held by more cannot link on its own (20,000-person world: pairing thin
     # mentions of every name cost 123,000 more pairs, gained 0.0005 recall and lost
@@ -286,8 +299,9 @@ def business_features(
       its industry term (科技, 贸易...), shared by thousands of firms, so it is never
       a key on its own;
     - ``name_core_firms``: how many firms carry the core (distinct USCC keys seen on
-      at least two of its mentions, at least 1): a core only one firm carries is
-      strong evidence, one several carry is weak; ``name_core_form_firms``: the same
+      at least two of its mentions; at least 1, at most ``FIRMS_CAP``: 2 reads
+      "several"): a core only one firm carries is strong evidence, one several carry
+      is weak; ``name_core_form_firms``: the same
       count among the mentions with the same core and legal form (四通信息技术工作室
       beside 四通信息技术股份有限公司: one firm per form);
     - ``name_drop2/3/4``: the core without its first 2, 3 or 4 characters, for a
@@ -371,11 +385,11 @@ def business_name_statistics(features: pl.LazyFrame | pl.DataFrame) -> pl.LazyFr
     form_firms = pl.col("uscc_key").filter(seen_twice).n_unique().over("name_core", "name_form")
     return features.lazy().with_columns(
         pl.when(pl.col("name_core").is_not_null())
-        .then(pl.max_horizontal(firms, pl.lit(1)))
+        .then(pl.max_horizontal(firms, pl.lit(1)).clip(upper_bound=FIRMS_CAP))
         .cast(pl.Int32)
         .alias("name_core_firms"),
         pl.when(pl.col("name_core").is_not_null() & pl.col("name_form").is_not_null())
-        .then(pl.max_horizontal(form_firms, pl.lit(1)))
+        .then(pl.max_horizontal(form_firms, pl.lit(1)).clip(upper_bound=FIRMS_CAP))
         .cast(pl.Int32)
         .alias("name_core_form_firms"),
     )

@@ -364,12 +364,7 @@ def _increment_features(
         .cast(before.select("mention_id", *stats).schema)
     )
     # Only the new rows and the stored rows whose statistics moved go into the part.
-    changed = restated.join(
-        before.select("mention_id", *stats),
-        on=["mention_id", *stats],
-        how="anti",
-        nulls_equal=True,
-    )
+    changed = statistics_moved(before, restated, stats)
     lap("restate")
     # By uid (an integer, the stored parts' merge key too: read_linkage).
     old_moved = stored.filter(
@@ -403,6 +398,28 @@ def _increment_features(
         recorded=recorded,
         stored_top=top,
     )
+
+
+def statistics_moved(
+    before: pl.DataFrame, restated: pl.DataFrame, stats: list[str]
+) -> pl.DataFrame:
+    """The rows of ``restated`` (``mention_id`` and the per-name statistics ``stats``)
+    whose statistics differ from the stored ones in ``before``, or that ``before``
+    lacks. A count is compared as capped (:data:`linkage.features.STAT_CAPS`): a row
+    stored before the counts were capped, with 57 people on its name, does not move
+    for 4."""
+    from linkage.features import STAT_CAPS
+
+    old = before.select(
+        "mention_id",
+        *(
+            pl.col(c).clip(upper_bound=STAT_CAPS[c]).cast(before.schema[c])
+            if c in STAT_CAPS
+            else pl.col(c)
+            for c in stats
+        ),
+    )
+    return restated.join(old, on=["mention_id", *stats], how="anti", nulls_equal=True)
 
 
 def _staged(home: Home, entity_type: str, files: list[Path] | None = None) -> pl.LazyFrame:

@@ -267,6 +267,35 @@ def test_stored_features_equal_a_full_derivation(world: dict) -> None:
     )
 
 
+def test_statistics_moved_compares_counts_as_capped() -> None:
+    """A stored row moves only when a statistic the models can see changed: a count
+    stored uncapped (written before the cap) equal to the restated capped count once
+    capped stays; a count crossing the cap, a changed flag or a new row move."""
+    from linkage.features import PERSONS_CAP
+    from linkage.incremental import statistics_moved
+
+    stats = ["name_py_persons", "name_py_thin"]
+    before = pl.DataFrame(
+        {
+            "mention_id": ["a", "b", "c", "d"],
+            "name_py_persons": [57, 2, 4, 1],
+            "name_py_thin": [None, None, None, "li"],
+        },
+        schema={"mention_id": pl.String, "name_py_persons": pl.Int32, "name_py_thin": pl.String},
+    )
+    restated = pl.DataFrame(
+        {
+            "mention_id": ["a", "b", "c", "d", "e"],
+            "name_py_persons": [PERSONS_CAP, 3, PERSONS_CAP, 1, 1],
+            "name_py_thin": [None, None, None, None, "li"],
+        },
+        schema=before.schema,
+    )
+    moved = statistics_moved(before, restated, stats)
+    assert sorted(moved["mention_id"]) == ["b", "d", "e"]
+    assert moved.schema == restated.schema
+
+
 def test_read_linkage_applies_parts_in_order(tmp_path) -> None:
     """Edges parts add rows; a features part replaces rows with the same mention ID;
     an evidence part replaces every earlier row of its void entities; parts of an

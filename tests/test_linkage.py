@@ -261,6 +261,68 @@ def test_person_features_count_people_per_name_and_flag_masked_keys() -> None:
     assert f["phone_key"].to_list()[-2:] == ["1835121", "1839999"]
 
 
+def test_per_name_counts_are_capped_below_every_value_the_models_compare() -> None:
+    """The per-name counts are stored capped (``linkage.features.STAT_CAPS``: a common
+    name's count then stays put as mentions arrive). Every number the person and
+    business models compare a count with, in their comparison levels and blocking
+    rules, and the thin-name ceiling, is below the cap: a capped count decides as the
+    true count would."""
+    import datetime as dt
+    import json
+    import re
+
+    from connectors.canonical import MENTION_SCHEMA
+    from linkage.features import (
+        PERSONS_CAP,
+        STAT_CAPS,
+        THIN_NAME_MAX_PERSONS,
+        business_name_statistics,
+        person_features,
+    )
+    from linkage.model import (
+        BusinessModelConfig,
+        PersonModelConfig,
+        business_settings,
+        person_settings,
+    )
+
+    text = json.dumps(
+        [
+            person_settings(PersonModelConfig()).create_settings_dict(sql_dialect_str="duckdb"),
+            business_settings(BusinessModelConfig()).create_settings_dict(sql_dialect_str="duckdb"),
+        ]
+    )
+    found = re.findall(
+        r"\b(" + "|".join(STAT_CAPS) + r")(?:_[lr])?\s*(?:=|<>|!=|<=|>=|<|>)\s*(\d+)", text
+    )
+    assert {c for c, _ in found} == {"name_py_persons", "name_core_firms", "name_core_form_firms"}
+    for column, value in found:
+        assert int(value) < STAT_CAPS[column], (column, value)
+    assert THIN_NAME_MAX_PERSONS < PERSONS_CAP
+
+    # Six birth years on one name: six people, stored as the cap.
+    m = pl.DataFrame(
+        [
+            {"mention_id": f"m{i}", "source_id": "s", "entity_type": "person", "role": "",
+             "name_native": "王伟", "name_latin": "wang wei", "dob": dt.date(1950 + i, 1, 1)}
+            for i in range(6)
+        ],
+        schema=dict(MENTION_SCHEMA),
+    )  # fmt: skip
+    assert person_features(m)["name_py_persons"].to_list() == [PERSONS_CAP] * 6
+    # Three firms (USCC keys seen twice) on one core: "several", 2.
+    firms = pl.DataFrame(
+        {
+            "name_core": ["四通"] * 6,
+            "name_form": ["有限公司"] * 6,
+            "uscc_key": ["K1", "K1", "K2", "K2", "K3", "K3"],
+        }
+    )
+    counted = business_name_statistics(firms).collect()
+    assert counted["name_core_firms"].to_list() == [STAT_CAPS["name_core_firms"]] * 6
+    assert counted["name_core_form_firms"].to_list() == [STAT_CAPS["name_core_form_firms"]] * 6
+
+
 def test_business_features_strip_form_city_and_brackets() -> None:
     from linkage.features import business_features
 
