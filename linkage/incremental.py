@@ -67,7 +67,7 @@ import polars as pl
 from splink import DuckDBAPI, Linker
 
 from connectors import lake
-from linkage import block_keys, term_counts
+from linkage import block_keys, name_state, term_counts
 from linkage import cross as cross_edges
 from linkage import sizes as entity_sizes
 from linkage.block_keys import key_conditions
@@ -161,6 +161,10 @@ class FeatureView:
     # (linkage.term_counts; column → file), and the largest stored ``uid``.
     recorded: dict[str, Path] = field(default_factory=dict)
     stored_top: int = 0
+    # The settled person names once the part is written (linkage.name_state).
+    names_settled: pl.DataFrame | None = None
+    # How many of the new mentions' names were settled (their stored rows not read).
+    names_skipped: int = 0
 
     def rows_where(self, predicate: pl.Expr, columns: list[str] | None = None) -> pl.DataFrame:
         """The current rows that satisfy ``predicate`` (``columns`` only, when given):
@@ -351,20 +355,42 @@ def _increment_features(
     # names), read by the columns the statistics need; then the whole rows of those
     # whose statistics moved only.
     narrow = ["mention_id", "uid", *inputs, *stats]
+    # Persons: the names whose statistics cannot move (linkage.name_state) are left
+    # out: their stored rows stay, their new rows take the settled values.
+    settled = skip = None
+    if entity_type == "person":
+        settled = name_state.stored(home, stored)
+        skip = name_state.skipped(settled, fresh).implode()
+        lap("settled_names")
+    is_skipped = pl.lit(False) if skip is None else pl.col(key).is_in(skip).fill_null(False)
+    fresh_read = fresh.filter(~is_skipped)
     before = (
-        stored.filter(pl.col(key).is_in(fresh[key].unique().implode(), nulls_equal=True))
+        stored.filter(pl.col(key).is_in(fresh_read[key].unique().implode(), nulls_equal=True))
         .select(narrow)
         .collect()
     )
     lap("name_rows")
-    restated = (
-        restate(pl.concat([before, fresh.select(narrow).cast(before.schema)]))
-        .select("mention_id", *stats)
+    # Every row of the names read, with their statistics recomputed.
+    recomputed = (
+        restate(pl.concat([before, fresh_read.select(narrow).cast(before.schema)]))
+        .select(
+            "mention_id",
+            *dict.fromkeys([*stats, *(name_state.COLUMNS if settled is not None else ())]),
+        )
         .collect()
-        .cast(before.select("mention_id", *stats).schema)
+    )
+    restated = recomputed.select("mention_id", *stats).cast(
+        before.select("mention_id", *stats).schema
     )
     # Only the new rows and the stored rows whose statistics moved go into the part.
     changed = statistics_moved(before, restated, stats)
+    names_after = None
+    if settled is not None:
+        settled_rows = fresh.filter(is_skipped).select(
+            "mention_id", *name_state.settled_statistics()
+        )
+        changed = pl.concat([changed, settled_rows.cast(restated.schema)])
+        names_after = name_state.updated(settled, recomputed.select(*name_state.COLUMNS))
     lap("restate")
     # By uid (an integer, the stored parts' merge key too: read_linkage).
     old_moved = stored.filter(
@@ -397,6 +423,8 @@ def _increment_features(
         tuple(stats),
         recorded=recorded,
         stored_top=top,
+        names_settled=names_after,
+        names_skipped=0 if skip is None else skip.list.len().item(),
     )
 
 
@@ -1027,6 +1055,8 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
         append_linkage(home, entity_type, "features", feature_rows)
     # The counts over every stored row, now with the new part: the publish's.
     term_counts.record(home, entity_type, view.tf_counts)
+    if view.names_settled is not None:
+        name_state.record(home, view.names_settled)
     review.write_parquet(rv_path)
     # The entities this increment changed (grown, new, or rebuilt at mention level):
     # the checks of a daily run look at these only (every other entity passed them).
@@ -1116,6 +1146,7 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
         "entities": sizes_after.height,
         "evidence_rows_appended": evidence.height,
         "features_appended": feature_rows.height if feature_rows is not None else None,
+        "settled_names_skipped": view.names_skipped,
         "review_candidates": review.height,
         "duplicate_free": duplicate_free,
         "seconds": {k: round(v, 2) for k, v in timings.items()},

@@ -32,7 +32,7 @@ from typing import Any, Literal
 import polars as pl
 
 from connectors import lake
-from linkage import block_keys, term_counts
+from linkage import block_keys, name_state, term_counts
 from linkage import cross as cross_edges
 from linkage import sizes as entity_sizes
 from linkage.decisions import (
@@ -199,6 +199,8 @@ def settle(home: Home, res: LinkResult) -> dict[str, Any]:
     )
     term_counts.record_full(home, etype)
     block_keys.record_full(home, etype)
+    if etype == "person":
+        name_state.record_full(home)
     timings["record"] = time.perf_counter() - t
     events = ids.events.group_by("kind").len()
     return {

@@ -58,7 +58,9 @@ def counts_path(home: Home, entity_type: str, column: str) -> Path:
     return home.lake / "linkage" / f"{entity_type}_tf_{column}.parquet"
 
 
-def _state(home: Home, entity_type: str) -> str:
+def features_state(home: Home, entity_type: str) -> str:
+    """The state of the stored features files (each part's name, size and modification
+    time): what a record computed from them is stamped with."""
     parts = linkage_parts(home, entity_type, "features")
     return json.dumps([[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in parts])
 
@@ -66,7 +68,7 @@ def _state(home: Home, entity_type: str) -> str:
 def record(home: Home, entity_type: str, counts: dict[str, pl.DataFrame]) -> None:
     """Write each column's counts (``<column>, len`` or ``<column>, n``) as those of
     the current features files."""
-    state = _state(home, entity_type)
+    state = features_state(home, entity_type)
     for column, frame in counts.items():
         n = "len" if "len" in frame.columns else "n"
         stamped.write(
@@ -80,7 +82,7 @@ def stored(home: Home, entity_type: str, column: str) -> Path | None:
     """The recorded counts file of ``column`` when it counts the current features
     files, else None."""
     path = counts_path(home, entity_type, column)
-    return path if stamped.matches(path, _state(home, entity_type)) else None
+    return path if stamped.matches(path, features_state(home, entity_type)) else None
 
 
 def recorded(home: Home, entity_type: str) -> dict[str, Path]:

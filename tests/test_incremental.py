@@ -296,6 +296,50 @@ def test_statistics_moved_compares_counts_as_capped() -> None:
     assert moved.schema == restated.schema
 
 
+def test_settled_names_recorded_equal_those_of_the_stored_rows(world: dict) -> None:
+    """The increment left the stored rows of settled names unread (some were) and
+    recorded the settled names of the features as written: the same set, ``long``
+    included, as computed from every stored row (a full derivation's rows equal the
+    stored ones: test_stored_features_equal_a_full_derivation)."""
+    from linkage import name_state
+
+    home = world["home"]
+    assert world["stats"]["person"]["settled_names_skipped"] > 0
+    stored = read_linkage(home, "person", "features")
+    recorded = name_state.stored(home, stored.clear())  # the record: no row to compute from
+    assert recorded.height > 0
+    assert recorded.sort("name_py").equals(name_state.settled(stored).sort("name_py"))
+
+
+def test_settled_names_skip_and_update() -> None:
+    """A settled name is skipped unless it is short and a new mention of it is long
+    (咸宁 and 西安宁: a 3-character name stops the phone keys counting); a recomputed
+    name leaves the record when it is no longer settled and joins when it is."""
+    from linkage import name_state
+    from linkage.features import PERSONS_CAP
+
+    names = pl.DataFrame({"name_py": ["a", "b", "c"], "long": [False, True, False]})
+    fresh = pl.DataFrame(
+        {
+            "name_py": ["a", "b", "c", "d", None],
+            "name_native": ["西安宁", "张三丰", "咸宁", "李四", "王"],
+        }
+    )
+    assert sorted(name_state.skipped(names, fresh)) == ["b", "c"]
+
+    recomputed = pl.DataFrame(
+        {
+            "name_py": ["a", "a", "d", "d", "e"],
+            "name_py_persons": [2, 2, PERSONS_CAP, PERSONS_CAP, PERSONS_CAP],
+            "name_registered": [True, True, True, True, False],
+            "name_native": ["西安宁", "咸宁", "李四", "李四", "王五"],
+        },
+        schema_overrides={"name_py_persons": pl.Int32},
+    )
+    after = name_state.updated(names, recomputed)
+    assert after.rows() == [("b", True), ("c", False), ("d", False)]
+
+
 def test_read_linkage_applies_parts_in_order(tmp_path) -> None:
     """Edges parts add rows; a features part replaces rows with the same mention ID;
     an evidence part replaces every earlier row of its void entities; parts of an
