@@ -41,6 +41,8 @@ or a cheap string function in SQL:
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import polars as pl
 
 PERSON_FEATURES = (
@@ -87,6 +89,11 @@ PERSONS_CAP = THIN_NAME_MAX_PERSONS + 1
 FIRMS_CAP = 2
 STAT_CAPS = {"name_py_persons": PERSONS_CAP, "name_core_firms": FIRMS_CAP,
              "name_core_form_firms": FIRMS_CAP}  # fmt: skip
+# The stored features (``lake/linkage/<type>_features.parquet`` and its delta parts) are
+# scanned several times by each increment (the names' rows, the candidates' rows, the
+# guard's keys): lz4 decodes faster than zstd (7.2M person mentions: the candidates'
+# rows 0.69 -> 0.40 s, the names' rows 0.80 -> 0.49 s) for 628 MB instead of 413.
+FEATURES_COMPRESSION = "lz4"
 
 # The per-name statistics (:func:`name_statistics`, :func:`business_name_statistics`):
 # the incremental path recomputes them for the names a day's mentions carry.
@@ -110,6 +117,11 @@ PERSON_STAT_INPUTS = (
     "phone_any",
 )
 BUSINESS_STAT_INPUTS = ("name_core", "name_form", "uscc_key")
+
+
+def write_features(frame: pl.DataFrame, path: Path) -> None:
+    """Write stored features (a base file or a delta part) as the scans expect them."""
+    frame.write_parquet(path, compression=FEATURES_COMPRESSION)
 
 
 def _uid() -> pl.Expr:

@@ -90,6 +90,7 @@ from linkage.decisions import (
     review_candidates,
 )
 from linkage.explain import contributions, kept_edges, model_evidence
+from linkage.features import write_features
 from linkage.model import BusinessModelConfig, PersonModelConfig
 from linkage.parts import (
     linkage_parts,
@@ -1050,7 +1051,7 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
     append_linkage(home, entity_type, "edges", edges)
     append_linkage(home, entity_type, "evidence", evidence, void=region_old["entity_id"])
     if feature_rows is None:
-        view.over.write_parquet(target / f"{entity_type}_features.parquet")
+        write_features(view.over, target / f"{entity_type}_features.parquet")
     elif feature_rows.height:
         append_linkage(home, entity_type, "features", feature_rows)
     # The counts over every stored row, now with the new part: the publish's.

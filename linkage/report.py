@@ -47,6 +47,7 @@ from linkage.decisions import (
 )
 from linkage.evaluate import evaluate
 from linkage.explain import weak_entity_edges, write_evidence
+from linkage.features import write_features
 from linkage.parts import DELTA_KEYS, _delta_dir, _stamp, linkage_parts, void_files
 from linkage.run import LinkResult, link, linkage_duckdb
 from linkage.run import duplicate_free_keys as mention_guard_keys
@@ -113,7 +114,10 @@ def append_linkage(
         void_path = part.with_name(part.stem + ".void.parquet")
         pl.DataFrame({key: void.unique()}).cast(pl.String).write_parquet(void_path)
     tmp = part.with_name(part.name + ".tmp")
-    rows.write_parquet(tmp)
+    if kind == "features":
+        write_features(rows, tmp)
+    else:
+        rows.write_parquet(tmp)
     os.replace(tmp, part)
     return part
 

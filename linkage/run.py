@@ -31,7 +31,12 @@ from connectors.catalog import load_specs
 from linkage.clusters import connected_components, guard_keys, offending_clusters, split_offending
 from linkage.decisions import REVIEW_BAND
 from linkage.explain import contribution_sql
-from linkage.features import business_features, legal_rep_names, person_features
+from linkage.features import (
+    business_features,
+    legal_rep_names,
+    person_features,
+    write_features,
+)
 from linkage.model import (
     BusinessModelConfig,
     PersonModelConfig,
@@ -230,7 +235,7 @@ def predict(
     if features is None:
         features = entity_features(home, entity_type)
         # Kept for the incremental path and for search by example at publish.
-        features.write_parquet(target / f"{entity_type}_features.parquet")
+        write_features(features, target / f"{entity_type}_features.parquet")
     settings: Any = person_settings(config) if person else business_settings(config)  # type: ignore[arg-type]
     rules = person_blocking_rules() if person else business_blocking_rules()
     timings["features"] = time.perf_counter() - t

@@ -107,6 +107,7 @@ def link_entities(
         from linkage.incremental import link_incremental
 
         return dict(link_incremental(home, entity_type))
+    from linkage.features import write_features
     from linkage.report import settle
     from linkage.run import cluster, entity_features, load_prediction, predict
 
@@ -123,7 +124,7 @@ def link_entities(
         features = pl.read_parquet(features_path)
     else:
         features = entity_features(home, entity_type)
-        features.write_parquet(home.lake / "linkage" / f"{entity_type}_features.parquet")
+        write_features(features, home.lake / "linkage" / f"{entity_type}_features.parquet")
     prediction = load_prediction(home, entity_type, features) or predict(
         home, entity_type=entity_type, model_path=model_path, features=features
     )
@@ -311,7 +312,7 @@ def build_linkage_assets(specs: list[SourceSpec] | tuple[SourceSpec, ...]) -> li
         105 s of a day's run). On such a day it also starts copying the live warehouse
         in the background (``warehouse.prefetch``): the incremental publish starts from
         that copy, which does not depend on the linkage that runs meanwhile."""
-        from linkage.features import person_features
+        from linkage.features import person_features, write_features
 
         home = tessera.home()
         stored = _paths(home)["features"]
@@ -336,7 +337,7 @@ def build_linkage_assets(specs: list[SourceSpec] | tuple[SourceSpec, ...]) -> li
                 }
             )
         features = person_features(lake.mentions(home))
-        features.write_parquet(_paths(home)["features"])
+        write_features(features, _paths(home)["features"])
         per_source = features.group_by("source_id").len().sort("len", descending=True)
         return dg.MaterializeResult(
             metadata={

@@ -340,6 +340,28 @@ def test_settled_names_skip_and_update() -> None:
     assert after.rows() == [("b", True), ("c", False), ("d", False)]
 
 
+def test_stored_features_are_written_with_the_fast_codec(world: dict) -> None:
+    """The features base (the full link's) and the increment's part are written with
+    ``FEATURES_COMPRESSION`` (lz4: the increments scan them several times a day)."""
+    import duckdb
+
+    from linkage.features import FEATURES_COMPRESSION
+    from linkage.parts import linkage_parts
+
+    for t in ENTITY_TYPES:
+        files = linkage_parts(world["home"], t, "features")
+        assert len(files) > 1, t
+        for f in files:
+            codecs = duckdb.sql(
+                f"SELECT DISTINCT compression FROM parquet_metadata('{f}')"
+            ).fetchall()
+            # polars writes lz4 as Parquet's LZ4_RAW codec.
+            assert codecs and all(c.startswith(FEATURES_COMPRESSION.upper()) for (c,) in codecs), (
+                f.name,
+                codecs,
+            )
+
+
 def test_read_linkage_applies_parts_in_order(tmp_path) -> None:
     """Edges parts add rows; a features part replaces rows with the same mention ID;
     an evidence part replaces every earlier row of its void entities; parts of an
