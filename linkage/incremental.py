@@ -90,7 +90,7 @@ from linkage.decisions import (
     review_candidates,
 )
 from linkage.explain import contributions, kept_edges, model_evidence
-from linkage.features import write_features
+from linkage.features import STAT_CAPS, write_features
 from linkage.model import BusinessModelConfig, PersonModelConfig
 from linkage.parts import (
     linkage_parts,
@@ -354,8 +354,8 @@ def _increment_features(
     fresh = fresh.with_columns((pl.col("uid") + top).cast(schema["uid"]))
     # The per-name statistics over every mention of the names the new ones carry
     # (1.9M of 7.2M person mentions for a 1,000,000-person world's day: common pinyin
-    # names), read by the columns the statistics need; then the whole rows of those
-    # whose statistics moved only.
+    # names, ~43k once the settled ones are left out), computed from the columns the
+    # statistics need.
     narrow = ["mention_id", "uid", *inputs, *stats]
     # Persons: the names whose statistics cannot move (linkage.name_state) are left
     # out: their stored rows stay, their new rows take the settled values.
@@ -432,8 +432,6 @@ def statistics_moved(
     lacks. A count is compared as capped (:data:`linkage.features.STAT_CAPS`): a row
     stored before the counts were capped, with 57 people on its name, does not move
     for 4."""
-    from linkage.features import STAT_CAPS
-
     old = before.select(
         "mention_id",
         *(
