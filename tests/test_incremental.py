@@ -311,6 +311,21 @@ def test_settled_names_recorded_equal_those_of_the_stored_rows(world: dict) -> N
     assert recorded.sort("name_py").equals(name_state.settled(stored).sort("name_py"))
 
 
+def test_a_full_link_records_the_settled_names(tmp_path_factory) -> None:
+    """The full link (``linkage.report.settle``) records the settled person names of the
+    features it wrote, so the first increment reads them instead of every stored row."""
+    from linked_world import linked_world
+
+    from linkage import name_state
+
+    home = linked_world(tmp_path_factory)
+    stored = read_linkage(home, "person", "features")
+    assert len(list((home.lake / "linkage").glob("person_features_delta/*.parquet"))) == 0
+    recorded = name_state.stored(home, stored.clear())  # the record, or nothing
+    assert recorded.height > 0
+    assert recorded.sort("name_py").equals(name_state.settled(stored).sort("name_py"))
+
+
 def test_settled_names_skip_and_update() -> None:
     """A settled name is skipped unless it is short and a new mention of it is long
     (咸宁 and 西安宁: a 3-character name stops the phone keys counting); a recomputed
