@@ -81,7 +81,7 @@ PERSON_FEATURES = (
 THIN_NAME_MAX_PERSONS = 3
 # The per-name counts are stored capped at the resolution the models read them:
 # ``name_py_persons`` only as ``= 1`` and ``<= THIN_NAME_MAX_PERSONS``, the firm counts
-# only as ``= 1`` (tests/test_features.py reads every literal the models compare them
+# only as ``= 1`` (tests/test_linkage.py reads every literal the models compare them
 # with). A common name's count then no longer moves with each day's mentions, and with
 # it every stored row of the name (1M world, one day: 187,133 stored rows restated, 173
 # with the cap).
