@@ -524,8 +524,14 @@ def _stored_rows(d: Path, table: str, parts: list[list[Any]], narrow: str) -> st
     files = [d / name for name, *_ in parts]
     if table not in _KEYED or len(files) == 1:
         return f"SELECT * FROM {read_parquet_sql(files)} {narrow}"
+    # The narrowed rows first, then the window over them: left to itself DuckDB turns
+    # the window into an aggregate over the hits and a second join back to every row of
+    # the files by row number, reading all their columns (0.58 s for 10k of 7.9M
+    # mention rows, against 0.2 s for the narrow read).
     return f"""
-        SELECT * EXCLUDE (filename) FROM {read_parquet_sql(files, filename=True)} {narrow}
+        WITH hit AS MATERIALIZED (
+            SELECT * FROM {read_parquet_sql(files, filename=True)} {narrow})
+        SELECT * EXCLUDE (filename) FROM hit
         QUALIFY row_number() OVER (PARTITION BY {_KEYS[table]} ORDER BY filename DESC) = 1"""
 
 
