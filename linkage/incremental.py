@@ -135,6 +135,33 @@ def _previous(home: Home, entity_type: str) -> tuple[Path, Path]:
     return target, model
 
 
+# ------------------------------------------------------------------ the map, in mention order
+
+
+def _sorted_map(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` (an entity map: ``mention_id`` and more) in mention ID order, flagged so
+    for :func:`_map_rows`. The maps are written in that order, so for a map read from
+    its file this is a check (0.03 s at 7.2M rows)."""
+    if not frame["mention_id"].is_sorted():
+        frame = frame.sort("mention_id")
+    return frame.with_columns(pl.col("mention_id").set_sorted())
+
+
+def _map_rows(sorted_map: pl.DataFrame, ids: pl.Series) -> pl.DataFrame:
+    """The rows of ``sorted_map`` (:func:`_sorted_map`) whose mention ID is among ``ids``,
+    in mention order, found by binary search: filtering the 7.2M rows of a
+    1,000,000-person world's map took 0.1-0.4 s a lookup, the search of 10k IDs 0.02 s."""
+    if not sorted_map["mention_id"].flags["SORTED_ASC"]:  # not from _sorted_map: a pass
+        return sorted_map.filter(pl.col("mention_id").is_in(ids.implode()))
+    ids = ids.drop_nulls().unique().sort()
+    if sorted_map.is_empty() or ids.is_empty():
+        return sorted_map.clear()
+    col = sorted_map["mention_id"]
+    at = col.search_sorted(ids.cast(col.dtype), side="left").clip(upper_bound=col.len() - 1)
+    rows = sorted_map.select(pl.all().gather(at))
+    return rows.filter(rows["mention_id"] == ids.cast(col.dtype))
+
+
 # ------------------------------------------------------------------ features
 
 
@@ -308,7 +335,8 @@ def _increment_features(
     staged = _staged(home, entity_type, files)
     staged_ids = staged.select("mention_id").unique().collect()
     lap("staged_ids")
-    new_ids = staged_ids.join(prev.select("mention_id"), on="mention_id", how="anti")["mention_id"]
+    known = _map_rows(prev, staged_ids["mention_id"])["mention_id"]
+    new_ids = staged_ids.filter(~pl.col("mention_id").is_in(known.implode()))["mention_id"]
     # New mentions whose features are stored already (a full derivation may have stored
     # some): looked for in the ID column alone (reading every column of the 7.2M stored
     # rows to find none took 1.3 s), then read whole if there are any.
@@ -632,7 +660,7 @@ def _region(prev: pl.DataFrame, seeds: pl.Series, cross: pl.DataFrame) -> pl.Dat
     ties two entities a full relink would reconsider together): ``cross``, the old
     edges between entities (:mod:`linkage.cross`), followed in memory. Returns the
     region's old map (``mention_id, entity_id``)."""
-    ents = prev.filter(pl.col("mention_id").is_in(seeds.implode()))["entity_id"].unique()
+    ents = _map_rows(prev, seeds)["entity_id"].unique()
     if ents.is_empty():
         return prev.clear()
     # Within an entity an edge adds nothing: the closure only follows crossing ones.
@@ -677,8 +705,8 @@ def _entity_components(prev: pl.DataFrame, new_ids: pl.Series, edges: pl.DataFra
     a new edge reaches is one node (its ID), each new mention one node. Returns
     ``node, component, old`` (``old``: the node is an existing entity)."""
     ends = pl.concat([edges["mention_id_l"], edges["mention_id_r"]]).unique()
-    # The map's rows of the edges' ends only: one pass over the map, then small joins.
-    ent = prev.select("mention_id", "entity_id").filter(pl.col("mention_id").is_in(ends.implode()))
+    # The map's rows of the edges' ends only (a search of the map), then small joins.
+    ent = _map_rows(prev.select("mention_id", "entity_id"), ends)
     e = cross_edges.with_entities(edges, ent).collect()
     old_nodes = pl.concat([e["e_l"], e["e_r"]]).drop_nulls().unique()
     node_edges = e.select(
@@ -879,7 +907,8 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
     timings: dict[str, float] = {}
     t0 = t = time.perf_counter()
     ent_path = target / f"{entity_type}_entities.parquet"
-    prev = pl.read_parquet(ent_path).select("mention_id", "entity_id")
+    # In mention order (as written): the lookups by mention ID below search it.
+    prev = _sorted_map(pl.read_parquet(ent_path).select("mention_id", "entity_id"))
     sizes_before = entity_sizes.stored(home, entity_type)
     view = _increment_features(home, entity_type, target, prev)
     new_ids, feature_rows = view.new_ids, view.part
@@ -913,7 +942,7 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
     t = time.perf_counter()
     decided = pl.concat(
         [
-            prev.join(active.select("mention_id"), on="mention_id")["entity_id"],
+            _map_rows(prev, active["mention_id"])["entity_id"],
             active["mention_id"],
         ]
     )
@@ -1006,9 +1035,11 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
         entity_type, to_assign, region_old, lambda c: _ever_issued(home, entity_type, prev, c)
     )
     n_events = record_id_events(home, entity_type, event_reasons(ids.events, ids.entities, active))
-    entities = pl.concat(
-        [prev.filter(~pl.col("entity_id").is_in(region_ids)), grown_rows, ids.entities]
-    ).sort("mention_id")
+    # Sorted again: merging the few added rows into the kept ones (in mention order
+    # already) was no faster in a replay of a 1,000,000-person world's day.
+    entities = _sorted_map(
+        pl.concat([prev.filter(~pl.col("entity_id").is_in(region_ids)), grown_rows, ids.entities])
+    )
     timings["stable_ids"] = time.perf_counter() - t
 
     # Evidence: the new edges of the simple components are appended (their entities'
@@ -1061,7 +1092,7 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
     # the checks of a daily run look at these only (every other entity passed them).
     touched = pl.concat(
         [
-            entities.filter(pl.col("mention_id").is_in(new_ids.implode()))["entity_id"],
+            _map_rows(entities, new_ids)["entity_id"],
             ids.entities["entity_id"],
         ]
     ).unique()
@@ -1103,7 +1134,7 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
     timings["total"] = time.perf_counter() - t0
 
     # What happened to the new mentions: joined an old entity, or made new ones.
-    new_rows = entities.filter(pl.col("mention_id").is_in(new_ids.implode()))
+    new_rows = _map_rows(entities, new_ids)
     with_old = pl.concat(
         [
             grown_map["entity_id"],

@@ -151,6 +151,32 @@ def test_only_pairs_with_a_new_mention_are_scored(world: dict) -> None:
     assert (both["match_weight"] - both["match_weight_ref"]).abs().max() < 1e-9
 
 
+def test_map_rows_by_binary_search_equal_a_filter() -> None:
+    """The map lookups by mention ID (a binary search of the map in mention order) give
+    the rows a filter gives: IDs absent, before the first and after the last, repeated
+    and null; an unsorted map (not flagged) is filtered."""
+    import random
+
+    from linkage.incremental import _map_rows, _sorted_map
+
+    rng = random.Random(7)
+    for _ in range(300):
+        n = rng.randint(0, 40)
+        ids_in_map = {f"M{rng.randint(10, 89):03d}" for _ in range(n)}
+        raw = pl.DataFrame(
+            {"mention_id": sorted(ids_in_map, reverse=True), "entity_id": "E"},
+            schema={"mention_id": pl.String, "entity_id": pl.String},
+        )
+        wanted = pl.Series(
+            "mention_id",
+            [rng.choice([None, f"M{rng.randint(0, 99):03d}"]) for _ in range(rng.randint(0, 30))],
+            dtype=pl.String,
+        )
+        expected = raw.filter(pl.col("mention_id").is_in(wanted.implode())).sort("mention_id")
+        assert _map_rows(_sorted_map(raw), wanted).equals(expected)
+        assert _map_rows(raw, wanted).sort("mention_id").equals(expected)
+
+
 def test_oriented_rules_double_only_asymmetric_rules() -> None:
     rules = ['l."id_any" = r."id_any"', "l.name_py = r.name_py_rev"]
     out = [r["blocking_rule"] for r in oriented_rules(rules, "uid")]
