@@ -231,8 +231,14 @@ def _edges_histogram(
 
 
 def _largest(sizes: pl.DataFrame) -> dg.MetadataValue:
-    """The five largest entities (``sizes``: :func:`linkage.sizes.count`)."""
-    top = sizes.sort(["len", "cluster_id"], descending=[True, False])
+    """The five largest entities (``sizes``: :func:`linkage.sizes.count`), the smaller ID
+    first among equal sizes. Only the entities at least as large as the fifth largest
+    are sorted: sorting the 1M entities of a 1,000,000-person world by size and ID took
+    0.3 s of each day's run."""
+    if sizes.is_empty():
+        return md_table([], ("entity", "mentions"))
+    fifth = sizes["len"].top_k(min(5, sizes.height)).min()
+    top = sizes.filter(pl.col("len") >= fifth).sort(["len", "cluster_id"], descending=[True, False])
     return md_table(top.head(5).iter_rows(), ("entity", "mentions"))
 
 

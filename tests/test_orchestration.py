@@ -298,3 +298,26 @@ def test_isolated_calls_run_in_a_child_process(tmp_path, monkeypatch) -> None:
     assert not isolate.isolate(home)  # nothing staged
     monkeypatch.setattr(isolate, "AUTO_BYTES", -1)
     assert isolate.isolate(home)
+
+
+def test_largest_entities_equal_those_of_a_full_sort() -> None:
+    """The clusters asset's five largest entities (only the entities at least as large as
+    the fifth are sorted) are those of sorting every entity by size, then ID: ties at
+    the fifth size, fewer than five entities, none."""
+    import random
+
+    from orchestration.linkage import _largest
+    from orchestration.metadata import md_table
+
+    rng = random.Random(11)
+    for _ in range(200):
+        n = rng.randint(0, 12)
+        sizes = pl.DataFrame(
+            {
+                "cluster_id": rng.sample([f"P{i:03d}" for i in range(50)], n),
+                "len": [rng.randint(1, 4) for _ in range(n)],
+            },
+            schema={"cluster_id": pl.String, "len": pl.UInt32},
+        )
+        full = sizes.sort(["len", "cluster_id"], descending=[True, False]).head(5)
+        assert _largest(sizes).value == md_table(full.iter_rows(), ("entity", "mentions")).value
