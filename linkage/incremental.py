@@ -751,16 +751,17 @@ def _simple_review(
     region = region_ids.implode()
     new = new_ids.implode()
     ent = entities.select("mention_id", "entity_id")
-    el = ent.rename({"mention_id": "mention_id_l", "entity_id": "entity_id_l"})
-    er = ent.rename({"mention_id": "mention_id_r", "entity_id": "entity_id_r"})
     lo, hi = REVIEW_BAND
+    pairs = scored.filter(
+        pl.col("match_probability").is_between(lo, hi, closed="left")
+        & ~(pl.col("mention_id_l").is_in(region) & pl.col("mention_id_r").is_in(region))
+    ).select(EDGE_COLUMNS)
+    # The map's rows of the pairs' ends (a search of the map in mention order), joined.
+    ends = _map_rows(ent, pl.concat([pairs["mention_id_l"], pairs["mention_id_r"]]))
+    el = ends.rename({"mention_id": "mention_id_l", "entity_id": "entity_id_l"})
+    er = ends.rename({"mention_id": "mention_id_r", "entity_id": "entity_id_r"})
     uncertain = (
-        scored.filter(
-            pl.col("match_probability").is_between(lo, hi, closed="left")
-            & ~(pl.col("mention_id_l").is_in(region) & pl.col("mention_id_r").is_in(region))
-        )
-        .select(EDGE_COLUMNS)
-        .join(el, on="mention_id_l")
+        pairs.join(el, on="mention_id_l")
         .join(er, on="mention_id_r")
         .filter(pl.col("entity_id_l") != pl.col("entity_id_r"))
         .with_columns(pl.lit("uncertain").alias("kind"))
@@ -780,10 +781,11 @@ def _simple_review(
         pl.col("entity_id").alias("entity_id_l"),
         pl.col("entity_id").alias("entity_id_r"),
     )
-    touched = pl.concat(
-        [kept_simple["entity_id"], ent.filter(pl.col("mention_id").is_in(new))["entity_id"]]
-    ).unique()
-    members = ent.filter(
+    touched = pl.concat([kept_simple["entity_id"], _map_rows(ent, new_ids)["entity_id"]]).unique()
+    # One pass over the map for the entities both lookups below need.
+    uncertain_ids = uncertain["entity_id_l"].unique()
+    wanted = ent.filter(pl.col("entity_id").is_in(pl.concat([touched, uncertain_ids]).implode()))
+    members = wanted.filter(
         pl.col("entity_id").is_in(touched.implode()) & ~pl.col("mention_id").is_in(region)
     )
     sizes = members.group_by("entity_id").agg(
@@ -801,7 +803,7 @@ def _simple_review(
     )
     size_l = sizes.select(pl.col("entity_id").alias("entity_id_l"), "size")
     all_sizes = (
-        ent.filter(pl.col("entity_id").is_in(uncertain["entity_id_l"].unique().implode()))
+        wanted.filter(pl.col("entity_id").is_in(uncertain_ids.implode()))
         .group_by(pl.col("entity_id").alias("entity_id_l"))
         .agg(pl.len().alias("size"))
     )
@@ -840,11 +842,15 @@ def _review(
     fresh = review_candidates(region, pairs, kept).filter(
         (pl.col("kind") != "large_entity") | (pl.col("size") > LARGE_ENTITY)
     )
-    # Uncertain pairs reaching out of the region: same pair, current entity IDs.
-    ent = entities.select("mention_id", "entity_id")
+    # Uncertain pairs reaching out of the region: same pair, current entity IDs (the
+    # map's rows of their ends, searched).
+    reaching = old_review.filter(touches & (pl.col("kind") == "uncertain"))
+    ent = _map_rows(
+        entities.select("mention_id", "entity_id"),
+        pl.concat([reaching["mention_id_l"], reaching["mention_id_r"]]),
+    )
     across = (
-        old_review.filter(touches & (pl.col("kind") == "uncertain"))
-        .drop("entity_id_l", "entity_id_r")
+        reaching.drop("entity_id_l", "entity_id_r")
         .join(
             ent.rename({"mention_id": "mention_id_l", "entity_id": "entity_id_l"}),
             on="mention_id_l",
