@@ -57,7 +57,12 @@ def mentions(home: Home) -> pl.LazyFrame:
 
 
 def relationships(home: Home) -> pl.LazyFrame:
-    return _scan(staged_files(home, "relationships"), RELATIONSHIP_SCHEMA)
+    return scan_relationships(staged_files(home, "relationships"))
+
+
+def scan_relationships(paths: list[Path]) -> pl.LazyFrame:
+    """The relationship rows of the staged relationship files ``paths``, in file order."""
+    return _scan(paths, RELATIONSHIP_SCHEMA)
 
 
 def quarantine(home: Home) -> pl.LazyFrame:

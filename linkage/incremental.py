@@ -90,7 +90,7 @@ from linkage.decisions import (
     review_candidates,
 )
 from linkage.explain import contributions, kept_edges, model_evidence
-from linkage.features import STAT_CAPS, write_features
+from linkage.features import STAT_CAPS, legal_rep_names, write_features
 from linkage.model import BusinessModelConfig, PersonModelConfig
 from linkage.parts import (
     linkage_parts,
@@ -309,7 +309,6 @@ def _increment_features(
         PERSON_STAT_INPUTS,
         business_features,
         business_name_statistics,
-        legal_rep_names,
         name_statistics,
         person_features,
     )
@@ -368,15 +367,7 @@ def _increment_features(
         fresh = person_features(new_mentions)
     else:
         # The legal representatives named on the new mentions' rows only.
-        rels = (
-            lake.relationships(home)
-            .filter(pl.col("mention_id").is_in(new_mentions["mention_id"].implode()))
-            .collect()
-        )
-        named = lake.mentions(home).filter(
-            pl.col("mention_id").is_in(rels["related_mention_id"].implode())
-        )
-        reps = legal_rep_names(rels.lazy(), named)
+        reps = _new_legal_reps(home, files, new_mentions["mention_id"])
         fresh = business_features(new_mentions, reps)
     top = stored.select(pl.col("uid").max()).collect().item() or 0
     # The counts the last increment recorded, while they still count the stored files.
@@ -473,6 +464,34 @@ def statistics_moved(
         ),
     )
     return restated.join(old, on=["mention_id", *stats], how="anti", nulls_equal=True)
+
+
+def _new_legal_reps(home: Home, files: list[Path] | None, new_ids: pl.Series) -> pl.DataFrame:
+    """``linkage.features.legal_rep_names`` for the new business mentions ``new_ids``,
+    read from the staged mention ``files`` the link had not seen (None: every file).
+
+    A new mention's rows are all in those files (:func:`linkage.parts.unlinked_files`),
+    and so are its relationship rows, staged with the record that states it (the
+    files' ``.relationships`` siblings). A related mention's name is that of any of
+    its rows: a mention ID is a hash of its source and every identity column, name
+    included. A related mention none of those files holds is looked up in every file.
+    Scanning every staged file for a day's few hundred names took 0.5 s of the business
+    link at 1,000,000 persons."""
+    ids = new_ids.implode()
+    if files is None:
+        rel_scan, rows = lake.relationships(home), lake.mentions(home)
+    else:
+        siblings = [p.with_name(p.name.replace(".mentions.", ".relationships.")) for p in files]
+        rel_scan = lake.scan_relationships([p for p in siblings if p.exists()])
+        rows = lake.scan_mentions(files)
+    rels = rel_scan.filter(pl.col("mention_id").is_in(ids)).collect()
+    related = rels["related_mention_id"].drop_nulls().unique()
+    named = rows.filter(pl.col("mention_id").is_in(related.implode())).collect()
+    missing = related.filter(~related.is_in(named["mention_id"].implode()))
+    if files is not None and missing.len():
+        more = lake.mentions(home).filter(pl.col("mention_id").is_in(missing.implode()))
+        named = pl.concat([named, more.collect()])
+    return legal_rep_names(rels.lazy(), named.lazy())
 
 
 def _staged(home: Home, entity_type: str, files: list[Path] | None = None) -> pl.LazyFrame:

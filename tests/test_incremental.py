@@ -177,6 +177,39 @@ def test_map_rows_by_binary_search_equal_a_filter() -> None:
         assert _map_rows(raw, wanted).sort("mention_id").equals(expected)
 
 
+def test_new_legal_reps_from_the_new_files_equal_those_of_every_file(
+    world: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new business mentions' legal representatives, read from the files they were
+    staged in (and those files' relationships), equal those read from every staged
+    file; a related mention those files lack is looked up in every file."""
+    from linkage import incremental
+
+    home = world["home"]
+    new = world["new"]["business"]
+    every = lake.staged_files(home, "mentions")
+    files = [
+        p
+        for p in every
+        if pl.scan_parquet(p).filter(pl.col("mention_id").is_in(new.implode())).collect().height
+    ]
+    assert 0 < len(files) < len(every)
+    cols = ["mention_id", "legal_rep_name"]
+    everywhere = incremental._new_legal_reps(home, None, new).sort(cols)
+    assert everywhere.height > 0
+    assert incremental._new_legal_reps(home, files, new).sort(cols).equals(everywhere)
+    # The new files' rows without the (person) legal representatives: each is missing
+    # there and looked up in every file.
+    real = lake.scan_mentions
+
+    def without_people(paths: list) -> pl.LazyFrame:
+        rows = real(paths)
+        return rows if paths == every else rows.filter(pl.col("entity_type") != "person")
+
+    monkeypatch.setattr(lake, "scan_mentions", without_people)
+    assert incremental._new_legal_reps(home, files, new).sort(cols).equals(everywhere)
+
+
 def test_oriented_rules_double_only_asymmetric_rules() -> None:
     rules = ['l."id_any" = r."id_any"', "l.name_py = r.name_py_rev"]
     out = [r["blocking_rule"] for r in oriented_rules(rules, "uid")]
