@@ -481,7 +481,8 @@ def _new_legal_reps(home: Home, files: list[Path] | None, new_ids: pl.Series) ->
     if files is None:
         rel_scan, rows = lake.relationships(home), lake.mentions(home)
     else:
-        siblings = [p.with_name(p.name.replace(".mentions.", ".relationships.")) for p in files]
+        stems = [p.with_name(p.name.removesuffix(".mentions.parquet")) for p in files]
+        siblings = [s.with_name(s.name + ".relationships.parquet") for s in stems]
         rel_scan = lake.scan_relationships([p for p in siblings if p.exists()])
         rows = lake.scan_mentions(files)
     rels = rel_scan.filter(pl.col("mention_id").is_in(ids)).collect()
