@@ -98,7 +98,7 @@ from linkage.parts import (
     record_linked_files,
     unlinked_files,
 )
-from linkage.report import ENTITY_TYPES, append_linkage, read_linkage
+from linkage.report import ENTITY_TYPES, append_linkage, read_linkage, write_entity_maps
 from linkage.run import duplicate_free_keys, entity_features
 from linkage.score_store import map_state, record_increment
 from linkage.stable_ids import assign_entity_ids
@@ -134,9 +134,6 @@ def _previous(home: Home, entity_type: str) -> tuple[Path, Path]:
         )
     return target, model
 
-
-# The codec of the entity maps an increment rewrites (see link_incremental).
-MAP_COMPRESSION = "uncompressed"
 
 # ------------------------------------------------------------------ the map, in mention order
 
@@ -1099,12 +1096,7 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
     timings["review"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    # The two 7.2M-row maps are rewritten every day, uncompressed: zstd took 3 s each,
-    # lz4 1.15 s for both, none 0.84 s (for 303 MB a file instead of 229; read as fast).
-    entities.write_parquet(ent_path, compression=MAP_COMPRESSION)
-    entities.select("mention_id", pl.col("entity_id").alias("cluster_id")).write_parquet(
-        target / f"{entity_type}_clusters.parquet", compression=MAP_COMPRESSION
-    )
+    write_entity_maps(target, entity_type, entities)
     # Edges, evidence and features as delta parts (read_linkage reads them with
     # their base): rewriting them cost ~8 s of 9 at 100,000 persons.
     append_linkage(home, entity_type, "edges", edges)

@@ -122,6 +122,22 @@ def append_linkage(
     return part
 
 
+# The codec of the entity maps (``<type>_entities`` and ``<type>_clusters``), which each
+# increment rewrites whole: for both 7.2M-row maps zstd took 3 s each, lz4 1.15 s for
+# the two, none 0.84 s (303 MB a file instead of 229; read as fast).
+MAP_COMPRESSION = "uncompressed"
+
+
+def write_entity_maps(target: Path, entity_type: str, entities: pl.DataFrame) -> None:
+    """Write the entity map ``entities`` (``mention_id, entity_id``, in mention order) to
+    ``target`` as ``<type>_entities.parquet`` and, with the entity as ``cluster_id``,
+    ``<type>_clusters.parquet`` (what the evaluation and the publish read)."""
+    entities.write_parquet(target / f"{entity_type}_entities.parquet", compression=MAP_COMPRESSION)
+    entities.select("mention_id", pl.col("entity_id").alias("cluster_id")).write_parquet(
+        target / f"{entity_type}_clusters.parquet", compression=MAP_COMPRESSION
+    )
+
+
 def duplicate_free_keys(home: Home, entity_type: str) -> pl.DataFrame:
     """The duplicate-free guard's keys (``mention_id, source_id, guard_key``) of every
     ``entity_type`` mention, so a cluster rebuilt for a cannot-link keeps the guard's
@@ -187,10 +203,7 @@ def settle(home: Home, res: LinkResult) -> dict[str, Any]:
 
     t = time.perf_counter()
 
-    entities.write_parquet(ent_path)
-    entities.select("mention_id", pl.col("entity_id").alias("cluster_id")).write_parquet(
-        target / f"{etype}_clusters.parquet"
-    )
+    write_entity_maps(target, etype, entities)
     res.edges.write_parquet(target / f"{etype}_edges.parquet")
     review.write_parquet(target / f"{etype}_review.parquet")
     timings["write"] = time.perf_counter() - t
