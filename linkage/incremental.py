@@ -1061,11 +1061,12 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
         entity_type, to_assign, region_old, lambda c: _ever_issued(home, entity_type, prev, c)
     )
     n_events = record_id_events(home, entity_type, event_reasons(ids.events, ids.entities, active))
-    # Sorted again: merging the few added rows into the kept ones (in mention order
-    # already) was no faster in a replay of a 1,000,000-person world's day.
-    entities = _sorted_map(
-        pl.concat([prev.filter(~pl.col("entity_id").is_in(region_ids)), grown_rows, ids.entities])
-    )
+    # Sorted again (the sort flags it for _map_rows): merging the few added rows into
+    # the kept ones, in mention order already, was no faster in a replay of a
+    # 1,000,000-person world's day.
+    entities = pl.concat(
+        [prev.filter(~pl.col("entity_id").is_in(region_ids)), grown_rows, ids.entities]
+    ).sort("mention_id")
     timings["stable_ids"] = time.perf_counter() - t
 
     # Evidence: the new edges of the simple components are appended (their entities'
@@ -1112,12 +1113,8 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
     review.write_parquet(rv_path)
     # The entities this increment changed (grown, new, or rebuilt at mention level):
     # the checks of a daily run look at these only (every other entity passed them).
-    touched = pl.concat(
-        [
-            _map_rows(entities, new_ids)["entity_id"],
-            ids.entities["entity_id"],
-        ]
-    ).unique()
+    new_rows = _map_rows(entities, new_ids)
+    touched = pl.concat([new_rows["entity_id"], ids.entities["entity_id"]]).unique()
     touched.to_frame("entity_id").sort("entity_id").write_parquet(touched_path(home, entity_type))
     record_increment(home, entity_type, before, region_old["entity_id"])
     record_linked_files(home, entity_type, seen)
@@ -1155,8 +1152,7 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
     timings["checks"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
 
-    # What happened to the new mentions: joined an old entity, or made new ones.
-    new_rows = _map_rows(entities, new_ids)
+    # What happened to the new mentions (new_rows): joined an old entity, or made new ones.
     with_old = pl.concat(
         [
             grown_map["entity_id"],
