@@ -515,14 +515,17 @@ def issued_ids(home: Home, entity_type: str, among: pl.Series | None = None) -> 
     those in ``among`` only, when given (a million IDs make a slow Python set)."""
     if not home.decisions.exists():
         return set()
-    sql = (
-        "SELECT DISTINCT unnest(list_concat(old_ids, new_ids)) AS id FROM id_events "
-        "WHERE entity_type = ?"
+    every = (
+        "SELECT unnest(list_concat(old_ids, new_ids)) AS id FROM id_events WHERE entity_type = ?"
     )
     with connect(home) as con:
-        if among is not None:
+        if among is None:
+            sql = f"SELECT DISTINCT id FROM ({every})"
+        else:
+            # Narrowed before the distinct: the 1M IDs of a 1,000,000-person world's
+            # history made a distinct set first (0.16-0.26 s, now 0.07 s).
             con.register("_among", among.to_frame("id").to_arrow())
-            sql = f"SELECT id FROM ({sql}) WHERE id IN (SELECT id FROM _among)"
+            sql = f"SELECT DISTINCT id FROM ({every}) SEMI JOIN _among USING (id)"
         rows = con.execute(sql, [entity_type]).fetchall()
     return {r[0] for r in rows}
 

@@ -127,3 +127,29 @@ def test_ids_survive_a_rerun_and_a_new_day(home: Home) -> None:
     # An old mention that changed entity was in a split or merge.
     moved = {before[m] for m in before if after[m] != before[m]}
     assert moved <= recorded_old
+
+
+def test_issued_ids_among_equals_the_whole_history_narrowed(tmp_path) -> None:
+    """``issued_ids`` with ``among`` is the whole history's IDs of that type that are
+    in ``among`` (old and new sides of every event; other types and unknown IDs out)."""
+    from linkage.decisions import issued_ids, record_id_events
+
+    home = Home(tmp_path).ensure()
+    events = pl.DataFrame(
+        {
+            "kind": ["new", "merge", "split", "new"],
+            "old_ids": [[], ["E1", "E2"], ["E3"], []],
+            "new_ids": [["E1"], ["E4"], ["E5", "E6"], ["E1"]],
+            "mentions": [1, 2, 3, 1],
+            "reason": ["r"] * 4,
+        },
+        schema_overrides={"old_ids": pl.List(pl.String), "new_ids": pl.List(pl.String)},
+    )
+    record_id_events(home, "person", events)
+    record_id_events(home, "business", events.head(1).with_columns(new_ids=pl.lit(["B9"])))
+    whole = issued_ids(home, "person")
+    assert whole == {"E1", "E2", "E3", "E4", "E5", "E6"}
+    among = pl.Series(["E2", "E6", "E6", "B9", "nope", None])
+    assert issued_ids(home, "person", among) == {"E2", "E6"}
+    assert issued_ids(home, "business", among) == {"B9"}
+    assert issued_ids(home, "person", pl.Series([], dtype=pl.String)) == set()
