@@ -64,6 +64,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import polars as pl
 from splink import DuckDBAPI, Linker
 
@@ -160,6 +161,23 @@ def _map_rows(sorted_map: pl.DataFrame, ids: pl.Series) -> pl.DataFrame:
     at = col.search_sorted(ids.cast(col.dtype), side="left").clip(upper_bound=col.len() - 1)
     rows = sorted_map.select(pl.all().gather(at))
     return rows.filter(rows["mention_id"] == ids.cast(col.dtype))
+
+
+def _merged_map(kept: pl.DataFrame, added: pl.DataFrame) -> pl.DataFrame:
+    """The sorted map ``kept`` (:func:`_sorted_map`) with the rows ``added`` put in
+    mention order, flagged sorted: each added row goes where a binary search of
+    ``kept`` puts it, and the rows are gathered once (at 7.2M rows, 0.2 s against
+    0.35 s to sort the whole map again). Equal mention IDs keep ``kept``'s rows first,
+    as a stable sort of ``kept`` then ``added`` would."""
+    if not kept["mention_id"].flags["SORTED_ASC"]:
+        return pl.concat([kept, added]).sort("mention_id", maintain_order=True)
+    added = added.select(kept.columns).cast(kept.schema).sort("mention_id", maintain_order=True)
+    col = kept["mention_id"]
+    at = col.search_sorted(added["mention_id"], side="right").to_numpy().astype(np.int64)
+    n = kept.height
+    order = np.insert(np.arange(n, dtype=np.int64), at, np.arange(n, n + added.height))
+    merged = pl.concat([kept, added]).select(pl.all().gather(pl.Series(order)))
+    return merged.with_columns(pl.col("mention_id").set_sorted())
 
 
 # ------------------------------------------------------------------ features
@@ -1061,12 +1079,12 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
         entity_type, to_assign, region_old, lambda c: _ever_issued(home, entity_type, prev, c)
     )
     n_events = record_id_events(home, entity_type, event_reasons(ids.events, ids.entities, active))
-    # Sorted again (the sort flags it for _map_rows): merging the few added rows into
-    # the kept ones, in mention order already, was no faster in a replay of a
-    # 1,000,000-person world's day.
-    entities = pl.concat(
-        [prev.filter(~pl.col("entity_id").is_in(region_ids)), grown_rows, ids.entities]
-    ).sort("mention_id")
+    # In mention order, flagged so for _map_rows: the few added rows merged into the
+    # kept ones (sorted already).
+    entities = _merged_map(
+        prev.filter(~pl.col("entity_id").is_in(region_ids)),
+        pl.concat([grown_rows, ids.entities]),
+    )
     timings["stable_ids"] = time.perf_counter() - t
 
     # Evidence: the new edges of the simple components are appended (their entities'
@@ -1080,7 +1098,10 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
     contrib = pl.concat([old_contrib, scored.select(old_contrib.columns)])
     kept_fb = kept_edges(ids.entities, region_edges, drep.must_edges)
     simple_edges = edges.join(fb_edges, on=["mention_id_l", "mention_id_r"], how="anti")
-    kept_simple = kept_edges(entities, simple_edges, None)
+    # The map's rows of the edges' ends only: joining the edges with all 7.2M rows cost
+    # 0.3 s.
+    simple_ends = pl.concat([simple_edges["mention_id_l"], simple_edges["mention_id_r"]])
+    kept_simple = kept_edges(_map_rows(entities, simple_ends), simple_edges, None)
     evidence = pl.concat(
         [
             model_evidence(kept_simple, scored).select(ev_columns),

@@ -177,6 +177,37 @@ def test_map_rows_by_binary_search_equal_a_filter() -> None:
         assert _map_rows(raw, wanted).sort("mention_id").equals(expected)
 
 
+def test_merged_map_equals_a_sort_of_both() -> None:
+    """The map with the added rows merged in by binary search equals the sort of both,
+    is flagged sorted (what _map_rows searches), whatever the added rows' order: empty
+    sides, added IDs before the first and after the last, between two kept ones; an
+    unflagged map is sorted whole."""
+    import random
+
+    from linkage.incremental import _map_rows, _merged_map, _sorted_map
+
+    rng = random.Random(11)
+    schema = {"mention_id": pl.String, "entity_id": pl.String}
+    for _ in range(300):
+        ids = rng.sample(range(100), rng.randint(0, 60))
+        cut = rng.randint(0, len(ids))
+        kept = pl.DataFrame(
+            {"mention_id": [f"M{i:03d}" for i in ids[:cut]], "entity_id": "K"}, schema=schema
+        )
+        added = pl.DataFrame(
+            {"mention_id": [f"M{i:03d}" for i in ids[cut:]], "entity_id": "A"}, schema=schema
+        )
+        expected = pl.concat([kept, added]).sort("mention_id")
+        merged = _merged_map(_sorted_map(kept), added)
+        assert merged.equals(expected)
+        assert merged["mention_id"].flags["SORTED_ASC"]
+        probe = pl.Series([f"M{rng.randint(0, 99):03d}" for _ in range(10)])
+        assert _map_rows(merged, probe).equals(
+            expected.filter(pl.col("mention_id").is_in(probe.implode()))
+        )
+        assert _merged_map(kept.reverse(), added).equals(expected)
+
+
 def test_new_legal_reps_from_the_new_files_equal_those_of_every_file(
     world: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
