@@ -25,9 +25,10 @@ def file_state(path: Path) -> str | None:
 
 
 def write(path: Path, frame: pl.DataFrame, state: str) -> None:
-    """Write ``frame`` with ``state`` (atomically)."""
+    """Write ``frame`` with ``state`` (atomically). LZ4: the 1M entity sizes of a
+    1,000,000-person world took 0.09 s with zstd, 0.04 s so (14 MB instead of 8)."""
     tmp = path.with_name(path.name + ".tmp")
-    frame.write_parquet(tmp, metadata={KEY: state})
+    frame.write_parquet(tmp, metadata={KEY: state}, compression="lz4")
     tmp.replace(path)
 
 
