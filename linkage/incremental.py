@@ -759,6 +759,23 @@ def _entity_components(prev: pl.DataFrame, new_ids: pl.Series, edges: pl.DataFra
     )
 
 
+def _keys_among(
+    home: Home, view: FeatureView, keys: pl.DataFrame, looked_up: pl.Series, ids: pl.Series
+) -> pl.DataFrame:
+    """The duplicate-free guard's keys of the mentions ``ids``, as
+    :func:`linkage.run.duplicate_free_keys` gives them: ``keys`` holds those of the
+    mentions ``looked_up``, and only the others are read. A mention's key is its own
+    (its row and its records), so the keys of the tentative clusters serve the region
+    as far as they reach (at 1M persons the whole region: a read of the stored rows and
+    the registers' records spared)."""
+    outside = ids.filter(~ids.is_in(looked_up.implode()))
+    out = keys.filter(pl.col("mention_id").is_in(ids.implode()))
+    if outside.len():
+        read = duplicate_free_keys(home, view.rows(outside, GUARD_COLUMNS), outside)
+        out = pl.concat([out, read])
+    return out
+
+
 def _tentative_clusters(prev: pl.DataFrame, comps: pl.DataFrame) -> pl.DataFrame:
     """Every component as a mention-level cluster (``mention_id, cluster_id``): the
     mentions of its existing entities and its new mentions."""
@@ -991,8 +1008,8 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
         ]
     )
     tentative = _tentative_clusters(prev, comps)
-    ids = tentative["mention_id"]
-    keys = duplicate_free_keys(home, view.rows(ids, GUARD_COLUMNS), ids)
+    tentative_ids = tentative["mention_id"]
+    keys = duplicate_free_keys(home, view.rows(tentative_ids, GUARD_COLUMNS), tentative_ids)
     offending = offending_clusters(tentative, keys)["cluster_id"]
     complex_ = comps.group_by("component").agg(
         (
@@ -1046,7 +1063,7 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
     )
     region_edges = pl.concat([old_edges, fb_edges])
     clusters = connected_components(nodes, region_edges)
-    fb_keys = duplicate_free_keys(home, view.rows(nodes, GUARD_COLUMNS), nodes)
+    fb_keys = _keys_among(home, view, keys, tentative_ids, nodes)
     clusters, refused = split_offending(clusters, region_edges, fb_keys)
     clusters, drep = apply_decisions(
         clusters, region_edges, active, fb_keys if active.height else None

@@ -785,3 +785,44 @@ def test_recorded_cross_edges_and_the_region_closure_over_them(world: dict) -> N
         inside = _region_edges(evidence, recorded, by_cross["mention_id"])
         want = scan_edges.unique(subset=cross_edges.ENDS).sort(cross_edges.ENDS)
         assert inside.sort(cross_edges.ENDS).equals(want.select(EDGE_COLUMNS))
+
+
+def test_guard_keys_among_those_looked_up_equal_a_lookup(world: dict) -> None:
+    """The region's duplicate-free keys taken from those of the tentative clusters'
+    mentions, and read for the others only, equal the keys read for the region whole:
+    region inside, partly outside and wholly outside the mentions looked up."""
+    import random
+
+    from linkage.incremental import GUARD_COLUMNS, FeatureView, _keys_among
+    from linkage.parts import linkage_parts
+    from linkage.run import duplicate_free_keys
+
+    home = world["home"]
+    stored = read_linkage(home, "person", "features")
+    over = stored.head(0).collect()
+    view = FeatureView(
+        stored, linkage_parts(home, "person", "features"), over, over["mention_id"], None
+    )
+    every = duplicate_free_keys(home, stored.select(GUARD_COLUMNS).collect())
+    keyed = sorted(every["mention_id"].unique().to_list())
+    unkeyed = sorted(
+        stored.select("mention_id")
+        .collect()
+        .filter(~pl.col("mention_id").is_in(keyed))["mention_id"]
+        .to_list()
+    )
+    assert len(keyed) > 40 and len(unkeyed) > 40
+    rng = random.Random(5)
+    with_keys, without = rng.sample(keyed, 40), rng.sample(unkeyed, 40)
+    looked_up = pl.Series(with_keys[:20] + without[:20])
+    others = with_keys[20:] + without[20:]
+    keys = duplicate_free_keys(home, view.rows(looked_up, GUARD_COLUMNS), looked_up)
+    for n_out in (0, 20, 40):
+        ids = pl.Series(rng.sample(looked_up.to_list(), 20 if n_out < 40 else 0), dtype=pl.String)
+        ids = pl.concat([ids, pl.Series(rng.sample(others, n_out), dtype=pl.String)])
+        want = duplicate_free_keys(home, view.rows(ids, GUARD_COLUMNS), ids)
+        got = _keys_among(home, view, keys, looked_up, ids)
+        # Keys of mentions outside those looked up are among the wanted ones.
+        outside = want.filter(~pl.col("mention_id").is_in(looked_up.implode()))
+        assert (outside.height > 0) == (n_out > 0), n_out
+        assert got.sort("mention_id").equals(want.sort("mention_id")), n_out
