@@ -702,7 +702,9 @@ def _region(prev: pl.DataFrame, seeds: pl.Series, cross: pl.DataFrame) -> pl.Dat
     if ents.is_empty():
         return prev.clear()
     # Within an entity an edge adds nothing: the closure only follows crossing ones.
-    ends = cross_edges.with_entities(cross, prev).collect()
+    # (The map's rows of their ends only: a join with all 7.2M rows took ~0.1 s.)
+    cross_ends = pl.concat([cross["mention_id_l"], cross["mention_id_r"]])
+    ends = cross_edges.with_entities(cross, _map_rows(prev, cross_ends)).collect()
     while True:
         within = ents.implode()
         more = pl.concat(
@@ -1168,14 +1170,14 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
         sizes_before = entity_sizes.count(prev.rename({"entity_id": "cluster_id"}))
     sizes_after = entity_sizes.updated(sizes_before, entities, region_old["entity_id"], touched)
     entity_sizes.record(home, entity_type, sizes_after)
+    reconsidered = pl.concat([old_edges.select(EDGE_COLUMNS), edges.select(EDGE_COLUMNS)])
+    # (The map's rows of their ends only: all the update looks at.)
+    ends = pl.concat([reconsidered["mention_id_l"], reconsidered["mention_id_r"]])
     cross_edges.record(
         home,
         entity_type,
         cross_edges.updated(
-            cross_before,
-            region_old["mention_id"],
-            pl.concat([old_edges.select(EDGE_COLUMNS), edges.select(EDGE_COLUMNS)]),
-            entities,
+            cross_before, region_old["mention_id"], reconsidered, _map_rows(entities, ends)
         ),
     )
     changed_map = entities.filter(pl.col("entity_id").is_in(touched.implode())).rename(
