@@ -781,10 +781,14 @@ def _keys_among(
 def _tentative_clusters(prev: pl.DataFrame, comps: pl.DataFrame) -> pl.DataFrame:
     """Every component as a mention-level cluster (``mention_id, cluster_id``): the
     mentions of its existing entities and its new mentions."""
-    old = prev.join(
-        comps.filter("old").select(pl.col("node").alias("entity_id"), "component"),
-        on="entity_id",
-    ).select("mention_id", pl.col("component").alias("cluster_id"))
+    olds = comps.filter("old").select(pl.col("node").alias("entity_id"), "component")
+    # Their rows first (a filter of the map), then the join: a join with all 7.2M rows
+    # took 0.06-0.09 s, the filter 0.03 s.
+    old = (
+        prev.filter(pl.col("entity_id").is_in(olds["entity_id"].implode()))
+        .join(olds, on="entity_id")
+        .select("mention_id", pl.col("component").alias("cluster_id"))
+    )
     new = comps.filter(~pl.col("old")).select(
         pl.col("node").alias("mention_id"), pl.col("component").alias("cluster_id")
     )
@@ -1035,7 +1039,7 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
         fb_nodes = comps.filter(pl.col("component").is_in(fallback.implode()))
         seeds = pl.concat(
             [
-                prev.join(fb_nodes.filter("old").select(entity_id="node"), on="entity_id")[
+                prev.filter(pl.col("entity_id").is_in(fb_nodes.filter("old")["node"].implode()))[
                     "mention_id"
                 ],
                 fb_nodes.filter(~pl.col("old"))["node"],
