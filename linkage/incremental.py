@@ -101,7 +101,7 @@ from linkage.parts import (
 )
 from linkage.report import ENTITY_TYPES, append_linkage, read_linkage, write_entity_maps
 from linkage.run import duplicate_free_keys, entity_features
-from linkage.score_store import map_state, record_increment
+from linkage.score_store import map_state, members_file, record_increment
 from linkage.stable_ids import assign_entity_ids
 from tessera.config import Home
 from tessera.timing import Laps
@@ -987,6 +987,7 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
         pl.DataFrame({"entity_id": []}, schema={"entity_id": pl.String}).write_parquet(
             touched_path(home, entity_type)
         )
+        prev.clear().write_parquet(members_file(home, entity_type))
         record_increment(home, entity_type, before, [])
         record_linked_files(home, entity_type, seen)
         return stats | {
@@ -1162,6 +1163,10 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
     new_rows = _map_rows(entities, new_ids)
     touched = pl.concat([new_rows["entity_id"], ids.entities["entity_id"]]).unique()
     touched.to_frame("entity_id").sort("entity_id").write_parquet(touched_path(home, entity_type))
+    # Their rows of the map, for the evaluation (linkage.score_store: no scan of the map
+    # for them) and the checks below.
+    touched_rows = entities.filter(pl.col("entity_id").is_in(touched.implode()))
+    touched_rows.write_parquet(members_file(home, entity_type))
     record_increment(home, entity_type, before, region_old["entity_id"])
     record_linked_files(home, entity_type, seen)
     timings["write"] = time.perf_counter() - t
@@ -1186,9 +1191,7 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
             cross_before, region_old["mention_id"], reconsidered, _map_rows(entities, ends)
         ),
     )
-    changed_map = entities.filter(pl.col("entity_id").is_in(touched.implode())).rename(
-        {"entity_id": "cluster_id"}
-    )
+    changed_map = touched_rows.rename({"entity_id": "cluster_id"})
     bad = offending_clusters(changed_map, pl.concat([keys, fb_keys]).unique())["cluster_id"]
     duplicate_free = {
         "entities": bad.len(),

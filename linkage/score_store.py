@@ -14,8 +14,10 @@ truth store's lineage and generation (:func:`linkage.truth.update_truth_store`).
 
 A daily run changes two things. The incremental link (:mod:`linkage.incremental`)
 changes some clusters: it names them in ``<type>_touched.parquet`` (grown, new or
-rebuilt) and, in ``<type>_touched.json`` (:func:`record_increment`), the clusters it
-took apart (the region) and the map's state before and after it. The truth store
+rebuilt), writes their rows of the map to ``<type>_touched_members.parquet`` (read
+instead of scanning the map for them when the record names that file as it is) and,
+in ``<type>_touched.json`` (:func:`record_increment`), the clusters it took apart (the
+region) and the map's state before and after it. The truth store
 logs the mentions whose label (entity, ``collapsed``, ``amb``) it added or changed.
 The clusters to rescore are the touched and taken-apart ones, those of the relabelled
 mentions and the singletons of their mentions; the entities to rescore are those in
@@ -62,6 +64,9 @@ from tessera.config import Home
 
 STORE_VERSION = 1
 INCREMENT_VERSION = 1
+# At most this many mention IDs are looked up in the map as values (DuckDB skips the
+# row groups that cannot hold them: 27 IDs 0.06 s at 7.2M rows, 300 as slow as a scan).
+MAX_LOOKUP = 100
 # As the truth store: past MAX_PARTS parts, or MAX_DELTA_SHARE of the base's rows in
 # the later parts, the groups are rewritten as one file.
 MAX_PARTS = 16
@@ -83,6 +88,12 @@ def _linkage_file(home: Home, entity_type: str, kind: str, ext: str = "parquet")
 def touched_file(home: Home, entity_type: str) -> Path:
     """``<type>_touched.parquet`` (``linkage.incremental.touched_path``)."""
     return _linkage_file(home, entity_type, "touched")
+
+
+def members_file(home: Home, entity_type: str) -> Path:
+    """``<type>_touched_members.parquet``: the touched entities' rows of the map
+    (``mention_id, entity_id``), written by the incremental link with the touched file."""
+    return _linkage_file(home, entity_type, "touched_members")
 
 
 def increment_file(home: Home, entity_type: str) -> Path:
@@ -117,6 +128,9 @@ def record_increment(
         "before": before,
         "after": map_state(home, entity_type),
         "touched": file_state(touched_file(home, entity_type)),
+        # Optional (an older record lacks it): the touched entities' map rows, which spare
+        # the evaluation a scan of the map for them.
+        "members": file_state(members_file(home, entity_type)),
         "region": sorted({str(e) for e in region}),
         "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -240,7 +254,14 @@ def _plan(
         raise _Full("the touched file is missing or not the last increment's")
     if rec["before"] != old["map"]:
         raise _Full("the last increment did not start from the scored clusters")
-    return plan | {"touched": touched_file(home, entity_type), "region": rec["region"]}
+    # The touched entities' map rows as the link wrote them, when they are of this map.
+    members = members_file(home, entity_type)
+    known = rec.get("members") is not None and rec["members"] == file_state(members)
+    return plan | {
+        "touched": touched_file(home, entity_type),
+        "region": rec["region"],
+        "members": members if known else None,
+    }
 
 
 def _groups_sql(d: Path, parts: list[list[Any]]) -> str:
@@ -325,13 +346,46 @@ def _increment(
     # The clusters to rescore: the touched and taken-apart ones, the relabelled
     # mentions' clusters, and the singletons of all those mentions (a mention listed
     # now was a singleton if unlisted before; an unlisted relabelled one is one now).
+    if plan.get("members") is not None:
+        # The touched entities' rows as the link wrote them (every surviving region
+        # entity is touched, a retired one has no rows), and the rows of the relabelled
+        # mentions outside them: a scan of the map spared (0.2 s at 7.2M rows), and
+        # when those are few, looked up by value in the map (sorted by mention ID).
+        run_sql(
+            con,
+            "CREATE OR REPLACE TEMP TABLE _ss_hit AS SELECT mention_id::VARCHAR AS mention_id, "
+            f"entity_id::VARCHAR AS cluster_id FROM {read_parquet_sql([plan['members']])}",
+        )
+        run_sql(
+            con,
+            "CREATE OR REPLACE TEMP TABLE _ss_outside AS "
+            "SELECT mention_id FROM _ss_changed ANTI JOIN _ss_hit USING (mention_id)",
+        )
+        outside = [r[0] for r in con.execute("SELECT mention_id FROM _ss_outside").fetchall()]
+        if outside:
+            few = len(outside) <= MAX_LOOKUP
+            where = (
+                f"WHERE mention_id IN ({', '.join('?' * len(outside))})"
+                if few
+                else "SEMI JOIN _ss_outside USING (mention_id)"
+            )
+            run_sql(
+                con,
+                f"INSERT INTO _ss_hit SELECT mention_id, {cluster_key} FROM {clusters} {where}",
+                outside if few else None,
+            )
+    else:
+        run_sql(
+            con,
+            f"""
+            CREATE OR REPLACE TEMP TABLE _ss_hit AS
+            SELECT mention_id, {cluster_key} AS cluster_id FROM {clusters}
+            WHERE {cluster_key} IN (SELECT cluster_id FROM _ss_touched)
+               OR mention_id IN (SELECT mention_id FROM _ss_changed)""",
+        )
     run_sql(
         con,
-        f"""
-        CREATE OR REPLACE TEMP TABLE _ss_hit AS
-        SELECT mention_id, {cluster_key} AS cluster_id FROM {clusters}
-        WHERE {cluster_key} IN (SELECT cluster_id FROM _ss_touched)
-           OR mention_id IN (SELECT mention_id FROM _ss_changed);
+        """
         CREATE OR REPLACE TEMP TABLE _ss_extra AS
         SELECT DISTINCT cluster_id FROM _ss_hit
         WHERE mention_id IN (SELECT mention_id FROM _ss_changed)

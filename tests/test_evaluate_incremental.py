@@ -88,6 +88,14 @@ def link_day(home: Home) -> dict[str, Any]:
         assert rec is not None
         assert rec["after"] == ss.map_state(home, t)
         assert rec["touched"] == ss.file_state(ss.touched_file(home, t))
+        # The touched entities' map rows, as written: those of the map.
+        assert rec["members"] == ss.file_state(ss.members_file(home, t))
+        touched = pl.read_parquet(ss.touched_file(home, t))["entity_id"]
+        want = pl.read_parquet(home.lake / "linkage" / f"{t}_entities.parquet").filter(
+            pl.col("entity_id").is_in(touched.implode())
+        )
+        got = pl.read_parquet(ss.members_file(home, t))
+        assert got.sort("mention_id").equals(want.sort("mention_id"))
     return stats
 
 
@@ -266,3 +274,33 @@ def test_the_increment_record_names_what_the_link_changed(world: dict) -> None:
         assert rec["touched"] == ss.file_state(ss.touched_file(home, t))
         assert rec["before"] != rec["after"]
         assert json.loads(ss.increment_file(home, t).read_text())["region"] == rec["region"]
+
+
+def _members_rewritten(home: Home) -> None:
+    for t in ENTITY_TYPES:
+        path = ss.members_file(home, t)
+        pl.read_parquet(path).head(1).write_parquet(path)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda h: _unlink(h, "{t}_touched_members.parquet"),
+        _members_rewritten,
+        None,  # as written, every relabelled mention outside looked up by a join
+    ],
+    ids=["members missing", "members rewritten", "many outside"],
+)
+def test_the_touched_members_or_a_scan_give_the_full_scores(
+    world: dict, change: Callable[[Home], None] | None, tmp_path: Path, monkeypatch
+) -> None:
+    """From the state after the day-3 link: the touched entities' rows from the link's
+    file (the relabelled mentions outside them looked up in the map by a join, not by
+    value), or from a scan of the map when the file is missing or not the one recorded,
+    carry the sums to the full scoring's figures."""
+    home = snapshot(world["after_link_not_scored"], tmp_path)
+    if change is None:
+        monkeypatch.setattr(ss, "MAX_LOOKUP", 0)
+    else:
+        change(home)
+    evaluate_and_check(home, "incremental", "increment")
