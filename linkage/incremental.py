@@ -163,6 +163,13 @@ def _map_rows(sorted_map: pl.DataFrame, ids: pl.Series) -> pl.DataFrame:
     return rows.filter(rows["mention_id"] == ids.cast(col.dtype))
 
 
+def _ends_rows(sorted_map: pl.DataFrame, edges: pl.DataFrame) -> pl.DataFrame:
+    """The rows of ``sorted_map`` of the ``edges``' ends (``mention_id_l``,
+    ``mention_id_r``), by :func:`_map_rows`: all a join of the edges with the map looks
+    at, without a join with its 7.2M rows."""
+    return _map_rows(sorted_map, pl.concat([edges["mention_id_l"], edges["mention_id_r"]]))
+
+
 def _merged_map(kept: pl.DataFrame, added: pl.DataFrame) -> pl.DataFrame:
     """The sorted map ``kept`` (:func:`_sorted_map`) with the rows ``added`` put in
     mention order, flagged sorted: each added row goes where a binary search of
@@ -705,8 +712,7 @@ def _region(prev: pl.DataFrame, seeds: pl.Series, cross: pl.DataFrame) -> pl.Dat
         return prev.clear()
     # Within an entity an edge adds nothing: the closure only follows crossing ones.
     # (The map's rows of their ends only: a join with all 7.2M rows took ~0.1 s.)
-    cross_ends = pl.concat([cross["mention_id_l"], cross["mention_id_r"]])
-    ends = cross_edges.with_entities(cross, _map_rows(prev, cross_ends)).collect()
+    ends = cross_edges.with_entities(cross, _ends_rows(prev, cross)).collect()
     while True:
         within = ents.implode()
         more = pl.concat(
@@ -746,9 +752,8 @@ def _entity_components(prev: pl.DataFrame, new_ids: pl.Series, edges: pl.DataFra
     """Connected components over the new edges at entity level: each existing entity
     a new edge reaches is one node (its ID), each new mention one node. Returns
     ``node, component, old`` (``old``: the node is an existing entity)."""
-    ends = pl.concat([edges["mention_id_l"], edges["mention_id_r"]]).unique()
     # The map's rows of the edges' ends only (a search of the map), then small joins.
-    ent = _map_rows(prev.select("mention_id", "entity_id"), ends)
+    ent = _ends_rows(prev.select("mention_id", "entity_id"), edges)
     e = cross_edges.with_entities(edges, ent).collect()
     old_nodes = pl.concat([e["e_l"], e["e_r"]]).drop_nulls().unique()
     node_edges = e.select(
@@ -817,7 +822,7 @@ def _simple_review(
         & ~(pl.col("mention_id_l").is_in(region) & pl.col("mention_id_r").is_in(region))
     ).select(EDGE_COLUMNS)
     # The map's rows of the pairs' ends (a search of the map in mention order), joined.
-    ends = _map_rows(ent, pl.concat([pairs["mention_id_l"], pairs["mention_id_r"]]))
+    ends = _ends_rows(ent, pairs)
     el = ends.rename({"mention_id": "mention_id_l", "entity_id": "entity_id_l"})
     er = ends.rename({"mention_id": "mention_id_r", "entity_id": "entity_id_r"})
     uncertain = (
@@ -905,10 +910,7 @@ def _review(
     # Uncertain pairs reaching out of the region: same pair, current entity IDs (the
     # map's rows of their ends, searched).
     reaching = old_review.filter(touches & (pl.col("kind") == "uncertain"))
-    ent = _map_rows(
-        entities.select("mention_id", "entity_id"),
-        pl.concat([reaching["mention_id_l"], reaching["mention_id_r"]]),
-    )
+    ent = _ends_rows(entities.select("mention_id", "entity_id"), reaching)
     across = (
         reaching.drop("entity_id_l", "entity_id_r")
         .join(
@@ -1126,8 +1128,7 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
     simple_edges = edges.join(fb_edges, on=["mention_id_l", "mention_id_r"], how="anti")
     # The map's rows of the edges' ends only: joining the edges with all 7.2M rows cost
     # ~0.1 s (the evidence step 0.24-0.26 -> 0.12-0.14 s).
-    simple_ends = pl.concat([simple_edges["mention_id_l"], simple_edges["mention_id_r"]])
-    kept_simple = kept_edges(_map_rows(entities, simple_ends), simple_edges, None)
+    kept_simple = kept_edges(_ends_rows(entities, simple_edges), simple_edges, None)
     evidence = pl.concat(
         [
             model_evidence(kept_simple, scored).select(ev_columns),
@@ -1183,12 +1184,11 @@ def link_incremental(home: Home, entity_type: str) -> dict[str, Any]:
     entity_sizes.record(home, entity_type, sizes_after)
     reconsidered = pl.concat([old_edges.select(EDGE_COLUMNS), edges.select(EDGE_COLUMNS)])
     # (The map's rows of their ends only: all the update looks at.)
-    ends = pl.concat([reconsidered["mention_id_l"], reconsidered["mention_id_r"]])
     cross_edges.record(
         home,
         entity_type,
         cross_edges.updated(
-            cross_before, region_old["mention_id"], reconsidered, _map_rows(entities, ends)
+            cross_before, region_old["mention_id"], reconsidered, _ends_rows(entities, reconsidered)
         ),
     )
     changed_map = touched_rows.rename({"entity_id": "cluster_id"})
