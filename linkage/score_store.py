@@ -361,18 +361,18 @@ def _increment(
             "CREATE OR REPLACE TEMP TABLE _ss_outside AS "
             "SELECT mention_id FROM _ss_changed ANTI JOIN _ss_hit USING (mention_id)",
         )
-        outside = [r[0] for r in con.execute("SELECT mention_id FROM _ss_outside").fetchall()]
-        if outside:
-            few = len(outside) <= MAX_LOOKUP
-            where = (
-                f"WHERE mention_id IN ({', '.join('?' * len(outside))})"
-                if few
-                else "SEMI JOIN _ss_outside USING (mention_id)"
-            )
+        n_outside = _count(con, "_ss_outside")
+        if n_outside:
+            where, values = "SEMI JOIN _ss_outside USING (mention_id)", None
+            if n_outside <= MAX_LOOKUP:
+                values = [
+                    r[0] for r in con.execute("SELECT mention_id FROM _ss_outside").fetchall()
+                ]
+                where = f"WHERE mention_id IN ({', '.join('?' * n_outside)})"
             run_sql(
                 con,
                 f"INSERT INTO _ss_hit SELECT mention_id, {cluster_key} FROM {clusters} {where}",
-                outside if few else None,
+                values,
             )
     else:
         run_sql(
